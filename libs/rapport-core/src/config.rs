@@ -1,0 +1,109 @@
+//! Configuration shared by every service binary.
+//!
+//! Every setting is a command-line flag with an environment variable and a
+//! default, so `--help` on any binary documents all of them in one place.
+//! Each service flattens these groups into its own `clap::Parser`.
+
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+/// How the gRPC server limits and times out work.
+#[derive(Debug, Clone, Args)]
+pub struct ServerConfig {
+    /// Longest time one call may take before it fails with DEADLINE_EXCEEDED
+    /// (a shorter `grpc-timeout` from the client wins).
+    #[arg(long, env = "RAPPORT_REQUEST_TIMEOUT_MS", default_value_t = 30_000)]
+    pub request_timeout_ms: u64,
+    /// Calls served at once across all connections; more wait their turn.
+    #[arg(long, env = "RAPPORT_MAX_CONCURRENT_REQUESTS", default_value_t = 1024)]
+    pub max_concurrent_requests: usize,
+    /// HTTP/2 streams one connection may have open at once.
+    #[arg(long, env = "RAPPORT_MAX_CONCURRENT_STREAMS", default_value_t = 256)]
+    pub max_concurrent_streams: u32,
+    /// Largest request message accepted, in bytes, after decompression.
+    #[arg(long, env = "RAPPORT_MAX_MESSAGE_BYTES", default_value_t = 8 * 1024 * 1024)]
+    pub max_message_bytes: usize,
+    /// How long in-flight calls may take to finish after SIGINT/SIGTERM.
+    #[arg(long, env = "RAPPORT_SHUTDOWN_GRACE_MS", default_value_t = 20_000)]
+    pub shutdown_grace_ms: u64,
+}
+
+impl ServerConfig {
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            request_timeout_ms: 30_000,
+            max_concurrent_requests: 1024,
+            max_concurrent_streams: 256,
+            max_message_bytes: 8 * 1024 * 1024,
+            shutdown_grace_ms: 20_000,
+        }
+    }
+}
+
+/// Where the service's data lives.
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseConfig {
+    /// PostgreSQL URL the service works with. Its role must be subject to
+    /// row-level security (no superuser, no BYPASSRLS); the service refuses
+    /// to start otherwise.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: String,
+    /// PostgreSQL URL of a role allowed to create the service's schema and
+    /// roles. When set, the service applies its migrations at start-up with
+    /// it; when not, the schema must already be migrated.
+    #[arg(long, env = "RAPPORT_MIGRATE_DATABASE_URL")]
+    pub migrate_database_url: Option<String>,
+    /// Largest number of pooled connections.
+    #[arg(long, env = "RAPPORT_DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
+    pub database_max_connections: u32,
+}
+
+/// The key that verifies (and, in the gateway, mints) internal credentials.
+#[derive(Clone, Args)]
+pub struct CredentialConfig {
+    /// Shared secret (at least 32 bytes) for the internal credential the
+    /// gateway mints and services verify.
+    #[arg(long, env = "RAPPORT_CREDENTIAL_SECRET", hide_env_values = true)]
+    pub credential_secret: String,
+}
+
+impl std::fmt::Debug for CredentialConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CredentialConfig").finish_non_exhaustive()
+    }
+}
+
+/// Log output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// Logs and traces.
+#[derive(Debug, Clone, Args)]
+pub struct TelemetryConfig {
+    /// Log format.
+    #[arg(long, env = "RAPPORT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Log filter in `tracing` syntax, such as `info` or `rapport_contacts=debug`.
+    #[arg(long, env = "RUST_LOG", default_value = "info")]
+    pub log_filter: String,
+    /// OTLP/gRPC endpoint for traces, such as `http://127.0.0.1:4317`;
+    /// traces are not exported when unset.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+}

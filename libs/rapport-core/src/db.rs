@@ -1,0 +1,90 @@
+//! PostgreSQL: the service's pool, its migrations, and tenant transactions.
+//!
+//! Row-level security isolates tenants: every tenant-owned table has a
+//! policy comparing `tenant_id` with the `app.tenant_id` setting, which
+//! [`begin_tenant`] sets for one transaction only (never for the pooled
+//! session). Without the setting the policy errors instead of matching all
+//! rows. Services log in as a role that owns no table and has no BYPASSRLS,
+//! which [`connect`] checks.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{AssertSqlSafe, PgPool, Postgres, Transaction};
+use uuid::Uuid;
+
+use crate::config::DatabaseConfig;
+
+/// Applies the migrations (when configured to), then opens the service's
+/// pool and checks that row-level security binds its role.
+pub async fn connect(config: &DatabaseConfig, migrator: &Migrator) -> anyhow::Result<PgPool> {
+    if let Some(url) = &config.migrate_database_url {
+        migrate(url, migrator).await?;
+    }
+    let options: PgConnectOptions = config
+        .database_url
+        .parse()
+        .context("DATABASE_URL is not a valid PostgreSQL URL")?;
+    let pool = PgPoolOptions::new()
+        .max_connections(config.database_max_connections)
+        .min_connections(1)
+        .acquire_timeout(Duration::from_secs(5))
+        .idle_timeout(Duration::from_secs(300))
+        .connect_with(options)
+        .await
+        .context("connecting to PostgreSQL with DATABASE_URL")?;
+    ensure_row_security_applies(&pool).await?;
+    Ok(pool)
+}
+
+/// Runs `migrator` with a schema owner's URL, then closes that connection.
+pub async fn migrate(url: &str, migrator: &Migrator) -> anyhow::Result<()> {
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(url)
+        .await
+        .context("connecting to PostgreSQL with the migration URL")?;
+    migrator.run(&pool).await.context("applying migrations")?;
+    pool.close().await;
+    Ok(())
+}
+
+/// Refuses a role that row-level security does not bind, since every
+/// tenant boundary in Rapport rests on it.
+async fn ensure_row_security_applies(pool: &PgPool) -> anyhow::Result<()> {
+    let (role, superuser, bypass): (String, bool, bool) = sqlx::query_as(
+        "SELECT rolname::text, rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user",
+    )
+    .fetch_one(pool)
+    .await
+    .context("reading the database role")?;
+    anyhow::ensure!(
+        !superuser && !bypass,
+        "DATABASE_URL logs in as {role:?}, which bypasses row-level security; \
+         use the service's own role (see README, \"Database roles\")"
+    );
+    Ok(())
+}
+
+/// Begins a transaction in which row-level security shows only `tenant`'s rows.
+///
+/// `BEGIN` and the tenant setting travel in one round trip. Inlining the id
+/// is safe: a `Uuid` prints as hex digits and dashes only.
+pub async fn begin_tenant(
+    pool: &PgPool,
+    tenant: Uuid,
+) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+    pool.begin_with(AssertSqlSafe(format!(
+        "BEGIN; SELECT set_config('app.tenant_id', '{tenant}', true)"
+    )))
+    .await
+}
+
+/// Whether `error` is a violation of the unique constraint or index `name`.
+pub fn is_unique_violation(error: &sqlx::Error, name: &str) -> bool {
+    error
+        .as_database_error()
+        .is_some_and(|db| db.is_unique_violation() && db.constraint() == Some(name))
+}

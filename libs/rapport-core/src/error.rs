@@ -1,0 +1,257 @@
+//! The one error type services return, and how it becomes a `tonic::Status`.
+//!
+//! Each error has a gRPC code, a stable machine-readable `reason` (sent as
+//! `google.rpc.ErrorInfo`), and a message a person can act on. Bad input
+//! carries `google.rpc.BadRequest` field violations. Internal errors are
+//! logged with their cause and returned with the request id only, never
+//! their text.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, FieldViolation, StatusExt as _};
+
+use crate::request_id;
+
+/// `google.rpc.ErrorInfo.domain` of every Rapport error.
+pub const ERROR_DOMAIN: &str = "rapport";
+
+#[derive(Debug)]
+pub struct ApiError {
+    code: Code,
+    reason: &'static str,
+    message: String,
+    metadata: HashMap<String, String>,
+    violations: Vec<FieldViolation>,
+    retry_after: Option<Duration>,
+    source: Option<anyhow::Error>,
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    fn new(code: Code, reason: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            reason,
+            message: message.into(),
+            metadata: HashMap::new(),
+            violations: Vec::new(),
+            retry_after: None,
+            source: None,
+        }
+    }
+
+    /// INVALID_ARGUMENT for one field.
+    pub fn invalid_field(field: impl Into<String>, description: impl Into<String>) -> Self {
+        let mut violations = Violations::default();
+        violations.add(field, description);
+        violations.into_error()
+    }
+
+    pub fn not_found(reason: &'static str, message: impl Into<String>) -> Self {
+        Self::new(Code::NotFound, reason, message)
+    }
+
+    pub fn already_exists(reason: &'static str, message: impl Into<String>) -> Self {
+        Self::new(Code::AlreadyExists, reason, message)
+    }
+
+    /// The request is valid but the resource is not in a state that allows
+    /// it, such as a stale etag.
+    pub fn failed_precondition(reason: &'static str, message: impl Into<String>) -> Self {
+        Self::new(Code::FailedPrecondition, reason, message)
+    }
+
+    pub fn permission_denied(reason: &'static str, message: impl Into<String>) -> Self {
+        Self::new(Code::PermissionDenied, reason, message)
+    }
+
+    pub fn unauthenticated(reason: &'static str, message: impl Into<String>) -> Self {
+        Self::new(Code::Unauthenticated, reason, message)
+    }
+
+    pub fn resource_exhausted(
+        reason: &'static str,
+        message: impl Into<String>,
+        retry_after: Duration,
+    ) -> Self {
+        let mut error = Self::new(Code::ResourceExhausted, reason, message);
+        error.retry_after = Some(retry_after);
+        error
+    }
+
+    pub fn unavailable(reason: &'static str, message: impl Into<String>) -> Self {
+        Self::new(Code::Unavailable, reason, message)
+    }
+
+    /// A failure that is ours, not the caller's. `source` is logged, not sent.
+    pub fn internal(source: impl Into<anyhow::Error>) -> Self {
+        let mut error = Self::new(Code::Internal, "INTERNAL", "internal error");
+        error.source = Some(source.into());
+        error
+    }
+
+    /// Adds a key to the `ErrorInfo` metadata, such as the id of the
+    /// resource a caller should use instead.
+    pub fn with_metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.metadata.insert(key.into(), value.into());
+        self
+    }
+
+    pub fn code(&self) -> Code {
+        self.code
+    }
+
+    pub fn reason(&self) -> &'static str {
+        self.reason
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}: {}", self.code, self.message)
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(error: sqlx::Error) -> Self {
+        match error {
+            sqlx::Error::PoolTimedOut => Self::unavailable(
+                "DATABASE_BUSY",
+                "the service is overloaded; retry with backoff",
+            ),
+            other => Self::internal(other),
+        }
+    }
+}
+
+impl From<ApiError> for Status {
+    fn from(error: ApiError) -> Self {
+        let request_id = request_id::current();
+        let message = match (&error.source, &request_id) {
+            (Some(source), Some(id)) => {
+                tracing::error!(request_id = %id, error = format!("{source:#}"), "internal error");
+                format!("internal error (request id {id})")
+            }
+            (Some(source), None) => {
+                tracing::error!(error = format!("{source:#}"), "internal error");
+                error.message
+            }
+            (None, _) => error.message,
+        };
+        let mut details = ErrorDetails::new();
+        details.set_error_info(error.reason, ERROR_DOMAIN, error.metadata);
+        if !error.violations.is_empty() {
+            details.set_bad_request(error.violations);
+        }
+        if let Some(delay) = error.retry_after {
+            details.set_retry_info(Some(delay));
+        }
+        Status::with_error_details(error.code, message, details)
+    }
+}
+
+/// Collects every problem with a request before failing, so a caller can fix
+/// them all at once.
+#[derive(Debug, Default)]
+pub struct Violations {
+    list: Vec<FieldViolation>,
+}
+
+impl Violations {
+    pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
+        self.list.push(FieldViolation::new(field, description));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// `Ok` when nothing was added, else the INVALID_ARGUMENT error.
+    pub fn check(self) -> ApiResult<()> {
+        if self.list.is_empty() {
+            Ok(())
+        } else {
+            Err(self.into_error())
+        }
+    }
+
+    fn into_error(self) -> ApiError {
+        // The message names every field so that even a client that ignores
+        // status details learns what to fix.
+        let summary = self
+            .list
+            .iter()
+            .map(|v| format!("{}: {}", v.field, v.description))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let mut error = ApiError::new(
+            Code::InvalidArgument,
+            "INVALID_ARGUMENT",
+            format!("invalid request: {summary}"),
+        );
+        error.violations = self.list;
+        error
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_argument_names_every_field_in_message_and_details() {
+        let mut violations = Violations::default();
+        violations.add("contact.email", "must be an email address");
+        violations.add("contact.phone", "must be E.164");
+        let status = Status::from(violations.check().unwrap_err());
+
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(status.message().contains("contact.email"));
+        assert!(status.message().contains("contact.phone"));
+        let details = status.get_error_details();
+        let fields: Vec<_> = details
+            .bad_request()
+            .unwrap()
+            .field_violations
+            .iter()
+            .map(|v| v.field.as_str())
+            .collect();
+        assert_eq!(fields, ["contact.email", "contact.phone"]);
+    }
+
+    #[test]
+    fn internal_error_text_is_not_sent() {
+        let status = Status::from(ApiError::internal(anyhow::anyhow!(
+            "relation contacts.secret does not exist"
+        )));
+        assert_eq!(status.code(), Code::Internal);
+        assert!(!status.message().contains("secret"));
+    }
+
+    #[test]
+    fn error_info_carries_reason_and_metadata() {
+        let status = Status::from(
+            ApiError::not_found("CONTACT_MERGED", "merged").with_metadata("survivor_id", "x"),
+        );
+        let details = status.get_error_details();
+        let info = details.error_info().unwrap();
+        assert_eq!(info.reason, "CONTACT_MERGED");
+        assert_eq!(info.domain, ERROR_DOMAIN);
+        assert_eq!(info.metadata["survivor_id"], "x");
+    }
+
+    #[test]
+    fn resource_exhausted_carries_retry_delay() {
+        let status = Status::from(ApiError::resource_exhausted(
+            "RATE_LIMITED",
+            "slow down",
+            Duration::from_millis(250),
+        ));
+        let details = status.get_error_details();
+        let delay = details.retry_info().unwrap().retry_delay.unwrap();
+        assert_eq!(delay, Duration::from_millis(250));
+    }
+}

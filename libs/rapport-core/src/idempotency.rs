@@ -1,0 +1,127 @@
+//! Idempotent retries keyed by a client's `request_id` (AIP-155).
+//!
+//! The first call with a given id stores its response in the same
+//! transaction as its effect; a retry within the retention window gets that
+//! response back without doing the work again. Calls with the same id are
+//! serialized by a transaction-scoped advisory lock, so two concurrent
+//! retries cannot both do the work. Reusing an id for a different request
+//! is an error rather than a silent replay.
+
+use prost::Message;
+use sha2::{Digest as _, Sha256};
+use sqlx::{AssertSqlSafe, PgConnection};
+use uuid::Uuid;
+
+use crate::error::{ApiError, ApiResult};
+
+/// How long a request id is remembered.
+pub const RETENTION: &str = "24 hours";
+
+/// Longest accepted request id.
+pub const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// The idempotency table of one service schema. The table has the columns
+/// `(tenant_id uuid, operation text, request_id text, request_hash bytea,
+/// response bytea, subject_ids uuid[], create_time timestamptz)` with
+/// primary key `(tenant_id, operation, request_id)` and row-level security.
+#[derive(Debug, Clone, Copy)]
+pub struct IdempotencyTable {
+    /// Schema-qualified table name, such as `contacts.idempotency_keys`.
+    pub table: &'static str,
+}
+
+/// A claimed request id: either the stored response of an earlier call, or
+/// the right to do the work and then [`Claim::complete`] it.
+pub enum Claim<R> {
+    Replay(R),
+    Fresh(FreshClaim),
+}
+
+pub struct FreshClaim {
+    table: &'static str,
+    operation: &'static str,
+    request_id: String,
+    request_hash: Vec<u8>,
+}
+
+impl IdempotencyTable {
+    /// Claims `request_id` for `operation` inside the caller's tenant
+    /// transaction. Blocks while another transaction holds the same id.
+    pub async fn claim<R: Message + Default>(
+        &self,
+        tx: &mut PgConnection,
+        tenant: Uuid,
+        operation: &'static str,
+        request_id: &str,
+        request: &impl Message,
+    ) -> ApiResult<Claim<R>> {
+        let request_hash = Sha256::digest(request.encode_to_vec()).to_vec();
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind(format!("{}/{tenant}/{operation}/{request_id}", self.table))
+            .execute(&mut *tx)
+            .await?;
+        let stored: Option<(Vec<u8>, Vec<u8>)> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT request_hash, response FROM {} \
+             WHERE tenant_id = $1 AND operation = $2 AND request_id = $3 \
+               AND create_time > now() - interval '{RETENTION}'",
+            self.table
+        )))
+        .bind(tenant)
+        .bind(operation)
+        .bind(request_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        match stored {
+            Some((hash, _)) if hash != request_hash => Err(ApiError::invalid_field(
+                "request_id",
+                "was already used for a different request; use a new request_id",
+            )),
+            Some((_, response)) => {
+                let response = R::decode(response.as_slice()).map_err(ApiError::internal)?;
+                Ok(Claim::Replay(response))
+            }
+            None => Ok(Claim::Fresh(FreshClaim {
+                table: self.table,
+                operation,
+                request_id: request_id.to_owned(),
+                request_hash,
+            })),
+        }
+    }
+}
+
+impl FreshClaim {
+    /// Stores `response` for retries. `subject_ids` name the resources the
+    /// response describes, so erasing one can also drop the stored copy.
+    pub async fn complete(
+        self,
+        tx: &mut PgConnection,
+        tenant: Uuid,
+        response: &impl Message,
+        subject_ids: &[Uuid],
+    ) -> ApiResult<()> {
+        // Forget expired ids of this tenant first; cheap through the
+        // (tenant_id, create_time) index and keeps the table small.
+        sqlx::query(AssertSqlSafe(format!(
+            "DELETE FROM {} WHERE tenant_id = $1 AND create_time <= now() - interval '{RETENTION}'",
+            self.table
+        )))
+        .bind(tenant)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO {} (tenant_id, operation, request_id, request_hash, response, subject_ids, create_time) \
+             VALUES ($1, $2, $3, $4, $5, $6, now())",
+            self.table
+        )))
+        .bind(tenant)
+        .bind(self.operation)
+        .bind(&self.request_id)
+        .bind(&self.request_hash)
+        .bind(response.encode_to_vec())
+        .bind(subject_ids)
+        .execute(&mut *tx)
+        .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,164 @@
+//! Tower layers every service runs behind: one gives each call its request
+//! id, span and parent trace; the other verifies the internal credential.
+//! Authentication is a layer rather than a tonic interceptor so it covers
+//! every service on the server in one place.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use futures::future::BoxFuture;
+use tower::{Layer, Service};
+use tracing::Instrument as _;
+
+use crate::credential::{CREDENTIAL_HEADER, CredentialKey};
+use crate::error::ApiError;
+use crate::{request_id, telemetry};
+
+/// Paths that need no credential: the platform's probes must work without one.
+const PUBLIC_PATH_PREFIXES: &[&str] = &["/grpc.health.v1.Health/"];
+
+/// Gives each call a request id (taken from `x-request-id` or minted), a span
+/// that continues the caller's W3C trace, and echoes the id in the response.
+#[derive(Debug, Clone, Default)]
+pub struct RequestContextLayer;
+
+impl<S> Layer<S> for RequestContextLayer {
+    type Service = RequestContext<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestContext { inner }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RequestContext<S> {
+    inner: S,
+}
+
+impl<S, B, R> Service<http::Request<B>> for RequestContext<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<R>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let id = request_id::from_headers(request.headers());
+        let span = tracing::info_span!(
+            "grpc",
+            method = %request.uri().path(),
+            request_id = %id,
+            tenant_id = tracing::field::Empty,
+            principal = tracing::field::Empty,
+            otel.kind = "server",
+        );
+        telemetry::set_parent_from_headers(&span, request.headers());
+        let header_value = http::HeaderValue::from_str(&id).ok();
+        // The ready service goes into the future; a fresh clone stays behind.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let started = Instant::now();
+        Box::pin(request_id::scope(
+            id,
+            async move {
+                let mut response = inner.call(request).await?;
+                if let Some(value) = header_value {
+                    response.headers_mut().insert(request_id::REQUEST_ID_HEADER, value);
+                }
+                tracing::debug!(elapsed_us = started.elapsed().as_micros() as u64, "served");
+                Ok(response)
+            }
+            .instrument(span),
+        ))
+    }
+}
+
+/// Verifies the internal credential of every call except health checks and
+/// makes its [`crate::credential::Grant`] available to handlers. Calls with
+/// no or a bad credential are refused with UNAUTHENTICATED before any
+/// handler runs.
+#[derive(Clone)]
+pub struct AuthenticationLayer {
+    key: CredentialKey,
+}
+
+impl AuthenticationLayer {
+    pub fn new(key: CredentialKey) -> Self {
+        Self { key }
+    }
+}
+
+impl<S> Layer<S> for AuthenticationLayer {
+    type Service = Authentication<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Authentication {
+            inner,
+            key: self.key.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Authentication<S> {
+    inner: S,
+    key: CredentialKey,
+}
+
+impl<S, B> Service<http::Request<B>> for Authentication<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<tonic::body::Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        let path = request.uri().path();
+        if !PUBLIC_PATH_PREFIXES.iter().any(|prefix| path.starts_with(prefix)) {
+            let verified = match request.headers().get(CREDENTIAL_HEADER) {
+                None => Err(ApiError::unauthenticated(
+                    "MISSING_CREDENTIAL",
+                    "the call carries no internal credential; call through the gateway",
+                )),
+                Some(value) => value
+                    .to_str()
+                    .map_err(|_| {
+                        ApiError::unauthenticated("INVALID_CREDENTIAL", "the internal credential is malformed")
+                    })
+                    .and_then(|token| self.key.verify(token)),
+            };
+            match verified {
+                Ok(grant) => {
+                    let span = tracing::Span::current();
+                    if let Some(tenant) = grant.tenant_id {
+                        span.record("tenant_id", tracing::field::display(tenant));
+                    }
+                    span.record("principal", grant.principal.as_str());
+                    request.extensions_mut().insert(Arc::new(grant));
+                }
+                Err(error) => {
+                    let response = tonic::Status::from(error).into_http();
+                    return Box::pin(async move { Ok(response) });
+                }
+            }
+        }
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(inner.call(request))
+    }
+}

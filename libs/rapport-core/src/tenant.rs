@@ -1,0 +1,46 @@
+//! The verified identity of a tenant-scoped call, as handlers see it.
+
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use crate::credential::{Access, Grant};
+use crate::error::{ApiError, ApiResult};
+
+/// Who is calling, for which tenant. Built only from a verified credential
+/// (see [`crate::middleware::AuthenticationLayer`]).
+#[derive(Debug, Clone)]
+pub struct TenantContext {
+    pub tenant_id: Uuid,
+    pub principal: String,
+}
+
+impl TenantContext {
+    /// The caller's tenant, if its credential allows `access` to `service`.
+    pub fn authorize<T>(
+        request: &tonic::Request<T>,
+        service: &str,
+        access: Access,
+    ) -> ApiResult<Self> {
+        let grant = request.extensions().get::<Arc<Grant>>().ok_or_else(|| {
+            ApiError::unauthenticated("MISSING_CREDENTIAL", "the call carries no credential")
+        })?;
+        if !grant.allows(service, access) {
+            let needed = match access {
+                Access::Read => "read",
+                Access::Write => "write",
+            };
+            return Err(ApiError::permission_denied(
+                "MISSING_SCOPE",
+                format!("this call needs the scope {service}:{needed}"),
+            ));
+        }
+        let tenant_id = grant.tenant_id.ok_or_else(|| {
+            ApiError::permission_denied("TENANT_REQUIRED", "this call must be made for a tenant")
+        })?;
+        Ok(Self {
+            tenant_id,
+            principal: grant.principal.clone(),
+        })
+    }
+}
