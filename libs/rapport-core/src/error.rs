@@ -169,6 +169,22 @@ impl Violations {
         self.list.is_empty()
     }
 
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    /// Parses a required id; a missing or malformed one is a violation.
+    pub fn parse_id(&mut self, field: &str, value: &str) -> uuid::Uuid {
+        if value.is_empty() {
+            self.add(field, "is required");
+        } else if let Ok(id) = uuid::Uuid::parse_str(value) {
+            return id;
+        } else {
+            self.add(field, "must be an id (UUID)");
+        }
+        uuid::Uuid::nil()
+    }
+
     /// `Ok` when nothing was added, else the INVALID_ARGUMENT error.
     pub fn check(self) -> ApiResult<()> {
         if self.list.is_empty() {
