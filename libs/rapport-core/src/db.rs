@@ -76,10 +76,20 @@ pub async fn begin_tenant(
     pool: &PgPool,
     tenant: Uuid,
 ) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
-    pool.begin_with(AssertSqlSafe(format!(
-        "BEGIN; SELECT set_config('app.tenant_id', '{tenant}', true)"
-    )))
-    .await
+    pool.begin_with(tenant_begin_statement(tenant)).await
+}
+
+/// [`begin_tenant`] on a connection of the caller's own.
+pub async fn begin_tenant_on(
+    conn: &mut sqlx::PgConnection,
+    tenant: Uuid,
+) -> Result<Transaction<'_, Postgres>, sqlx::Error> {
+    use sqlx::Connection as _;
+    conn.begin_with(tenant_begin_statement(tenant)).await
+}
+
+fn tenant_begin_statement(tenant: Uuid) -> AssertSqlSafe<String> {
+    AssertSqlSafe(format!("BEGIN; SELECT set_config('app.tenant_id', '{tenant}', true)"))
 }
 
 /// Whether `error` is a violation of the unique constraint or index `name`.
