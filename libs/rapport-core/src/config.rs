@@ -64,6 +64,10 @@ pub struct DatabaseConfig {
     /// it; when not, the schema must already be migrated.
     #[arg(long, env = "RAPPORT_MIGRATE_DATABASE_URL")]
     pub migrate_database_url: Option<String>,
+    /// Apply the migrations with the migration URL, then exit: for a one-off
+    /// migration Job or init container, so serving pods need no owner URL.
+    #[arg(long, env = "RAPPORT_MIGRATE_ONLY")]
+    pub migrate_only: bool,
     /// Largest number of pooled connections.
     #[arg(long, env = "RAPPORT_DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
     pub database_max_connections: u32,

@@ -44,7 +44,9 @@ fn value_to_json(value: &Value, depth: usize) -> Result<Json, StructError> {
     Ok(match &value.kind {
         None | Some(Kind::NullValue(_)) => Json::Null,
         Some(Kind::BoolValue(b)) => Json::Bool(*b),
-        Some(Kind::NumberValue(n)) => Json::Number(Number::from_f64(*n).ok_or(StructError::NonFiniteNumber)?),
+        Some(Kind::NumberValue(n)) => {
+            Json::Number(Number::from_f64(*n).ok_or(StructError::NonFiniteNumber)?)
+        }
         Some(Kind::StringValue(s)) => Json::String(s.clone()),
         Some(Kind::StructValue(s)) => Json::Object(fields_to_json(s, depth)?),
         Some(Kind::ListValue(list)) => {
@@ -63,7 +65,10 @@ fn value_to_json(value: &Value, depth: usize) -> Result<Json, StructError> {
 
 pub fn json_to_struct(map: &Map<String, Json>) -> Struct {
     Struct {
-        fields: map.iter().map(|(k, v)| (k.clone(), json_to_value(v))).collect(),
+        fields: map
+            .iter()
+            .map(|(k, v)| (k.clone(), json_to_value(v)))
+            .collect(),
     }
 }
 
@@ -108,14 +113,26 @@ mod tests {
     #[test]
     fn non_finite_numbers_and_deep_nesting_are_refused() {
         let nan = Struct {
-            fields: [("x".to_owned(), Value { kind: Some(Kind::NumberValue(f64::NAN)) })].into(),
+            fields: [(
+                "x".to_owned(),
+                Value {
+                    kind: Some(Kind::NumberValue(f64::NAN)),
+                },
+            )]
+            .into(),
         };
         assert_eq!(struct_to_json(&nan), Err(StructError::NonFiniteNumber));
 
         let mut deep = Struct::default();
         for _ in 0..=MAX_STRUCT_DEPTH {
             deep = Struct {
-                fields: [("x".to_owned(), Value { kind: Some(Kind::StructValue(deep)) })].into(),
+                fields: [(
+                    "x".to_owned(),
+                    Value {
+                        kind: Some(Kind::StructValue(deep)),
+                    },
+                )]
+                .into(),
             };
         }
         assert_eq!(struct_to_json(&deep), Err(StructError::TooDeep));
@@ -123,8 +140,17 @@ mod tests {
 
     #[test]
     fn timestamps_convert_both_ways_and_refuse_bad_nanos() {
-        let ts = Timestamp { seconds: 1_700_000_000, nanos: 123_000 };
+        let ts = Timestamp {
+            seconds: 1_700_000_000,
+            nanos: 123_000,
+        };
         assert_eq!(to_timestamp(to_datetime(&ts).unwrap()), ts);
-        assert_eq!(to_datetime(&Timestamp { seconds: 0, nanos: -1 }), None);
+        assert_eq!(
+            to_datetime(&Timestamp {
+                seconds: 0,
+                nanos: -1
+            }),
+            None
+        );
     }
 }

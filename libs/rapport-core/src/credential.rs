@@ -78,7 +78,8 @@ impl std::str::FromStr for Scope {
             _ => return Err(invalid()),
         };
         let valid_service = service == "*"
-            || (!service.is_empty() && service.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
+            || (!service.is_empty()
+                && service.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
         if !valid_service {
             return Err(invalid());
         }
@@ -99,7 +100,9 @@ pub struct Grant {
 
 impl Grant {
     pub fn allows(&self, service: &str, access: Access) -> bool {
-        self.scopes.iter().any(|scope| scope.allows(service, access))
+        self.scopes
+            .iter()
+            .any(|scope| scope.allows(service, access))
     }
 }
 
@@ -159,20 +162,25 @@ impl CredentialKey {
             iat: now,
             exp: now + ttl.as_secs().max(1),
         };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.inner.encoding)
-            .expect("HS256 signing of serializable claims cannot fail")
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &self.inner.encoding,
+        )
+        .expect("HS256 signing of serializable claims cannot fail")
     }
 
     /// The grant of a valid credential, or UNAUTHENTICATED.
     pub fn verify(&self, token: &str) -> ApiResult<Grant> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.inner.decoding, &self.inner.validation)
-            .map_err(|error| {
-                tracing::debug!(%error, "rejected internal credential");
-                ApiError::unauthenticated(
-                    "INVALID_CREDENTIAL",
-                    "the internal credential is invalid or expired",
-                )
-            })?;
+        let data =
+            jsonwebtoken::decode::<Claims>(token, &self.inner.decoding, &self.inner.validation)
+                .map_err(|error| {
+                    tracing::debug!(%error, "rejected internal credential");
+                    ApiError::unauthenticated(
+                        "INVALID_CREDENTIAL",
+                        "the internal credential is invalid or expired",
+                    )
+                })?;
         let claims = data.claims;
         let scopes = claims
             .scp
@@ -180,7 +188,10 @@ impl CredentialKey {
             .map(|scope| scope.parse())
             .collect::<Result<Vec<Scope>, _>>()
             .map_err(|_| {
-                ApiError::unauthenticated("INVALID_CREDENTIAL", "the internal credential has a malformed scope")
+                ApiError::unauthenticated(
+                    "INVALID_CREDENTIAL",
+                    "the internal credential has a malformed scope",
+                )
             })?;
         Ok(Grant {
             tenant_id: claims.tid,
@@ -217,7 +228,10 @@ mod tests {
         let other = CredentialKey::new("another-secret-that-is-long-enough-456").unwrap();
         let token = other.mint(&grant(), Duration::from_secs(60));
         let key = CredentialKey::new(SECRET).unwrap();
-        assert_eq!(key.verify(&token).unwrap_err().code(), tonic::Code::Unauthenticated);
+        assert_eq!(
+            key.verify(&token).unwrap_err().code(),
+            tonic::Code::Unauthenticated
+        );
     }
 
     #[test]

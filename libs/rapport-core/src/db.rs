@@ -39,6 +39,17 @@ pub async fn connect(config: &DatabaseConfig, migrator: &Migrator) -> anyhow::Re
     Ok(pool)
 }
 
+/// `--migrate-only`: applies the migrations with the configured migration URL.
+pub async fn migrate_only(config: &DatabaseConfig, migrator: &Migrator) -> anyhow::Result<()> {
+    let url = config
+        .migrate_database_url
+        .as_deref()
+        .context("--migrate-only needs RAPPORT_MIGRATE_DATABASE_URL")?;
+    migrate(url, migrator).await?;
+    tracing::info!("migrations applied");
+    Ok(())
+}
+
 /// Runs `migrator` with a schema owner's URL, then closes that connection.
 pub async fn migrate(url: &str, migrator: &Migrator) -> anyhow::Result<()> {
     let pool = PgPoolOptions::new()
@@ -89,7 +100,9 @@ pub async fn begin_tenant_on(
 }
 
 fn tenant_begin_statement(tenant: Uuid) -> AssertSqlSafe<String> {
-    AssertSqlSafe(format!("BEGIN; SELECT set_config('app.tenant_id', '{tenant}', true)"))
+    AssertSqlSafe(format!(
+        "BEGIN; SELECT set_config('app.tenant_id', '{tenant}', true)"
+    ))
 }
 
 /// Whether `error` is a violation of the unique constraint or index `name`.

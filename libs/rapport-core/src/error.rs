@@ -17,8 +17,12 @@ use crate::request_id;
 /// `google.rpc.ErrorInfo.domain` of every Rapport error.
 pub const ERROR_DOMAIN: &str = "rapport";
 
+/// Boxed so that `Result<T, ApiError>` stays small on the happy path.
 #[derive(Debug)]
-pub struct ApiError {
+pub struct ApiError(Box<ErrorBody>);
+
+#[derive(Debug)]
+struct ErrorBody {
     code: Code,
     reason: &'static str,
     message: String,
@@ -32,7 +36,7 @@ pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
     fn new(code: Code, reason: &'static str, message: impl Into<String>) -> Self {
-        Self {
+        Self(Box::new(ErrorBody {
             code,
             reason,
             message: message.into(),
@@ -40,7 +44,7 @@ impl ApiError {
             violations: Vec::new(),
             retry_after: None,
             source: None,
-        }
+        }))
     }
 
     /// INVALID_ARGUMENT for one field.
@@ -78,7 +82,7 @@ impl ApiError {
         retry_after: Duration,
     ) -> Self {
         let mut error = Self::new(Code::ResourceExhausted, reason, message);
-        error.retry_after = Some(retry_after);
+        error.0.retry_after = Some(retry_after);
         error
     }
 
@@ -89,29 +93,29 @@ impl ApiError {
     /// A failure that is ours, not the caller's. `source` is logged, not sent.
     pub fn internal(source: impl Into<anyhow::Error>) -> Self {
         let mut error = Self::new(Code::Internal, "INTERNAL", "internal error");
-        error.source = Some(source.into());
+        error.0.source = Some(source.into());
         error
     }
 
     /// Adds a key to the `ErrorInfo` metadata, such as the id of the
     /// resource a caller should use instead.
     pub fn with_metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.metadata.insert(key.into(), value.into());
+        self.0.metadata.insert(key.into(), value.into());
         self
     }
 
     pub fn code(&self) -> Code {
-        self.code
+        self.0.code
     }
 
     pub fn reason(&self) -> &'static str {
-        self.reason
+        self.0.reason
     }
 }
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:?}: {}", self.code, self.message)
+        write!(f, "{:?}: {}", self.0.code, self.0.message)
     }
 }
 
@@ -129,6 +133,7 @@ impl From<sqlx::Error> for ApiError {
 
 impl From<ApiError> for Status {
     fn from(error: ApiError) -> Self {
+        let error = *error.0;
         let request_id = request_id::current();
         let message = match (&error.source, &request_id) {
             (Some(source), Some(id)) => {
@@ -208,7 +213,7 @@ impl Violations {
             "INVALID_ARGUMENT",
             format!("invalid request: {summary}"),
         );
-        error.violations = self.list;
+        error.0.violations = self.list;
         error
     }
 }

@@ -71,7 +71,9 @@ where
             async move {
                 let mut response = inner.call(request).await?;
                 if let Some(value) = header_value {
-                    response.headers_mut().insert(request_id::REQUEST_ID_HEADER, value);
+                    response
+                        .headers_mut()
+                        .insert(request_id::REQUEST_ID_HEADER, value);
                 }
                 tracing::debug!(elapsed_us = started.elapsed().as_micros() as u64, "served");
                 Ok(response)
@@ -115,7 +117,10 @@ pub struct Authentication<S> {
 
 impl<S, B> Service<http::Request<B>> for Authentication<S>
 where
-    S: Service<http::Request<B>, Response = http::Response<tonic::body::Body>> + Clone + Send + 'static,
+    S: Service<http::Request<B>, Response = http::Response<tonic::body::Body>>
+        + Clone
+        + Send
+        + 'static,
     S::Future: Send + 'static,
     B: Send + 'static,
 {
@@ -129,7 +134,10 @@ where
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         let path = request.uri().path();
-        if !PUBLIC_PATH_PREFIXES.iter().any(|prefix| path.starts_with(prefix)) {
+        if !PUBLIC_PATH_PREFIXES
+            .iter()
+            .any(|prefix| path.starts_with(prefix))
+        {
             let verified = match request.headers().get(CREDENTIAL_HEADER) {
                 None => Err(ApiError::unauthenticated(
                     "MISSING_CREDENTIAL",
@@ -138,7 +146,10 @@ where
                 Some(value) => value
                     .to_str()
                     .map_err(|_| {
-                        ApiError::unauthenticated("INVALID_CREDENTIAL", "the internal credential is malformed")
+                        ApiError::unauthenticated(
+                            "INVALID_CREDENTIAL",
+                            "the internal credential is malformed",
+                        )
                     })
                     .and_then(|token| self.key.verify(token)),
             };

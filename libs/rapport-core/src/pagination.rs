@@ -69,7 +69,10 @@ pub fn decode_token<C: DeserializeOwned>(
     match decoded {
         Some(token) if token.filter == fingerprint(filter) => Some(token.after),
         Some(_) => {
-            violations.add(field, "was issued for different filters; start again without a token");
+            violations.add(
+                field,
+                "was issued for different filters; start again without a token",
+            );
             None
         }
         None => {
@@ -87,7 +90,8 @@ mod tests {
     fn token_round_trips_under_the_same_filter() {
         let token = encode_token(&(42_i64, "x".to_owned()), b"tag=vip");
         let mut violations = Violations::default();
-        let after: Option<(i64, String)> = decode_token(&token, b"tag=vip", "page_token", &mut violations);
+        let after: Option<(i64, String)> =
+            decode_token(&token, b"tag=vip", "page_token", &mut violations);
         assert_eq!(after, Some((42, "x".to_owned())));
         assert!(violations.is_empty());
     }
@@ -96,15 +100,24 @@ mod tests {
     fn token_is_refused_under_other_filters_or_when_garbled() {
         let token = encode_token(&1_i64, b"tag=vip");
         let mut violations = Violations::default();
-        assert_eq!(decode_token::<i64>(&token, b"tag=new", "page_token", &mut violations), None);
-        assert_eq!(decode_token::<i64>("%%%", b"", "page_token", &mut violations), None);
+        assert_eq!(
+            decode_token::<i64>(&token, b"tag=new", "page_token", &mut violations),
+            None
+        );
+        assert_eq!(
+            decode_token::<i64>("%%%", b"", "page_token", &mut violations),
+            None
+        );
         assert!(violations.check().is_err());
     }
 
     #[test]
     fn page_size_defaults_and_caps() {
         let mut violations = Violations::default();
-        assert_eq!(page_size(0, "page_size", &mut violations), DEFAULT_PAGE_SIZE);
+        assert_eq!(
+            page_size(0, "page_size", &mut violations),
+            DEFAULT_PAGE_SIZE
+        );
         assert_eq!(page_size(5000, "page_size", &mut violations), MAX_PAGE_SIZE);
         assert_eq!(page_size(7, "page_size", &mut violations), 7);
         assert!(violations.is_empty());

@@ -29,7 +29,9 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let (health, health_service) = tonic_health::server::health_reporter();
     for name in service_names.iter().copied().chain([""]) {
-        health.set_service_status(name, ServingStatus::Serving).await;
+        health
+            .set_service_status(name, ServingStatus::Serving)
+            .await;
     }
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(rapport_proto::FILE_DESCRIPTOR_SET)
@@ -45,16 +47,23 @@ pub async fn serve(
     let layers = ServiceBuilder::new()
         .layer(RequestContextLayer)
         .layer(AuthenticationLayer::new(key))
-        .layer(GlobalConcurrencyLimitLayer::new(config.max_concurrent_requests));
+        .layer(GlobalConcurrencyLimitLayer::new(
+            config.max_concurrent_requests,
+        ));
 
     let local_addr = listener.local_addr()?;
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let (draining_tx, draining_rx) = tokio::sync::oneshot::channel::<()>();
-    let names: Vec<String> = service_names.iter().map(|name| (*name).to_owned()).collect();
+    let names: Vec<String> = service_names
+        .iter()
+        .map(|name| (*name).to_owned())
+        .collect();
     let signal = async move {
         shutdown.await;
         for name in names.iter().map(String::as_str).chain([""]) {
-            health.set_service_status(name, ServingStatus::NotServing).await;
+            health
+                .set_service_status(name, ServingStatus::NotServing)
+                .await;
         }
         let _ = draining_tx.send(());
     };

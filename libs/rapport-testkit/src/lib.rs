@@ -56,7 +56,8 @@ impl TestDatabase {
         url.set_path(&self.name);
         if let Some(user) = user {
             url.set_username(user).expect("a PostgreSQL URL has a user");
-            url.set_password(None).expect("a PostgreSQL URL has a password slot");
+            url.set_password(None)
+                .expect("a PostgreSQL URL has a password slot");
         }
         url.to_string()
     }
@@ -66,13 +67,16 @@ impl TestDatabase {
         DatabaseConfig {
             database_url: self.url(Some(role)),
             migrate_database_url: Some(self.url(None)),
+            migrate_only: false,
             database_max_connections: 8,
         }
     }
 
     /// A direct connection as the admin role, for tests that inspect rows.
     pub async fn admin(&self) -> PgConnection {
-        PgConnection::connect(&self.url(None)).await.expect("connecting to the test database")
+        PgConnection::connect(&self.url(None))
+            .await
+            .expect("connecting to the test database")
     }
 }
 
@@ -82,13 +86,18 @@ impl Drop for TestDatabase {
         let name = self.name.clone();
         // Drop runs outside async code; a small runtime of its own does the work.
         let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
             runtime.block_on(async {
                 let mut admin = PgConnection::connect(&admin_url).await.ok()?;
-                sqlx::query(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
-                    .execute(&mut admin)
-                    .await
-                    .ok()
+                sqlx::query(AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                )))
+                .execute(&mut admin)
+                .await
+                .ok()
             })
         })
         .join();
@@ -99,7 +108,9 @@ impl Drop for TestDatabase {
 }
 
 pub fn credential_config() -> CredentialConfig {
-    CredentialConfig { credential_secret: TEST_CREDENTIAL_SECRET.to_owned() }
+    CredentialConfig {
+        credential_secret: TEST_CREDENTIAL_SECRET.to_owned(),
+    }
 }
 
 pub fn telemetry_config() -> TelemetryConfig {
@@ -111,7 +122,10 @@ pub fn telemetry_config() -> TelemetryConfig {
 }
 
 pub fn server_config() -> ServerConfig {
-    ServerConfig { shutdown_grace_ms: 5_000, ..ServerConfig::default() }
+    ServerConfig {
+        shutdown_grace_ms: 5_000,
+        ..ServerConfig::default()
+    }
 }
 
 /// A server running in this process, stopped when dropped.
@@ -131,7 +145,9 @@ impl TestServer {
         F: FnOnce(TcpListener, Shutdown) -> Fut,
         Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
     {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("binding a loopback port");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binding a loopback port");
         let addr = listener.local_addr().expect("bound address");
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(serve(listener, Shutdown(rx)));
@@ -142,7 +158,8 @@ impl TestServer {
         let server = Self {
             addr,
             channel,
-            key: CredentialKey::new(TEST_CREDENTIAL_SECRET).expect("the test secret is long enough"),
+            key: CredentialKey::new(TEST_CREDENTIAL_SECRET)
+                .expect("the test secret is long enough"),
             shutdown: Some(tx),
             task: Some(task),
         };
@@ -167,7 +184,11 @@ impl TestServer {
 
     /// A channel whose calls carry a credential for `tenant` with every scope.
     pub fn tenant_channel(&self, tenant: Uuid) -> InterceptedService<Channel, Credential> {
-        self.channel_for(&Grant { tenant_id: Some(tenant), principal: "test".to_owned(), scopes: vec![Scope::all()] })
+        self.channel_for(&Grant {
+            tenant_id: Some(tenant),
+            principal: "test".to_owned(),
+            scopes: vec![Scope::all()],
+        })
     }
 
     /// A channel whose calls carry a credential for `grant`.
@@ -207,10 +228,16 @@ impl Credential {
 }
 
 impl tonic::service::Interceptor for Credential {
-    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
         if let Some(token) = &self.0 {
-            let value = MetadataValue::try_from(token.as_str()).map_err(|_| tonic::Status::internal("bad token"))?;
-            request.metadata_mut().insert(rapport_core::credential::CREDENTIAL_HEADER, value);
+            let value = MetadataValue::try_from(token.as_str())
+                .map_err(|_| tonic::Status::internal("bad token"))?;
+            request
+                .metadata_mut()
+                .insert(rapport_core::credential::CREDENTIAL_HEADER, value);
         }
         Ok(request)
     }
@@ -223,7 +250,10 @@ pub struct Shutdown(oneshot::Receiver<()>);
 impl Future for Shutdown {
     type Output = ();
 
-    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
         std::pin::Pin::new(&mut self.0).poll(cx).map(|_| ())
     }
 }

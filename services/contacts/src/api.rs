@@ -25,7 +25,9 @@ use crate::store::{self, ContactFilter, EventFilter, History, Lookup, TimelineCu
 
 /// The scope service name: `contacts:read` / `contacts:write`.
 const SCOPE: &str = "contacts";
-const IDEMPOTENCY: IdempotencyTable = IdempotencyTable { table: "contacts.idempotency_keys" };
+const IDEMPOTENCY: IdempotencyTable = IdempotencyTable {
+    table: "contacts.idempotency_keys",
+};
 /// Most contacts one BatchUpsertContacts call takes.
 pub const MAX_UPSERT_BATCH: usize = 1000;
 /// Timeline events per ExportContact message.
@@ -48,27 +50,48 @@ type ApiStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl ContactsService for ContactsApi {
-    async fn create_contact(&self, request: Request<CreateContactRequest>) -> Result<Response<CreateContactResponse>, Status> {
+    async fn create_contact(
+        &self,
+        request: Request<CreateContactRequest>,
+    ) -> Result<Response<CreateContactResponse>, Status> {
         let ctx = TenantContext::authorize(&request, SCOPE, Access::Write)?;
-        Ok(Response::new(self.create(&ctx, request.into_inner()).await?))
+        Ok(Response::new(
+            self.create(&ctx, request.into_inner()).await?,
+        ))
     }
 
-    async fn get_contact(&self, request: Request<GetContactRequest>) -> Result<Response<GetContactResponse>, Status> {
+    async fn get_contact(
+        &self,
+        request: Request<GetContactRequest>,
+    ) -> Result<Response<GetContactResponse>, Status> {
         let ctx = TenantContext::authorize(&request, SCOPE, Access::Read)?;
         Ok(Response::new(self.get(&ctx, request.into_inner()).await?))
     }
 
-    async fn update_contact(&self, request: Request<UpdateContactRequest>) -> Result<Response<UpdateContactResponse>, Status> {
+    async fn update_contact(
+        &self,
+        request: Request<UpdateContactRequest>,
+    ) -> Result<Response<UpdateContactResponse>, Status> {
         let ctx = TenantContext::authorize(&request, SCOPE, Access::Write)?;
-        Ok(Response::new(self.update(&ctx, request.into_inner()).await?))
+        Ok(Response::new(
+            self.update(&ctx, request.into_inner()).await?,
+        ))
     }
 
-    async fn delete_contact(&self, request: Request<DeleteContactRequest>) -> Result<Response<DeleteContactResponse>, Status> {
+    async fn delete_contact(
+        &self,
+        request: Request<DeleteContactRequest>,
+    ) -> Result<Response<DeleteContactResponse>, Status> {
         let ctx = TenantContext::authorize(&request, SCOPE, Access::Write)?;
-        Ok(Response::new(self.delete(&ctx, request.into_inner()).await?))
+        Ok(Response::new(
+            self.delete(&ctx, request.into_inner()).await?,
+        ))
     }
 
-    async fn list_contacts(&self, request: Request<ListContactsRequest>) -> Result<Response<ListContactsResponse>, Status> {
+    async fn list_contacts(
+        &self,
+        request: Request<ListContactsRequest>,
+    ) -> Result<Response<ListContactsResponse>, Status> {
         let ctx = TenantContext::authorize(&request, SCOPE, Access::Read)?;
         Ok(Response::new(self.list(&ctx, request.into_inner()).await?))
     }
@@ -78,10 +101,15 @@ impl ContactsService for ContactsApi {
         request: Request<BatchUpsertContactsRequest>,
     ) -> Result<Response<BatchUpsertContactsResponse>, Status> {
         let ctx = TenantContext::authorize(&request, SCOPE, Access::Write)?;
-        Ok(Response::new(self.batch_upsert(&ctx, request.into_inner()).await?))
+        Ok(Response::new(
+            self.batch_upsert(&ctx, request.into_inner()).await?,
+        ))
     }
 
-    async fn merge_contacts(&self, request: Request<MergeContactsRequest>) -> Result<Response<MergeContactsResponse>, Status> {
+    async fn merge_contacts(
+        &self,
+        request: Request<MergeContactsRequest>,
+    ) -> Result<Response<MergeContactsResponse>, Status> {
         let ctx = TenantContext::authorize(&request, SCOPE, Access::Write)?;
         Ok(Response::new(self.merge(&ctx, request.into_inner()).await?))
     }
@@ -91,7 +119,10 @@ impl ContactsService for ContactsApi {
         request: Request<ChangeLifecycleStageRequest>,
     ) -> Result<Response<ChangeLifecycleStageResponse>, Status> {
         let ctx = TenantContext::authorize(&request, SCOPE, Access::Write)?;
-        Ok(Response::new(self.change_lifecycle_stage(&ctx, request.into_inner()).await?))
+        Ok(Response::new(
+            self.change_lifecycle_stage(&ctx, request.into_inner())
+                .await?,
+        ))
     }
 
     async fn list_lifecycle_history(
@@ -100,15 +131,33 @@ impl ContactsService for ContactsApi {
     ) -> Result<Response<ListLifecycleHistoryResponse>, Status> {
         let ctx = TenantContext::authorize(&request, SCOPE, Access::Read)?;
         let req = request.into_inner();
-        let (entries, next_page_token) =
-            self.history_page(&ctx, History::Lifecycle, &req.contact_id, req.page_size, &req.page_token).await?;
-        let changes = entries.iter().map(store::HistoryEntry::to_lifecycle_change).collect();
-        Ok(Response::new(ListLifecycleHistoryResponse { changes, next_page_token }))
+        let (entries, next_page_token) = self
+            .history_page(
+                &ctx,
+                History::Lifecycle,
+                &req.contact_id,
+                req.page_size,
+                &req.page_token,
+            )
+            .await?;
+        let changes = entries
+            .iter()
+            .map(store::HistoryEntry::to_lifecycle_change)
+            .collect();
+        Ok(Response::new(ListLifecycleHistoryResponse {
+            changes,
+            next_page_token,
+        }))
     }
 
-    async fn change_consent(&self, request: Request<ChangeConsentRequest>) -> Result<Response<ChangeConsentResponse>, Status> {
+    async fn change_consent(
+        &self,
+        request: Request<ChangeConsentRequest>,
+    ) -> Result<Response<ChangeConsentResponse>, Status> {
         let ctx = TenantContext::authorize(&request, SCOPE, Access::Write)?;
-        Ok(Response::new(self.change_consent(&ctx, request.into_inner()).await?))
+        Ok(Response::new(
+            self.change_consent(&ctx, request.into_inner()).await?,
+        ))
     }
 
     async fn list_consent_history(
@@ -117,37 +166,70 @@ impl ContactsService for ContactsApi {
     ) -> Result<Response<ListConsentHistoryResponse>, Status> {
         let ctx = TenantContext::authorize(&request, SCOPE, Access::Read)?;
         let req = request.into_inner();
-        let (entries, next_page_token) =
-            self.history_page(&ctx, History::Consent, &req.contact_id, req.page_size, &req.page_token).await?;
-        let changes = entries.iter().map(store::HistoryEntry::to_consent_change).collect();
-        Ok(Response::new(ListConsentHistoryResponse { changes, next_page_token }))
+        let (entries, next_page_token) = self
+            .history_page(
+                &ctx,
+                History::Consent,
+                &req.contact_id,
+                req.page_size,
+                &req.page_token,
+            )
+            .await?;
+        let changes = entries
+            .iter()
+            .map(store::HistoryEntry::to_consent_change)
+            .collect();
+        Ok(Response::new(ListConsentHistoryResponse {
+            changes,
+            next_page_token,
+        }))
     }
 
-    async fn record_events(&self, request: Request<RecordEventsRequest>) -> Result<Response<RecordEventsResponse>, Status> {
+    async fn record_events(
+        &self,
+        request: Request<RecordEventsRequest>,
+    ) -> Result<Response<RecordEventsResponse>, Status> {
         let ctx = TenantContext::authorize(&request, SCOPE, Access::Write)?;
-        Ok(Response::new(self.record_events(&ctx, request.into_inner()).await?))
+        Ok(Response::new(
+            self.record_events(&ctx, request.into_inner()).await?,
+        ))
     }
 
-    async fn list_events(&self, request: Request<ListEventsRequest>) -> Result<Response<ListEventsResponse>, Status> {
+    async fn list_events(
+        &self,
+        request: Request<ListEventsRequest>,
+    ) -> Result<Response<ListEventsResponse>, Status> {
         let ctx = TenantContext::authorize(&request, SCOPE, Access::Read)?;
-        Ok(Response::new(self.list_events(&ctx, request.into_inner()).await?))
+        Ok(Response::new(
+            self.list_events(&ctx, request.into_inner()).await?,
+        ))
     }
 
     type ExportContactStream = ApiStream<ExportContactResponse>;
 
-    async fn export_contact(&self, request: Request<ExportContactRequest>) -> Result<Response<Self::ExportContactStream>, Status> {
+    async fn export_contact(
+        &self,
+        request: Request<ExportContactRequest>,
+    ) -> Result<Response<Self::ExportContactStream>, Status> {
         let ctx = TenantContext::authorize(&request, SCOPE, Access::Read)?;
         Ok(Response::new(self.export(ctx, request.into_inner()).await?))
     }
 
-    async fn erase_contact(&self, request: Request<EraseContactRequest>) -> Result<Response<EraseContactResponse>, Status> {
+    async fn erase_contact(
+        &self,
+        request: Request<EraseContactRequest>,
+    ) -> Result<Response<EraseContactResponse>, Status> {
         let ctx = TenantContext::authorize(&request, SCOPE, Access::Write)?;
         Ok(Response::new(self.erase(&ctx, request.into_inner()).await?))
     }
 }
 
 impl ContactsApi {
-    async fn create(&self, ctx: &TenantContext, req: CreateContactRequest) -> ApiResult<CreateContactResponse> {
+    async fn create(
+        &self,
+        ctx: &TenantContext,
+        req: CreateContactRequest,
+    ) -> ApiResult<CreateContactResponse> {
         let now = Utc::now();
         let mut violations = Violations::default();
         let fields = match &req.contact {
@@ -161,35 +243,68 @@ impl ContactsApi {
         violations.check()?;
 
         let mut tx = begin_tenant(&self.pool, ctx.tenant_id).await?;
-        let claim = match claim(&mut tx, ctx.tenant_id, "CreateContact", &req.request_id, &req).await? {
+        let claim = match claim(
+            &mut tx,
+            ctx.tenant_id,
+            "CreateContact",
+            &req.request_id,
+            &req,
+        )
+        .await?
+        {
             Some(Claim::Replay(response)) => return Ok(response),
             Some(Claim::Fresh(claim)) => Some(claim),
             None => None,
         };
-        let stored = store::save_contact(&mut tx, ctx.tenant_id, Uuid::now_v7(), None, fields, DEFAULT_SOURCE, now).await?;
-        let response = CreateContactResponse { contact: Some(stored.to_proto()) };
+        let stored = store::save_contact(
+            &mut tx,
+            ctx.tenant_id,
+            Uuid::now_v7(),
+            None,
+            fields,
+            DEFAULT_SOURCE,
+            now,
+        )
+        .await?;
+        let response = CreateContactResponse {
+            contact: Some(stored.to_proto()),
+        };
         if let Some(claim) = claim {
-            claim.complete(&mut tx, ctx.tenant_id, &response, &[stored.id]).await?;
+            claim
+                .complete(&mut tx, ctx.tenant_id, &response, &[stored.id])
+                .await?;
         }
         tx.commit().await?;
         Ok(response)
     }
 
-    async fn get(&self, ctx: &TenantContext, req: GetContactRequest) -> ApiResult<GetContactResponse> {
+    async fn get(
+        &self,
+        ctx: &TenantContext,
+        req: GetContactRequest,
+    ) -> ApiResult<GetContactResponse> {
         let mut violations = Violations::default();
         let id = violations.parse_id("id", &req.id);
         violations.check()?;
 
         let mut tx = begin_tenant(&self.pool, ctx.tenant_id).await?;
         let contact = match store::lookup(&mut tx, id, false).await? {
-            Lookup::Merged(survivor) => store::lookup(&mut tx, survivor, false).await?.into_found(survivor)?,
+            Lookup::Merged(survivor) => store::lookup(&mut tx, survivor, false)
+                .await?
+                .into_found(survivor)?,
             other => other.into_found(id)?,
         };
         tx.commit().await?;
-        Ok(GetContactResponse { contact: Some(contact.to_proto()) })
+        Ok(GetContactResponse {
+            contact: Some(contact.to_proto()),
+        })
     }
 
-    async fn update(&self, ctx: &TenantContext, req: UpdateContactRequest) -> ApiResult<UpdateContactResponse> {
+    async fn update(
+        &self,
+        ctx: &TenantContext,
+        req: UpdateContactRequest,
+    ) -> ApiResult<UpdateContactResponse> {
         let now = Utc::now();
         let mut violations = Violations::default();
         let patch = req.contact.unwrap_or_default();
@@ -205,12 +320,27 @@ impl ContactsApi {
         let mut violations = Violations::default();
         let fields = contact::validate(&updated, "contact", now, &mut violations);
         violations.check()?;
-        let stored = store::save_contact(&mut tx, ctx.tenant_id, id, Some(&existing), fields, DEFAULT_SOURCE, now).await?;
+        let stored = store::save_contact(
+            &mut tx,
+            ctx.tenant_id,
+            id,
+            Some(&existing),
+            fields,
+            DEFAULT_SOURCE,
+            now,
+        )
+        .await?;
         tx.commit().await?;
-        Ok(UpdateContactResponse { contact: Some(stored.to_proto()) })
+        Ok(UpdateContactResponse {
+            contact: Some(stored.to_proto()),
+        })
     }
 
-    async fn delete(&self, ctx: &TenantContext, req: DeleteContactRequest) -> ApiResult<DeleteContactResponse> {
+    async fn delete(
+        &self,
+        ctx: &TenantContext,
+        req: DeleteContactRequest,
+    ) -> ApiResult<DeleteContactResponse> {
         let mut violations = Violations::default();
         let id = violations.parse_id("id", &req.id);
         violations.check()?;
@@ -223,11 +353,24 @@ impl ContactsApi {
         Ok(DeleteContactResponse {})
     }
 
-    async fn list(&self, ctx: &TenantContext, req: ListContactsRequest) -> ApiResult<ListContactsResponse> {
+    async fn list(
+        &self,
+        ctx: &TenantContext,
+        req: ListContactsRequest,
+    ) -> ApiResult<ListContactsResponse> {
         let mut violations = Violations::default();
         let limit = page_size(req.page_size, "page_size", &mut violations);
-        let filter_bytes = filter_fingerprint(ListContactsRequest { page_size: 0, page_token: String::new(), ..req.clone() });
-        let after: Option<Uuid> = decode_token(&req.page_token, &filter_bytes, "page_token", &mut violations);
+        let filter_bytes = prost::Message::encode_to_vec(&ListContactsRequest {
+            page_size: 0,
+            page_token: String::new(),
+            ..req.clone()
+        });
+        let after: Option<Uuid> = decode_token(
+            &req.page_token,
+            &filter_bytes,
+            "page_token",
+            &mut violations,
+        );
         let lifecycle_stage = match LifecycleStage::try_from(req.lifecycle_stage) {
             Ok(LifecycleStage::Unspecified) => None,
             Ok(stage) => Some(stage),
@@ -240,7 +383,11 @@ impl ContactsApi {
             email: non_empty(req.email),
             tag: non_empty(req.tag),
             lifecycle_stage,
-            updated_since: optional_time(req.updated_since.as_ref(), "updated_since", &mut violations),
+            updated_since: optional_time(
+                req.updated_since.as_ref(),
+                "updated_since",
+                &mut violations,
+            ),
         };
         violations.check()?;
 
@@ -248,17 +395,30 @@ impl ContactsApi {
         let mut contacts = store::list_contacts(&mut tx, &filter, after, limit + 1).await?;
         tx.commit().await?;
         let next_page_token = next_token(&mut contacts, limit, |c| c.id, &filter_bytes);
-        Ok(ListContactsResponse { contacts: contacts.iter().map(store::StoredContact::to_proto).collect(), next_page_token })
+        Ok(ListContactsResponse {
+            contacts: contacts
+                .iter()
+                .map(store::StoredContact::to_proto)
+                .collect(),
+            next_page_token,
+        })
     }
 
-    async fn batch_upsert(&self, ctx: &TenantContext, req: BatchUpsertContactsRequest) -> ApiResult<BatchUpsertContactsResponse> {
+    async fn batch_upsert(
+        &self,
+        ctx: &TenantContext,
+        req: BatchUpsertContactsRequest,
+    ) -> ApiResult<BatchUpsertContactsResponse> {
         let now = Utc::now();
         let mut violations = Violations::default();
         if req.contacts.is_empty() {
             violations.add("contacts", "must hold at least one contact");
         }
         if req.contacts.len() > MAX_UPSERT_BATCH {
-            violations.add("contacts", format!("at most {MAX_UPSERT_BATCH} contacts per call"));
+            violations.add(
+                "contacts",
+                format!("at most {MAX_UPSERT_BATCH} contacts per call"),
+            );
             return Err(violations.check().unwrap_err());
         }
         check_request_id(&req.request_id, &mut violations);
@@ -268,23 +428,40 @@ impl ContactsApi {
             let prefix = format!("contacts[{i}]");
             contact::validate(item, &prefix, now, &mut violations);
             if item.external_id.is_empty() && item.email.is_empty() {
-                violations.add(format!("{prefix}.external_id"), "set external_id or email to match on");
+                violations.add(
+                    format!("{prefix}.external_id"),
+                    "set external_id or email to match on",
+                );
             }
             if !item.external_id.is_empty()
                 && let Some(first) = seen_external.insert(item.external_id.clone(), i)
             {
-                violations.add(format!("{prefix}.external_id"), format!("repeats contacts[{first}].external_id"));
+                violations.add(
+                    format!("{prefix}.external_id"),
+                    format!("repeats contacts[{first}].external_id"),
+                );
             }
             if !item.email.is_empty()
                 && let Some(first) = seen_email.insert(item.email.to_lowercase(), i)
             {
-                violations.add(format!("{prefix}.email"), format!("repeats contacts[{first}].email"));
+                violations.add(
+                    format!("{prefix}.email"),
+                    format!("repeats contacts[{first}].email"),
+                );
             }
         }
         violations.check()?;
 
         let mut tx = begin_tenant(&self.pool, ctx.tenant_id).await?;
-        let claim = match claim(&mut tx, ctx.tenant_id, "BatchUpsertContacts", &req.request_id, &req).await? {
+        let claim = match claim(
+            &mut tx,
+            ctx.tenant_id,
+            "BatchUpsertContacts",
+            &req.request_id,
+            &req,
+        )
+        .await?
+        {
             Some(Claim::Replay(response)) => return Ok(response),
             Some(Claim::Fresh(claim)) => Some(claim),
             None => None,
@@ -293,7 +470,8 @@ impl ContactsApi {
         let emails: Vec<String> = seen_email.into_keys().collect();
         let existing = store::find_for_upsert(&mut tx, &external_ids, &emails).await?;
 
-        let mut matched_by: std::collections::HashMap<Uuid, usize> = std::collections::HashMap::new();
+        let mut matched_by: std::collections::HashMap<Uuid, usize> =
+            std::collections::HashMap::new();
         let mut response = BatchUpsertContactsResponse::default();
         let mut violations = Violations::default();
         for (i, item) in req.contacts.iter().enumerate() {
@@ -302,30 +480,54 @@ impl ContactsApi {
             if let Some(found) = found
                 && let Some(first) = matched_by.insert(found.id, i)
             {
-                violations.add(prefix, format!("matches the same contact as contacts[{first}]"));
+                violations.add(
+                    prefix,
+                    format!("matches the same contact as contacts[{first}]"),
+                );
                 continue;
             }
-            let mut target = found.map(store::StoredContact::to_proto).unwrap_or_default();
+            let mut target = found
+                .map(store::StoredContact::to_proto)
+                .unwrap_or_default();
             contact::upsert_onto(&mut target, item);
             let fields = contact::validate(&target, &prefix, now, &mut violations);
             if !violations.is_empty() {
                 continue;
             }
             let id = found.map_or_else(Uuid::now_v7, |c| c.id);
-            let stored = store::save_contact(&mut tx, ctx.tenant_id, id, found, fields, DEFAULT_SOURCE, now).await?;
+            let stored = store::save_contact(
+                &mut tx,
+                ctx.tenant_id,
+                id,
+                found,
+                fields,
+                DEFAULT_SOURCE,
+                now,
+            )
+            .await?;
             response.contacts.push(stored.to_proto());
             response.created.push(found.is_none());
         }
         violations.check()?;
         if let Some(claim) = claim {
-            let ids: Vec<Uuid> = response.contacts.iter().filter_map(|c| Uuid::parse_str(&c.id).ok()).collect();
-            claim.complete(&mut tx, ctx.tenant_id, &response, &ids).await?;
+            let ids: Vec<Uuid> = response
+                .contacts
+                .iter()
+                .filter_map(|c| Uuid::parse_str(&c.id).ok())
+                .collect();
+            claim
+                .complete(&mut tx, ctx.tenant_id, &response, &ids)
+                .await?;
         }
         tx.commit().await?;
         Ok(response)
     }
 
-    async fn merge(&self, ctx: &TenantContext, req: MergeContactsRequest) -> ApiResult<MergeContactsResponse> {
+    async fn merge(
+        &self,
+        ctx: &TenantContext,
+        req: MergeContactsRequest,
+    ) -> ApiResult<MergeContactsResponse> {
         let now = Utc::now();
         let mut violations = Violations::default();
         let survivor_id = violations.parse_id("survivor_id", &req.survivor_id);
@@ -337,17 +539,42 @@ impl ContactsApi {
 
         let mut tx = begin_tenant(&self.pool, ctx.tenant_id).await?;
         // Lock both rows in id order so that concurrent merges cannot deadlock.
-        let (first, second) = if survivor_id < duplicate_id { (survivor_id, duplicate_id) } else { (duplicate_id, survivor_id) };
-        let first_found = store::lookup(&mut tx, first, true).await?.into_found(first)?;
-        let second_found = store::lookup(&mut tx, second, true).await?.into_found(second)?;
-        let (survivor, duplicate) = if first == survivor_id { (first_found, second_found) } else { (second_found, first_found) };
+        let (first, second) = if survivor_id < duplicate_id {
+            (survivor_id, duplicate_id)
+        } else {
+            (duplicate_id, survivor_id)
+        };
+        let first_found = store::lookup(&mut tx, first, true)
+            .await?
+            .into_found(first)?;
+        let second_found = store::lookup(&mut tx, second, true)
+            .await?
+            .into_found(second)?;
+        let (survivor, duplicate) = if first == survivor_id {
+            (first_found, second_found)
+        } else {
+            (second_found, first_found)
+        };
 
         let merged = contact::merge(&survivor.fields, &duplicate.fields);
-        let moved = store::fold_into(&mut tx, ctx.tenant_id, duplicate.id, survivor.id, now).await?;
+        let moved =
+            store::fold_into(&mut tx, ctx.tenant_id, duplicate.id, survivor.id, now).await?;
         let source = format!("merge:{duplicate_id}");
-        let stored = store::save_contact(&mut tx, ctx.tenant_id, survivor.id, Some(&survivor), merged, &source, now).await?;
+        let stored = store::save_contact(
+            &mut tx,
+            ctx.tenant_id,
+            survivor.id,
+            Some(&survivor),
+            merged,
+            &source,
+            now,
+        )
+        .await?;
         tx.commit().await?;
-        Ok(MergeContactsResponse { contact: Some(stored.to_proto()), moved_event_count: i64::try_from(moved).unwrap_or(i64::MAX) })
+        Ok(MergeContactsResponse {
+            contact: Some(stored.to_proto()),
+            moved_event_count: i64::try_from(moved).unwrap_or(i64::MAX),
+        })
     }
 
     async fn change_lifecycle_stage(
@@ -361,7 +588,10 @@ impl ContactsApi {
         let stage = match LifecycleStage::try_from(req.lifecycle_stage) {
             Ok(stage) if stage != LifecycleStage::Unspecified => stage,
             _ => {
-                violations.add("lifecycle_stage", "must be a lifecycle stage such as LIFECYCLE_STAGE_PURCHASE");
+                violations.add(
+                    "lifecycle_stage",
+                    "must be a lifecycle stage such as LIFECYCLE_STAGE_PURCHASE",
+                );
                 LifecycleStage::Unspecified
             }
         };
@@ -374,18 +604,42 @@ impl ContactsApi {
         let existing = store::lookup(&mut tx, id, true).await?.into_found(id)?;
         let mut fields = existing.fields.clone();
         fields.lifecycle_stage = stage;
-        let source = if req.source.is_empty() { DEFAULT_SOURCE } else { &req.source };
-        let stored = store::save_contact(&mut tx, ctx.tenant_id, id, Some(&existing), fields, source, now).await?;
+        let source = if req.source.is_empty() {
+            DEFAULT_SOURCE
+        } else {
+            &req.source
+        };
+        let stored = store::save_contact(
+            &mut tx,
+            ctx.tenant_id,
+            id,
+            Some(&existing),
+            fields,
+            source,
+            now,
+        )
+        .await?;
         tx.commit().await?;
-        Ok(ChangeLifecycleStageResponse { contact: Some(stored.to_proto()) })
+        Ok(ChangeLifecycleStageResponse {
+            contact: Some(stored.to_proto()),
+        })
     }
 
-    async fn change_consent(&self, ctx: &TenantContext, req: ChangeConsentRequest) -> ApiResult<ChangeConsentResponse> {
+    async fn change_consent(
+        &self,
+        ctx: &TenantContext,
+        req: ChangeConsentRequest,
+    ) -> ApiResult<ChangeConsentResponse> {
         let now = Utc::now();
         let mut violations = Violations::default();
         let id = violations.parse_id("contact_id", &req.contact_id);
         let state = match &req.consent {
-            Some(consent) => contact::validate_consent(consent, now, &|name| format!("consent.{name}"), &mut violations),
+            Some(consent) => contact::validate_consent(
+                consent,
+                now,
+                &|name| format!("consent.{name}"),
+                &mut violations,
+            ),
             None => {
                 violations.add("consent", "is required");
                 None
@@ -400,9 +654,20 @@ impl ContactsApi {
         fields.consents.retain(|c| c.channel != state.channel);
         fields.consents.push(state);
         fields.consents.sort_by_key(|c| c.channel);
-        let stored = store::save_contact(&mut tx, ctx.tenant_id, id, Some(&existing), fields, DEFAULT_SOURCE, now).await?;
+        let stored = store::save_contact(
+            &mut tx,
+            ctx.tenant_id,
+            id,
+            Some(&existing),
+            fields,
+            DEFAULT_SOURCE,
+            now,
+        )
+        .await?;
         tx.commit().await?;
-        Ok(ChangeConsentResponse { contact: Some(stored.to_proto()) })
+        Ok(ChangeConsentResponse {
+            contact: Some(stored.to_proto()),
+        })
     }
 
     async fn history_page(
@@ -417,7 +682,8 @@ impl ContactsApi {
         let id = violations.parse_id("contact_id", contact_id);
         let limit = page_size(requested_size, "page_size", &mut violations);
         let filter_bytes = id.as_bytes().to_vec();
-        let after: Option<Uuid> = decode_token(page_token, &filter_bytes, "page_token", &mut violations);
+        let after: Option<Uuid> =
+            decode_token(page_token, &filter_bytes, "page_token", &mut violations);
         violations.check()?;
 
         let mut tx = begin_tenant(&self.pool, ctx.tenant_id).await?;
@@ -425,10 +691,17 @@ impl ContactsApi {
         let mut entries = store::list_history(&mut tx, history, id, after, limit + 1, true).await?;
         tx.commit().await?;
         let next_page_token = next_token(&mut entries, limit, |(id, _)| *id, &filter_bytes);
-        Ok((entries.into_iter().map(|(_, entry)| entry).collect(), next_page_token))
+        Ok((
+            entries.into_iter().map(|(_, entry)| entry).collect(),
+            next_page_token,
+        ))
     }
 
-    async fn record_events(&self, ctx: &TenantContext, req: RecordEventsRequest) -> ApiResult<RecordEventsResponse> {
+    async fn record_events(
+        &self,
+        ctx: &TenantContext,
+        req: RecordEventsRequest,
+    ) -> ApiResult<RecordEventsResponse> {
         let now = Utc::now();
         let mut violations = Violations::default();
         let events = event::validate_events(&req.events, now, &mut violations);
@@ -448,14 +721,18 @@ impl ContactsApi {
         external_ids.dedup();
 
         let mut tx = begin_tenant(&self.pool, ctx.tenant_id).await?;
-        let (by_id, by_external) = store::resolve_event_contacts(&mut tx, &ids, &external_ids).await?;
+        let (by_id, by_external) =
+            store::resolve_event_contacts(&mut tx, &ids, &external_ids).await?;
         let mut violations = Violations::default();
         let mut resolved = Vec::with_capacity(events.len());
         for (i, event) in events.iter().enumerate() {
             match &event.contact {
                 ContactRef::Id(id) => match by_id.get(id) {
                     Some(live) => resolved.push((*live, event)),
-                    None => violations.add(format!("events[{i}].contact_id"), format!("no contact has the id {id}")),
+                    None => violations.add(
+                        format!("events[{i}].contact_id"),
+                        format!("no contact has the id {id}"),
+                    ),
                 },
                 ContactRef::ExternalId(external_id) => match by_external.get(external_id) {
                     Some(live) => resolved.push((*live, event)),
@@ -470,15 +747,31 @@ impl ContactsApi {
         let recorded = store::insert_events(&mut tx, ctx.tenant_id, &resolved, now).await?;
         tx.commit().await?;
         let recorded = i32::try_from(recorded).unwrap_or(i32::MAX);
-        Ok(RecordEventsResponse { recorded_count: recorded, duplicate_count: i32::try_from(events.len()).unwrap_or(i32::MAX) - recorded })
+        Ok(RecordEventsResponse {
+            recorded_count: recorded,
+            duplicate_count: i32::try_from(events.len()).unwrap_or(i32::MAX) - recorded,
+        })
     }
 
-    async fn list_events(&self, ctx: &TenantContext, req: ListEventsRequest) -> ApiResult<ListEventsResponse> {
+    async fn list_events(
+        &self,
+        ctx: &TenantContext,
+        req: ListEventsRequest,
+    ) -> ApiResult<ListEventsResponse> {
         let mut violations = Violations::default();
         let id = violations.parse_id("contact_id", &req.contact_id);
         let limit = page_size(req.page_size, "page_size", &mut violations);
-        let filter_bytes = filter_fingerprint(ListEventsRequest { page_size: 0, page_token: String::new(), ..req.clone() });
-        let before: Option<TimelineCursor> = decode_token(&req.page_token, &filter_bytes, "page_token", &mut violations);
+        let filter_bytes = prost::Message::encode_to_vec(&ListEventsRequest {
+            page_size: 0,
+            page_token: String::new(),
+            ..req.clone()
+        });
+        let before: Option<TimelineCursor> = decode_token(
+            &req.page_token,
+            &filter_bytes,
+            "page_token",
+            &mut violations,
+        );
         for (i, kind) in req.types.iter().enumerate() {
             if let Err(e) = rules::check_event_type(kind) {
                 violations.add(format!("types[{i}]"), e);
@@ -504,10 +797,17 @@ impl ContactsApi {
         let mut events = store::list_events(&mut tx, id, &filter, before, limit + 1).await?;
         tx.commit().await?;
         let next_page_token = next_token(&mut events, limit, |(cursor, _)| *cursor, &filter_bytes);
-        Ok(ListEventsResponse { events: events.into_iter().map(|(_, e)| e).collect(), next_page_token })
+        Ok(ListEventsResponse {
+            events: events.into_iter().map(|(_, e)| e).collect(),
+            next_page_token,
+        })
     }
 
-    async fn export(&self, ctx: TenantContext, req: ExportContactRequest) -> ApiResult<ApiStream<ExportContactResponse>> {
+    async fn export(
+        &self,
+        ctx: TenantContext,
+        req: ExportContactRequest,
+    ) -> ApiResult<ApiStream<ExportContactResponse>> {
         let mut violations = Violations::default();
         let id = violations.parse_id("id", &req.id);
         violations.check()?;
@@ -515,13 +815,18 @@ impl ContactsApi {
         // The profile is read up front so a bad id fails the call itself.
         let mut tx = begin_tenant(&self.pool, ctx.tenant_id).await?;
         let contact = store::lookup(&mut tx, id, false).await?.into_found(id)?;
-        let lifecycle = store::list_history(&mut tx, History::Lifecycle, id, None, i64::MAX, false).await?;
-        let consent = store::list_history(&mut tx, History::Consent, id, None, i64::MAX, false).await?;
+        let lifecycle =
+            store::list_history(&mut tx, History::Lifecycle, id, None, i64::MAX, false).await?;
+        let consent =
+            store::list_history(&mut tx, History::Consent, id, None, i64::MAX, false).await?;
         tx.commit().await?;
         let profile = ExportContactResponse {
             part: Some(export_contact_response::Part::Profile(ContactProfile {
                 contact: Some(contact.to_proto()),
-                lifecycle_history: lifecycle.iter().map(|(_, e)| e.to_lifecycle_change()).collect(),
+                lifecycle_history: lifecycle
+                    .iter()
+                    .map(|(_, e)| e.to_lifecycle_change())
+                    .collect(),
                 consent_history: consent.iter().map(|(_, e)| e.to_consent_change()).collect(),
             })),
         };
@@ -530,28 +835,41 @@ impl ContactsApi {
         // transaction so a slow reader holds no connection.
         let pool = self.pool.clone();
         let tenant = ctx.tenant_id;
-        let chunks = futures::stream::try_unfold(Some(None), move |state: Option<Option<TimelineCursor>>| {
-            let pool = pool.clone();
-            async move {
-                let Some(after) = state else { return Ok(None) };
-                let mut tx = begin_tenant(&pool, tenant).await.map_err(ApiError::from)?;
-                let events = store::export_events(&mut tx, id, after, EXPORT_CHUNK).await.map_err(ApiError::from)?;
-                tx.commit().await.map_err(ApiError::from)?;
-                if events.is_empty() {
-                    return Ok(None);
+        let chunks = futures::stream::try_unfold(
+            Some(None),
+            move |state: Option<Option<TimelineCursor>>| {
+                let pool = pool.clone();
+                async move {
+                    let Some(after) = state else { return Ok(None) };
+                    let mut tx = begin_tenant(&pool, tenant).await.map_err(ApiError::from)?;
+                    let events = store::export_events(&mut tx, id, after, EXPORT_CHUNK)
+                        .await
+                        .map_err(ApiError::from)?;
+                    tx.commit().await.map_err(ApiError::from)?;
+                    if events.is_empty() {
+                        return Ok(None);
+                    }
+                    let next = (events.len() as i64 == EXPORT_CHUNK)
+                        .then(|| events.last().map(|(cursor, _)| *cursor));
+                    let chunk = ExportContactResponse {
+                        part: Some(export_contact_response::Part::Events(EventChunk {
+                            events: events.into_iter().map(|(_, e)| e).collect(),
+                        })),
+                    };
+                    Ok::<_, Status>(Some((chunk, next)))
                 }
-                let next = (events.len() as i64 == EXPORT_CHUNK).then(|| events.last().map(|(cursor, _)| *cursor));
-                let chunk = ExportContactResponse {
-                    part: Some(export_contact_response::Part::Events(EventChunk { events: events.into_iter().map(|(_, e)| e).collect() })),
-                };
-                Ok::<_, Status>(Some((chunk, next)))
-            }
-        });
-        let stream = futures::StreamExt::chain(futures::stream::once(async { Ok(profile) }), chunks);
+            },
+        );
+        let stream =
+            futures::StreamExt::chain(futures::stream::once(async { Ok(profile) }), chunks);
         Ok(Box::pin(stream))
     }
 
-    async fn erase(&self, ctx: &TenantContext, req: EraseContactRequest) -> ApiResult<EraseContactResponse> {
+    async fn erase(
+        &self,
+        ctx: &TenantContext,
+        req: EraseContactRequest,
+    ) -> ApiResult<EraseContactResponse> {
         let now = Utc::now();
         let mut violations = Violations::default();
         let id = violations.parse_id("id", &req.id);
@@ -582,14 +900,22 @@ async fn claim<R: prost::Message + Default>(
     if request_id.is_empty() {
         return Ok(None);
     }
-    IDEMPOTENCY.claim(tx, tenant, operation, request_id, request).await.map(Some)
+    IDEMPOTENCY
+        .claim(tx, tenant, operation, request_id, request)
+        .await
+        .map(Some)
 }
 
 /// The upsert rule: match by external_id; else by email, unless that
 /// contact has a different external_id.
-fn upsert_match<'a>(existing: &'a [store::StoredContact], item: &Contact) -> Option<&'a store::StoredContact> {
+fn upsert_match<'a>(
+    existing: &'a [store::StoredContact],
+    item: &Contact,
+) -> Option<&'a store::StoredContact> {
     if !item.external_id.is_empty()
-        && let Some(found) = existing.iter().find(|c| c.fields.external_id.as_deref() == Some(item.external_id.as_str()))
+        && let Some(found) = existing
+            .iter()
+            .find(|c| c.fields.external_id.as_deref() == Some(item.external_id.as_str()))
     {
         return Some(found);
     }
@@ -597,14 +923,19 @@ fn upsert_match<'a>(existing: &'a [store::StoredContact], item: &Contact) -> Opt
         return None;
     }
     existing.iter().find(|c| {
-        c.fields.email.as_deref().is_some_and(|email| email.eq_ignore_ascii_case(&item.email) || email.to_lowercase() == item.email.to_lowercase())
-            && (item.external_id.is_empty() || c.fields.external_id.is_none())
+        c.fields.email.as_deref().is_some_and(|email| {
+            email.eq_ignore_ascii_case(&item.email)
+                || email.to_lowercase() == item.email.to_lowercase()
+        }) && (item.external_id.is_empty() || c.fields.external_id.is_none())
     })
 }
 
 fn check_request_id(request_id: &str, violations: &mut Violations) {
     if request_id.len() > MAX_REQUEST_ID_LEN {
-        violations.add("request_id", format!("must be at most {MAX_REQUEST_ID_LEN} characters"));
+        violations.add(
+            "request_id",
+            format!("must be at most {MAX_REQUEST_ID_LEN} characters"),
+        );
     }
 }
 
@@ -614,7 +945,10 @@ fn check_etag(etag: &str, contact: &store::StoredContact) -> ApiResult<()> {
     }
     Err(ApiError::failed_precondition(
         "ETAG_MISMATCH",
-        format!("contact {} changed since etag {etag} was read; get it again and retry", contact.id),
+        format!(
+            "contact {} changed since etag {etag} was read; get it again and retry",
+            contact.id
+        ),
     )
     .with_metadata("current_etag", contact.etag()))
 }
@@ -636,17 +970,21 @@ fn optional_time(
     time
 }
 
-fn filter_fingerprint(request: impl prost::Message) -> Vec<u8> {
-    request.encode_to_vec()
-}
-
 /// Trims a page fetched with one extra item and returns the token for the
 /// next page (empty on the last page).
-fn next_token<T, C: serde::Serialize>(items: &mut Vec<T>, limit: i64, cursor: impl Fn(&T) -> C, filter: &[u8]) -> String {
+fn next_token<T, C: serde::Serialize>(
+    items: &mut Vec<T>,
+    limit: i64,
+    cursor: impl Fn(&T) -> C,
+    filter: &[u8],
+) -> String {
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
     if items.len() <= limit {
         return String::new();
     }
     items.truncate(limit);
-    items.last().map(|last| encode_token(&cursor(last), filter)).unwrap_or_default()
+    items
+        .last()
+        .map(|last| encode_token(&cursor(last), filter))
+        .unwrap_or_default()
 }

@@ -22,7 +22,11 @@ pub static MIGRATOR: Migrator = sqlx::migrate!();
 #[command(name = "rapport-contacts", version, about = "Rapport contacts service")]
 pub struct Config {
     /// Address to serve gRPC on.
-    #[arg(long, env = "RAPPORT_CONTACTS_LISTEN_ADDR", default_value = "0.0.0.0:50061")]
+    #[arg(
+        long,
+        env = "RAPPORT_CONTACTS_LISTEN_ADDR",
+        default_value = "0.0.0.0:50061"
+    )]
     pub listen_addr: std::net::SocketAddr,
     #[command(flatten)]
     pub server: ServerConfig,
@@ -36,14 +40,26 @@ pub struct Config {
 
 /// Connects to the database (migrating it when configured to) and serves
 /// the contacts API on `listener` until `shutdown` completes.
-pub async fn serve(config: &Config, listener: TcpListener, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn serve(
+    config: &Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     let key = CredentialKey::new(&config.credential.credential_secret)?;
     let pool = rapport_core::db::connect(&config.database, &MIGRATOR).await?;
     let contacts = ContactsServiceServer::new(api::ContactsApi::new(pool.clone()))
         .max_decoding_message_size(config.server.max_message_bytes)
         .accept_compressed(CompressionEncoding::Gzip)
         .send_compressed(CompressionEncoding::Gzip);
-    let result = rapport_core::server::serve(listener, &config.server, key, Routes::new(contacts), &[SERVICE_NAME], shutdown).await;
+    let result = rapport_core::server::serve(
+        listener,
+        &config.server,
+        key,
+        Routes::new(contacts),
+        &[SERVICE_NAME],
+        shutdown,
+    )
+    .await;
     pool.close().await;
     result
 }

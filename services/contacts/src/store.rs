@@ -86,7 +86,8 @@ impl From<ContactRow> for StoredContact {
                 time_zone: row.time_zone,
                 attributes: row.attributes.0,
                 tags: row.tags,
-                lifecycle_stage: LifecycleStage::try_from(i32::from(row.lifecycle_stage)).unwrap_or_default(),
+                lifecycle_stage: LifecycleStage::try_from(i32::from(row.lifecycle_stage))
+                    .unwrap_or_default(),
                 consents: row.consents.0,
             },
             revision: row.revision,
@@ -98,7 +99,7 @@ impl From<ContactRow> for StoredContact {
 
 /// What an id names.
 pub enum Lookup {
-    Found(StoredContact),
+    Found(Box<StoredContact>),
     /// Merged into the contact with this id.
     Merged(Uuid),
     Erased,
@@ -109,13 +110,16 @@ impl Lookup {
     /// The live contact, or the error for an id that names none.
     pub fn into_found(self, id: Uuid) -> ApiResult<StoredContact> {
         match self {
-            Lookup::Found(contact) => Ok(contact),
+            Lookup::Found(contact) => Ok(*contact),
             Lookup::Merged(survivor) => Err(ApiError::not_found(
                 "CONTACT_MERGED",
                 format!("contact {id} was merged into contact {survivor}; use that id"),
             )
             .with_metadata("survivor_id", survivor.to_string())),
-            Lookup::Erased => Err(ApiError::not_found("CONTACT_ERASED", format!("contact {id} was erased"))),
+            Lookup::Erased => Err(ApiError::not_found(
+                "CONTACT_ERASED",
+                format!("contact {id} was erased"),
+            )),
             Lookup::Missing => Err(not_found(id)),
         }
     }
@@ -128,25 +132,43 @@ pub fn not_found(id: Uuid) -> ApiError {
 /// Finds what `id` names; `for_update` locks a found contact's row.
 pub async fn lookup(conn: &mut PgConnection, id: Uuid, for_update: bool) -> sqlx::Result<Lookup> {
     let query = if for_update {
-        concat!("SELECT ", contact_columns!(), " FROM contacts.contacts WHERE id = $1 FOR UPDATE")
+        concat!(
+            "SELECT ",
+            contact_columns!(),
+            " FROM contacts.contacts WHERE id = $1 FOR UPDATE"
+        )
     } else {
-        concat!("SELECT ", contact_columns!(), " FROM contacts.contacts WHERE id = $1")
+        concat!(
+            "SELECT ",
+            contact_columns!(),
+            " FROM contacts.contacts WHERE id = $1"
+        )
     };
-    if let Some(row) = sqlx::query_as::<_, ContactRow>(query).bind(id).fetch_optional(&mut *conn).await? {
-        return Ok(Lookup::Found(row.into()));
-    }
-    let survivor: Option<Uuid> = sqlx::query_scalar("SELECT survivor_id FROM contacts.merges WHERE merged_id = $1")
+    if let Some(row) = sqlx::query_as::<_, ContactRow>(query)
         .bind(id)
         .fetch_optional(&mut *conn)
-        .await?;
+        .await?
+    {
+        return Ok(Lookup::Found(Box::new(row.into())));
+    }
+    let survivor: Option<Uuid> =
+        sqlx::query_scalar("SELECT survivor_id FROM contacts.merges WHERE merged_id = $1")
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?;
     if let Some(survivor) = survivor {
         return Ok(Lookup::Merged(survivor));
     }
-    let erased: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM contacts.erasures WHERE contact_id = $1)")
-        .bind(id)
-        .fetch_one(&mut *conn)
-        .await?;
-    Ok(if erased { Lookup::Erased } else { Lookup::Missing })
+    let erased: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM contacts.erasures WHERE contact_id = $1)")
+            .bind(id)
+            .fetch_one(&mut *conn)
+            .await?;
+    Ok(if erased {
+        Lookup::Erased
+    } else {
+        Lookup::Missing
+    })
 }
 
 /// Writes `fields` as contact `id` (a new one when `existing` is `None`)
@@ -160,7 +182,8 @@ pub async fn save_contact(
     source: &str,
     now: DateTime<Utc>,
 ) -> ApiResult<StoredContact> {
-    let (lifecycle, consents) = contact::transitions(existing.map(|e| &e.fields), &mut fields, source);
+    let (lifecycle, consents) =
+        contact::transitions(existing.map(|e| &e.fields), &mut fields, source);
     let query = if existing.is_some() {
         concat!(
             "UPDATE contacts.contacts SET external_id = $3, email = $4, phone = $5, first_name = $6, \
@@ -234,7 +257,10 @@ pub async fn save_contact(
 fn unique_conflict(error: sqlx::Error, fields: &ContactFields) -> ApiError {
     if is_unique_violation(&error, "contacts_email_key") {
         let email = fields.email.as_deref().unwrap_or_default();
-        return ApiError::already_exists("CONTACT_EMAIL_TAKEN", format!("another contact already has the email {email}"));
+        return ApiError::already_exists(
+            "CONTACT_EMAIL_TAKEN",
+            format!("another contact already has the email {email}"),
+        );
     }
     if is_unique_violation(&error, "contacts_external_id_key") {
         let external_id = fields.external_id.as_deref().unwrap_or_default();
@@ -253,7 +279,10 @@ pub async fn delete_contact(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<(
         .bind(id)
         .execute(&mut *conn)
         .await?;
-    sqlx::query("DELETE FROM contacts.contacts WHERE id = $1").bind(id).execute(&mut *conn).await?;
+    sqlx::query("DELETE FROM contacts.contacts WHERE id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 
@@ -348,7 +377,12 @@ pub async fn list_history(
              FROM contacts.consent_history WHERE contact_id = $1 AND ($2::uuid IS NULL OR id > $2) ORDER BY id LIMIT $3"
         }
     };
-    let rows: Vec<HistoryRow> = sqlx::query_as(query).bind(contact_id).bind(after).bind(limit).fetch_all(conn).await?;
+    let rows: Vec<HistoryRow> = sqlx::query_as(query)
+        .bind(contact_id)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(conn)
+        .await?;
     Ok(rows.into_iter().map(|row| (row.id, row.entry)).collect())
 }
 
@@ -412,7 +446,10 @@ pub async fn resolve_event_contacts(
             .fetch_all(&mut *conn)
             .await?
     };
-    Ok((by_id.into_iter().collect(), by_external.into_iter().collect()))
+    Ok((
+        by_id.into_iter().collect(),
+        by_external.into_iter().collect(),
+    ))
 }
 
 /// Inserts events for the resolved contacts in one statement; events whose
@@ -556,7 +593,10 @@ pub async fn list_events(
     .bind(limit)
     .fetch_all(conn)
     .await?;
-    Ok(rows.into_iter().map(|row| ((row.occur_time, row.id), row.into_proto())).collect())
+    Ok(rows
+        .into_iter()
+        .map(|row| ((row.occur_time, row.id), row.into_proto()))
+        .collect())
 }
 
 /// A chunk of a contact's timeline, oldest first, after `after`.
@@ -579,7 +619,10 @@ pub async fn export_events(
     .bind(limit)
     .fetch_all(conn)
     .await?;
-    Ok(rows.into_iter().map(|row| ((row.occur_time, row.id), row.into_proto())).collect())
+    Ok(rows
+        .into_iter()
+        .map(|row| ((row.occur_time, row.id), row.into_proto()))
+        .collect())
 }
 
 /// Moves the duplicate's timeline and histories to the survivor, removes
@@ -598,12 +641,21 @@ pub async fn fold_into(
         .execute(&mut *conn)
         .await?
         .rows_affected();
-    for table in ["UPDATE contacts.lifecycle_history SET contact_id = $2 WHERE contact_id = $1",
-                  "UPDATE contacts.consent_history SET contact_id = $2 WHERE contact_id = $1",
-                  "UPDATE contacts.merges SET survivor_id = $2 WHERE survivor_id = $1"] {
-        sqlx::query(table).bind(duplicate).bind(survivor).execute(&mut *conn).await?;
+    for table in [
+        "UPDATE contacts.lifecycle_history SET contact_id = $2 WHERE contact_id = $1",
+        "UPDATE contacts.consent_history SET contact_id = $2 WHERE contact_id = $1",
+        "UPDATE contacts.merges SET survivor_id = $2 WHERE survivor_id = $1",
+    ] {
+        sqlx::query(table)
+            .bind(duplicate)
+            .bind(survivor)
+            .execute(&mut *conn)
+            .await?;
     }
-    sqlx::query("DELETE FROM contacts.contacts WHERE id = $1").bind(duplicate).execute(&mut *conn).await?;
+    sqlx::query("DELETE FROM contacts.contacts WHERE id = $1")
+        .bind(duplicate)
+        .execute(&mut *conn)
+        .await?;
     sqlx::query("INSERT INTO contacts.merges (tenant_id, merged_id, survivor_id, merge_time) VALUES ($1, $2, $3, $4)")
         .bind(tenant)
         .bind(duplicate)
@@ -623,7 +675,12 @@ pub struct Erased {
 /// Removes everything stored about contact `id` (and ids merged into it):
 /// profile, timeline, histories, redirects and stored API responses that
 /// name it. Leaves only the erased ids and the time.
-pub async fn erase(conn: &mut PgConnection, tenant: Uuid, id: Uuid, now: DateTime<Utc>) -> sqlx::Result<Erased> {
+pub async fn erase(
+    conn: &mut PgConnection,
+    tenant: Uuid,
+    id: Uuid,
+    now: DateTime<Utc>,
+) -> sqlx::Result<Erased> {
     let events: i64 = sqlx::query_scalar("WITH d AS (DELETE FROM contacts.events WHERE contact_id = $1 RETURNING 1) SELECT count(*) FROM d")
         .bind(id)
         .fetch_one(&mut *conn)
@@ -636,15 +693,22 @@ pub async fn erase(conn: &mut PgConnection, tenant: Uuid, id: Uuid, now: DateTim
     .bind(id)
     .fetch_one(&mut *conn)
     .await?;
-    let merged_ids: Vec<Uuid> =
-        sqlx::query_scalar("DELETE FROM contacts.merges WHERE survivor_id = $1 RETURNING merged_id")
-            .bind(id)
-            .fetch_all(&mut *conn)
-            .await?;
+    let merged_ids: Vec<Uuid> = sqlx::query_scalar(
+        "DELETE FROM contacts.merges WHERE survivor_id = $1 RETURNING merged_id",
+    )
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await?;
     let mut erased_ids = merged_ids;
     erased_ids.push(id);
-    sqlx::query("DELETE FROM contacts.idempotency_keys WHERE subject_ids && $1").bind(&erased_ids).execute(&mut *conn).await?;
-    sqlx::query("DELETE FROM contacts.contacts WHERE id = $1").bind(id).execute(&mut *conn).await?;
+    sqlx::query("DELETE FROM contacts.idempotency_keys WHERE subject_ids && $1")
+        .bind(&erased_ids)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("DELETE FROM contacts.contacts WHERE id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
     sqlx::query(
         "INSERT INTO contacts.erasures (tenant_id, contact_id, erase_time) SELECT $1, unnest($2::uuid[]), $3 \
          ON CONFLICT DO NOTHING",

@@ -19,43 +19,94 @@ use uuid::Uuid;
 #[tokio::test]
 async fn calls_without_a_valid_credential_are_refused() {
     let h = common::start().await;
-    let raw = |token: Option<String>| ContactsServiceClient::new(InterceptedService::new(h.server.channel.clone(), Credential::raw(token)));
+    let raw = |token: Option<String>| {
+        ContactsServiceClient::new(InterceptedService::new(
+            h.server.channel.clone(),
+            Credential::raw(token),
+        ))
+    };
 
-    let err = raw(None).list_contacts(ListContactsRequest::default()).await.unwrap_err();
+    let err = raw(None)
+        .list_contacts(ListContactsRequest::default())
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated);
 
     let forged = CredentialKey::new("a-different-secret-held-by-an-attacker-000")
         .unwrap()
-        .mint(&Grant { tenant_id: Some(Uuid::now_v7()), principal: "mallory".into(), scopes: vec![Scope::all()] }, Duration::from_secs(60));
-    let err = raw(Some(forged)).list_contacts(ListContactsRequest::default()).await.unwrap_err();
+        .mint(
+            &Grant {
+                tenant_id: Some(Uuid::now_v7()),
+                principal: "mallory".into(),
+                scopes: vec![Scope::all()],
+            },
+            Duration::from_secs(60),
+        );
+    let err = raw(Some(forged))
+        .list_contacts(ListContactsRequest::default())
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated);
 
-    let err = raw(Some("not.a.token".into())).list_contacts(ListContactsRequest::default()).await.unwrap_err();
+    let err = raw(Some("not.a.token".into()))
+        .list_contacts(ListContactsRequest::default())
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated);
 
     // A bare tenant header is not a credential.
     let mut request = tonic::Request::new(ListContactsRequest::default());
-    request.metadata_mut().insert("x-tenant-id", Uuid::now_v7().to_string().parse().unwrap());
-    let err = ContactsServiceClient::new(h.server.channel.clone()).list_contacts(request).await.unwrap_err();
+    request
+        .metadata_mut()
+        .insert("x-tenant-id", Uuid::now_v7().to_string().parse().unwrap());
+    let err = ContactsServiceClient::new(h.server.channel.clone())
+        .list_contacts(request)
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated);
 }
 
 #[tokio::test]
 async fn scopes_and_tenant_are_enforced() {
     let h = common::start().await;
-    let read_only = Grant { tenant_id: Some(Uuid::now_v7()), principal: "reader".into(), scopes: vec![Scope::new("contacts", Access::Read)] };
+    let read_only = Grant {
+        tenant_id: Some(Uuid::now_v7()),
+        principal: "reader".into(),
+        scopes: vec![Scope::new("contacts", Access::Read)],
+    };
     let mut client = ContactsServiceClient::new(h.server.channel_for(&read_only));
-    client.list_contacts(ListContactsRequest::default()).await.expect("read is allowed");
-    let err = client.create_contact(CreateContactRequest { contact: Some(common::person("w@example.com")), request_id: String::new() }).await.unwrap_err();
+    client
+        .list_contacts(ListContactsRequest::default())
+        .await
+        .expect("read is allowed");
+    let err = client
+        .create_contact(CreateContactRequest {
+            contact: Some(common::person("w@example.com")),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
     assert!(err.message().contains("contacts:write"));
 
-    let other_service = Grant { scopes: vec![Scope::new("feedback", Access::Write)], ..read_only.clone() };
-    let err = ContactsServiceClient::new(h.server.channel_for(&other_service)).list_contacts(ListContactsRequest::default()).await.unwrap_err();
+    let other_service = Grant {
+        scopes: vec![Scope::new("feedback", Access::Write)],
+        ..read_only.clone()
+    };
+    let err = ContactsServiceClient::new(h.server.channel_for(&other_service))
+        .list_contacts(ListContactsRequest::default())
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
 
-    let no_tenant = Grant { tenant_id: None, ..read_only };
-    let err = ContactsServiceClient::new(h.server.channel_for(&no_tenant)).list_contacts(ListContactsRequest::default()).await.unwrap_err();
+    let no_tenant = Grant {
+        tenant_id: None,
+        ..read_only
+    };
+    let err = ContactsServiceClient::new(h.server.channel_for(&no_tenant))
+        .list_contacts(ListContactsRequest::default())
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
 }
 
@@ -64,24 +115,38 @@ async fn health_needs_no_credential_and_reflection_lists_the_service() {
     let h = common::start().await;
     let mut health = HealthClient::new(h.server.channel.clone());
     let status = health
-        .check(HealthCheckRequest { service: "rapport.contacts.v1.ContactsService".into() })
+        .check(HealthCheckRequest {
+            service: "rapport.contacts.v1.ContactsService".into(),
+        })
         .await
         .unwrap()
         .into_inner()
         .status;
     assert_eq!(status, ServingStatus::Serving as i32);
 
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
     use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
     use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-    use tonic_reflection::pb::v1::ServerReflectionRequest;
     let mut reflection = ServerReflectionClient::new(h.server.tenant_channel(Uuid::now_v7()));
-    let request = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
-    let mut responses = reflection.server_reflection_info(tokio_stream::once(request)).await.unwrap().into_inner();
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = reflection
+        .server_reflection_info(tokio_stream::once(request))
+        .await
+        .unwrap()
+        .into_inner();
     let response = responses.message().await.unwrap().unwrap();
-    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else { panic!("a service list") };
+    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+        panic!("a service list")
+    };
     let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
-    assert!(names.contains(&"rapport.contacts.v1.ContactsService"), "{names:?}");
+    assert!(
+        names.contains(&"rapport.contacts.v1.ContactsService"),
+        "{names:?}"
+    );
 }
 
 #[tokio::test]
@@ -102,7 +167,11 @@ async fn shutdown_waits_for_in_flight_calls_to_finish() {
     let update = tokio::spawn(async move {
         client
             .update_contact(UpdateContactRequest {
-                contact: Some(Contact { id: contact.id, first_name: "Drained".into(), ..Default::default() }),
+                contact: Some(Contact {
+                    id: contact.id,
+                    first_name: "Drained".into(),
+                    ..Default::default()
+                }),
                 update_mask: None,
                 etag: String::new(),
             })
@@ -113,7 +182,10 @@ async fn shutdown_waits_for_in_flight_calls_to_finish() {
     let common::Harness { server, db } = h;
     let shutdown = tokio::spawn(server.shutdown());
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!shutdown.is_finished(), "shutdown must wait for the in-flight update");
+    assert!(
+        !shutdown.is_finished(),
+        "shutdown must wait for the in-flight update"
+    );
 
     lock.commit().await.unwrap();
     let updated = update.await.unwrap().expect("the in-flight call completes");
@@ -128,6 +200,11 @@ async fn refuses_to_run_as_a_role_that_bypasses_row_level_security() {
     let mut config = common::config(&db);
     config.database.database_url = db.url(None);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let err = rapport_contacts::serve(&config, listener, std::future::pending()).await.unwrap_err();
-    assert!(format!("{err:#}").contains("bypasses row-level security"), "{err:#}");
+    let err = rapport_contacts::serve(&config, listener, std::future::pending())
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{err:#}").contains("bypasses row-level security"),
+        "{err:#}"
+    );
 }

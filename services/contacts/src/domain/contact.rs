@@ -76,7 +76,12 @@ pub struct ConsentTransition {
 
 /// Validates `contact` (as named by `prefix` in violations) into fields.
 /// Consents without a change time get `now`.
-pub fn validate(contact: &pb::Contact, prefix: &str, now: DateTime<Utc>, violations: &mut Violations) -> ContactFields {
+pub fn validate(
+    contact: &pb::Contact,
+    prefix: &str,
+    now: DateTime<Utc>,
+    violations: &mut Violations,
+) -> ContactFields {
     let field = |name: &str| format!("{prefix}.{name}");
     let optional = |value: &str, name: &str, max: usize, violations: &mut Violations| {
         if value.is_empty() {
@@ -94,7 +99,12 @@ pub fn validate(contact: &pb::Contact, prefix: &str, now: DateTime<Utc>, violati
         value.to_owned()
     };
 
-    let external_id = optional(&contact.external_id, "external_id", rules::MAX_EXTERNAL_ID_LEN, violations);
+    let external_id = optional(
+        &contact.external_id,
+        "external_id",
+        rules::MAX_EXTERNAL_ID_LEN,
+        violations,
+    );
     let email = optional(&contact.email, "email", rules::MAX_EMAIL_LEN, violations);
     if let Some(email) = &email
         && let Err(e) = rules::check_email(email)
@@ -194,13 +204,21 @@ pub fn validate_consent(
     violations: &mut Violations,
 ) -> Option<ConsentState> {
     let before = violations.len();
-    let channel_ok = Channel::try_from(consent.channel).is_ok_and(|c| CONSENT_CHANNELS.contains(&c));
+    let channel_ok =
+        Channel::try_from(consent.channel).is_ok_and(|c| CONSENT_CHANNELS.contains(&c));
     if !channel_ok {
-        violations.add(field("channel"), "consent is kept for CHANNEL_EMAIL, CHANNEL_SMS and CHANNEL_PUSH");
+        violations.add(
+            field("channel"),
+            "consent is kept for CHANNEL_EMAIL, CHANNEL_SMS and CHANNEL_PUSH",
+        );
     }
-    let status_ok = ConsentStatus::try_from(consent.status).is_ok_and(|s| s != ConsentStatus::Unspecified);
+    let status_ok =
+        ConsentStatus::try_from(consent.status).is_ok_and(|s| s != ConsentStatus::Unspecified);
     if !status_ok {
-        violations.add(field("status"), "must be UNKNOWN, SUBSCRIBED or UNSUBSCRIBED");
+        violations.add(
+            field("status"),
+            "must be UNKNOWN, SUBSCRIBED or UNSUBSCRIBED",
+        );
     }
     if let Err(e) = rules::check_text(&consent.source, rules::MAX_SOURCE_LEN) {
         violations.add(field("source"), e);
@@ -229,7 +247,11 @@ pub fn validate_consent(
 
 /// Checks the paths of an update mask. An empty mask means every field
 /// that is set in the request (AIP-134); `*` means every field.
-pub fn mask_paths(mask: Option<&prost_types::FieldMask>, patch: &pb::Contact, violations: &mut Violations) -> Vec<String> {
+pub fn mask_paths(
+    mask: Option<&prost_types::FieldMask>,
+    patch: &pb::Contact,
+    violations: &mut Violations,
+) -> Vec<String> {
     let paths: Vec<String> = mask.map(|m| m.paths.clone()).unwrap_or_default();
     if paths.is_empty() {
         return populated_fields(patch);
@@ -241,7 +263,10 @@ pub fn mask_paths(mask: Option<&prost_types::FieldMask>, patch: &pb::Contact, vi
         if !UPDATABLE_FIELDS.contains(&path.as_str()) {
             violations.add(
                 format!("update_mask.paths[{i}]"),
-                format!("{path:?} cannot be updated; updatable fields: {}", UPDATABLE_FIELDS.join(", ")),
+                format!(
+                    "{path:?} cannot be updated; updatable fields: {}",
+                    UPDATABLE_FIELDS.join(", ")
+                ),
             );
         }
     }
@@ -258,7 +283,10 @@ pub fn populated_fields(contact: &pb::Contact) -> Vec<String> {
         !contact.last_name.is_empty(),
         !contact.locale.is_empty(),
         !contact.time_zone.is_empty(),
-        contact.attributes.as_ref().is_some_and(|a| !a.fields.is_empty()),
+        contact
+            .attributes
+            .as_ref()
+            .is_some_and(|a| !a.fields.is_empty()),
         !contact.tags.is_empty(),
         contact.lifecycle_stage != 0,
         !contact.consents.is_empty(),
@@ -318,10 +346,21 @@ pub fn upsert_onto(target: &mut pb::Contact, patch: &pb::Contact) {
 /// the union of tags; the further lifecycle stage; and per channel the
 /// consent that changed last.
 pub fn merge(survivor: &ContactFields, duplicate: &ContactFields) -> ContactFields {
-    let pick = |own: &String, other: &String| if own.is_empty() { other.clone() } else { own.clone() };
+    let pick = |own: &String, other: &String| {
+        if own.is_empty() {
+            other.clone()
+        } else {
+            own.clone()
+        }
+    };
     let mut attributes = duplicate.attributes.clone();
     attributes.extend(survivor.attributes.clone());
-    let mut tags: Vec<String> = survivor.tags.iter().chain(&duplicate.tags).cloned().collect();
+    let mut tags: Vec<String> = survivor
+        .tags
+        .iter()
+        .chain(&duplicate.tags)
+        .cloned()
+        .collect();
     tags.sort();
     tags.dedup();
     let mut consents = survivor.consents.clone();
@@ -334,7 +373,10 @@ pub fn merge(survivor: &ContactFields, duplicate: &ContactFields) -> ContactFiel
     }
     consents.sort_by_key(|c| c.channel);
     ContactFields {
-        external_id: survivor.external_id.clone().or_else(|| duplicate.external_id.clone()),
+        external_id: survivor
+            .external_id
+            .clone()
+            .or_else(|| duplicate.external_id.clone()),
         email: survivor.email.clone().or_else(|| duplicate.email.clone()),
         phone: survivor.phone.clone().or_else(|| duplicate.phone.clone()),
         first_name: pick(&survivor.first_name, &duplicate.first_name),
@@ -432,13 +474,23 @@ mod tests {
             time_zone: "Mars/Base".into(),
             tags: vec!["b".into(), "a".into(), "b".into()],
             lifecycle_stage: 42,
-            consents: vec![pb::Consent { channel: Channel::Web as i32, status: 2, ..Default::default() }],
+            consents: vec![pb::Consent {
+                channel: Channel::Web as i32,
+                status: 2,
+                ..Default::default()
+            }],
             ..Default::default()
         };
         let mut violations = Violations::default();
         let fields = validate(&contact, "contact", now(), &mut violations);
         let message = violations.check().unwrap_err().to_string();
-        for field in ["contact.email", "contact.phone", "contact.time_zone", "contact.lifecycle_stage", "contact.consents[0].channel"] {
+        for field in [
+            "contact.email",
+            "contact.phone",
+            "contact.time_zone",
+            "contact.lifecycle_stage",
+            "contact.consents[0].channel",
+        ] {
             assert!(message.contains(field), "{field} missing from {message}");
         }
         assert_eq!(fields.tags, ["a", "b"]);
@@ -446,25 +498,56 @@ mod tests {
 
     #[test]
     fn unknown_mask_path_is_a_violation_and_empty_mask_means_populated_fields() {
-        let patch = pb::Contact { first_name: "Ana".into(), tags: vec!["x".into()], ..Default::default() };
+        let patch = pb::Contact {
+            first_name: "Ana".into(),
+            tags: vec!["x".into()],
+            ..Default::default()
+        };
         let mut violations = Violations::default();
-        assert_eq!(mask_paths(None, &patch, &mut violations), ["first_name", "tags"]);
-        let mask = prost_types::FieldMask { paths: vec!["id".into()] };
+        assert_eq!(
+            mask_paths(None, &patch, &mut violations),
+            ["first_name", "tags"]
+        );
+        let mask = prost_types::FieldMask {
+            paths: vec!["id".into()],
+        };
         mask_paths(Some(&mask), &patch, &mut violations);
-        assert!(violations.check().unwrap_err().to_string().contains("update_mask.paths[0]"));
+        assert!(
+            violations
+                .check()
+                .unwrap_err()
+                .to_string()
+                .contains("update_mask.paths[0]")
+        );
     }
 
     #[test]
     fn upsert_keeps_unset_fields_and_merges_attributes() {
-        let stored_attrs = json_to_struct(serde_json::json!({"plan": "free", "seats": 1.0}).as_object().unwrap());
-        let mut target = pb::Contact { first_name: "Ana".into(), last_name: "Lima".into(), attributes: Some(stored_attrs), ..Default::default() };
+        let stored_attrs = json_to_struct(
+            serde_json::json!({"plan": "free", "seats": 1.0})
+                .as_object()
+                .unwrap(),
+        );
+        let mut target = pb::Contact {
+            first_name: "Ana".into(),
+            last_name: "Lima".into(),
+            attributes: Some(stored_attrs),
+            ..Default::default()
+        };
         let patch_attrs = json_to_struct(serde_json::json!({"plan": "pro"}).as_object().unwrap());
-        let patch = pb::Contact { first_name: "Anna".into(), attributes: Some(patch_attrs), ..Default::default() };
+        let patch = pb::Contact {
+            first_name: "Anna".into(),
+            attributes: Some(patch_attrs),
+            ..Default::default()
+        };
         upsert_onto(&mut target, &patch);
         assert_eq!(target.first_name, "Anna");
         assert_eq!(target.last_name, "Lima");
         let attrs = struct_to_json(target.attributes.as_ref().unwrap()).unwrap();
-        assert_eq!(serde_json::Value::Object(attrs), serde_json::json!({"plan": "pro", "seats": 1.0}));
+        assert_eq!(
+            serde_json::Value::Object(attrs),
+            serde_json::json!({"plan": "pro", "seats": 1.0})
+        );
     }
 
     #[test]
@@ -472,7 +555,10 @@ mod tests {
         let survivor = ContactFields {
             email: Some("ana@example.com".into()),
             first_name: "Ana".into(),
-            attributes: serde_json::json!({"plan": "pro"}).as_object().unwrap().clone(),
+            attributes: serde_json::json!({"plan": "pro"})
+                .as_object()
+                .unwrap()
+                .clone(),
             tags: vec!["vip".into()],
             lifecycle_stage: LifecycleStage::Education,
             consents: vec![consent(Channel::Email, ConsentStatus::Subscribed, 100)],
@@ -483,7 +569,10 @@ mod tests {
             phone: Some("+442071838750".into()),
             first_name: "Anna".into(),
             last_name: "Lima".into(),
-            attributes: serde_json::json!({"plan": "free", "city": "Porto"}).as_object().unwrap().clone(),
+            attributes: serde_json::json!({"plan": "free", "city": "Porto"})
+                .as_object()
+                .unwrap()
+                .clone(),
             tags: vec!["beta".into(), "vip".into()],
             lifecycle_stage: LifecycleStage::Purchase,
             consents: vec![
@@ -497,13 +586,19 @@ mod tests {
         assert_eq!(merged.phone.as_deref(), Some("+442071838750"));
         assert_eq!(merged.first_name, "Ana");
         assert_eq!(merged.last_name, "Lima");
-        assert_eq!(serde_json::Value::Object(merged.attributes), serde_json::json!({"plan": "pro", "city": "Porto"}));
+        assert_eq!(
+            serde_json::Value::Object(merged.attributes),
+            serde_json::json!({"plan": "pro", "city": "Porto"})
+        );
         assert_eq!(merged.tags, ["beta", "vip"]);
         assert_eq!(merged.lifecycle_stage, LifecycleStage::Purchase);
-        assert_eq!(merged.consents, [
-            consent(Channel::Email, ConsentStatus::Unsubscribed, 200),
-            consent(Channel::Sms, ConsentStatus::Subscribed, 50),
-        ]);
+        assert_eq!(
+            merged.consents,
+            [
+                consent(Channel::Email, ConsentStatus::Unsubscribed, 200),
+                consent(Channel::Sms, ConsentStatus::Subscribed, 50),
+            ]
+        );
     }
 
     #[test]
@@ -518,17 +613,29 @@ mod tests {
             lifecycle_stage: LifecycleStage::Purchase,
             consents: vec![
                 consent(Channel::Email, ConsentStatus::Subscribed, 300),
-                ConsentState { source: String::new(), ..consent(Channel::Push, ConsentStatus::Unsubscribed, 300) },
+                ConsentState {
+                    source: String::new(),
+                    ..consent(Channel::Push, ConsentStatus::Unsubscribed, 300)
+                },
             ],
             ..Default::default()
         };
         let (lifecycle, consents) = transitions(Some(&old), &mut new, "api");
-        assert_eq!(lifecycle, Some(LifecycleTransition { from: LifecycleStage::Education, to: LifecycleStage::Purchase }));
+        assert_eq!(
+            lifecycle,
+            Some(LifecycleTransition {
+                from: LifecycleStage::Education,
+                to: LifecycleStage::Purchase
+            })
+        );
         assert_eq!(consents.len(), 1);
         assert_eq!(consents[0].channel, Channel::Push as i32);
         assert_eq!(consents[0].from, ConsentStatus::Unspecified as i32);
         assert_eq!(consents[0].source, "api");
-        assert_eq!(new.consents[0], consent(Channel::Email, ConsentStatus::Subscribed, 100));
+        assert_eq!(
+            new.consents[0],
+            consent(Channel::Email, ConsentStatus::Subscribed, 100)
+        );
 
         let mut same = old.clone();
         assert_eq!(transitions(Some(&old), &mut same, "api"), (None, vec![]));

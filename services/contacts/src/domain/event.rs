@@ -34,12 +34,19 @@ pub struct NewEvent {
     pub revenue: Option<Money>,
 }
 
-pub fn validate_events(events: &[pb::Event], now: DateTime<Utc>, violations: &mut Violations) -> Vec<NewEvent> {
+pub fn validate_events(
+    events: &[pb::Event],
+    now: DateTime<Utc>,
+    violations: &mut Violations,
+) -> Vec<NewEvent> {
     if events.is_empty() {
         violations.add("events", "must hold at least one event");
     }
     if events.len() > MAX_EVENTS_PER_CALL {
-        violations.add("events", format!("at most {MAX_EVENTS_PER_CALL} events per call"));
+        violations.add(
+            "events",
+            format!("at most {MAX_EVENTS_PER_CALL} events per call"),
+        );
         return Vec::new();
     }
     events
@@ -49,11 +56,19 @@ pub fn validate_events(events: &[pb::Event], now: DateTime<Utc>, violations: &mu
         .collect()
 }
 
-fn validate_event(event: &pb::Event, prefix: &str, now: DateTime<Utc>, violations: &mut Violations) -> Option<NewEvent> {
+fn validate_event(
+    event: &pb::Event,
+    prefix: &str,
+    now: DateTime<Utc>,
+    violations: &mut Violations,
+) -> Option<NewEvent> {
     let before = violations.len();
     let field = |name: &str| format!("{prefix}.{name}");
 
-    let contact = match (event.contact_id.is_empty(), event.contact_external_id.is_empty()) {
+    let contact = match (
+        event.contact_id.is_empty(),
+        event.contact_external_id.is_empty(),
+    ) {
         (false, true) => match Uuid::parse_str(&event.contact_id) {
             Ok(id) => Some(ContactRef::Id(id)),
             Err(_) => {
@@ -62,7 +77,9 @@ fn validate_event(event: &pb::Event, prefix: &str, now: DateTime<Utc>, violation
             }
         },
         (true, false) => {
-            if let Err(e) = rules::check_text(&event.contact_external_id, rules::MAX_EXTERNAL_ID_LEN) {
+            if let Err(e) =
+                rules::check_text(&event.contact_external_id, rules::MAX_EXTERNAL_ID_LEN)
+            {
                 violations.add(field("contact_external_id"), e);
             }
             Some(ContactRef::ExternalId(event.contact_external_id.clone()))
@@ -72,12 +89,16 @@ fn validate_event(event: &pb::Event, prefix: &str, now: DateTime<Utc>, violation
             None
         }
         (false, false) => {
-            violations.add(field("contact_id"), "set only one of contact_id and contact_external_id");
+            violations.add(
+                field("contact_id"),
+                "set only one of contact_id and contact_external_id",
+            );
             None
         }
     };
 
-    let client_event_id = (!event.client_event_id.is_empty()).then(|| event.client_event_id.clone());
+    let client_event_id =
+        (!event.client_event_id.is_empty()).then(|| event.client_event_id.clone());
     if let Some(id) = &client_event_id
         && let Err(e) = rules::check_text(id, rules::MAX_CLIENT_EVENT_ID_LEN)
     {
@@ -89,7 +110,10 @@ fn validate_event(event: &pb::Event, prefix: &str, now: DateTime<Utc>, violation
     let channel = match Channel::try_from(event.channel) {
         Ok(channel) if channel != Channel::Unspecified => channel,
         _ => {
-            violations.add(field("channel"), "must be a known channel such as CHANNEL_EMAIL");
+            violations.add(
+                field("channel"),
+                "must be a known channel such as CHANNEL_EMAIL",
+            );
             Channel::Unspecified
         }
     };
@@ -103,7 +127,10 @@ fn validate_event(event: &pb::Event, prefix: &str, now: DateTime<Utc>, violation
             now
         }
         Some(Some(time)) if time > now + MAX_CLOCK_SKEW => {
-            violations.add(field("occur_time"), "must not be more than a day in the future");
+            violations.add(
+                field("occur_time"),
+                "must not be more than a day in the future",
+            );
             now
         }
         Some(Some(time)) => time,
@@ -141,9 +168,15 @@ fn validate_money(money: &Money, prefix: &str, violations: &mut Violations) {
         violations.add(format!("{prefix}.currency_code"), e);
     }
     if !(-999_999_999..=999_999_999).contains(&money.nanos) {
-        violations.add(format!("{prefix}.nanos"), "must be between -999999999 and 999999999");
+        violations.add(
+            format!("{prefix}.nanos"),
+            "must be between -999999999 and 999999999",
+        );
     } else if (money.units > 0 && money.nanos < 0) || (money.units < 0 && money.nanos > 0) {
-        violations.add(format!("{prefix}.nanos"), "must have the same sign as units");
+        violations.add(
+            format!("{prefix}.nanos"),
+            "must have the same sign as units",
+        );
     }
 }
 
@@ -161,8 +194,15 @@ mod tests {
             contact_id: Uuid::now_v7().to_string(),
             r#type: "order.placed".into(),
             channel: Channel::Web as i32,
-            occur_time: Some(Timestamp { seconds: 1_699_999_000, nanos: 0 }),
-            revenue: Some(Money { currency_code: "EUR".into(), units: 12, nanos: 500_000_000 }),
+            occur_time: Some(Timestamp {
+                seconds: 1_699_999_000,
+                nanos: 0,
+            }),
+            revenue: Some(Money {
+                currency_code: "EUR".into(),
+                units: 12,
+                nanos: 500_000_000,
+            }),
             ..Default::default()
         }
     }
@@ -181,15 +221,29 @@ mod tests {
             contact_id: "nope".into(),
             r#type: "Order Placed".into(),
             channel: 0,
-            occur_time: Some(Timestamp { seconds: 1_700_000_000 + 2 * 86_400, nanos: 0 }),
-            revenue: Some(Money { currency_code: "XXY".into(), units: 1, nanos: -5 }),
+            occur_time: Some(Timestamp {
+                seconds: 1_700_000_000 + 2 * 86_400,
+                nanos: 0,
+            }),
+            revenue: Some(Money {
+                currency_code: "XXY".into(),
+                units: 1,
+                nanos: -5,
+            }),
             ..Default::default()
         };
         let mut violations = Violations::default();
         let events = validate_events(&[event(), bad], now(), &mut violations);
         assert_eq!(events.len(), 1);
         let message = violations.check().unwrap_err().to_string();
-        for field in ["events[1].contact_id", "events[1].type", "events[1].channel", "events[1].occur_time", "events[1].revenue.currency_code", "events[1].revenue.nanos"] {
+        for field in [
+            "events[1].contact_id",
+            "events[1].type",
+            "events[1].channel",
+            "events[1].occur_time",
+            "events[1].revenue.currency_code",
+            "events[1].revenue.nanos",
+        ] {
             assert!(message.contains(field), "{field} missing from {message}");
         }
     }
@@ -200,7 +254,11 @@ mod tests {
         validate_events(&[], now(), &mut violations);
         assert!(!violations.is_empty());
         let mut violations = Violations::default();
-        validate_events(&vec![event(); MAX_EVENTS_PER_CALL + 1], now(), &mut violations);
+        validate_events(
+            &vec![event(); MAX_EVENTS_PER_CALL + 1],
+            now(),
+            &mut violations,
+        );
         assert!(!violations.is_empty());
     }
 }

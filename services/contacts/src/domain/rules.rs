@@ -47,7 +47,11 @@ pub fn check_phone(phone: &str) -> Result<(), &'static str> {
     let ok = (2..=15).contains(&digits.len())
         && digits.bytes().all(|b| b.is_ascii_digit())
         && !digits.starts_with('0');
-    if ok { Ok(()) } else { Err("must be an E.164 number such as +442071838750") }
+    if ok {
+        Ok(())
+    } else {
+        Err("must be an E.164 number such as +442071838750")
+    }
 }
 
 /// The shape of a BCP 47 tag: a 2-3 or 5-8 letter language, then subtags of
@@ -56,9 +60,15 @@ pub fn check_locale(locale: &str) -> Result<(), &'static str> {
     const MESSAGE: &str = "must be a BCP 47 language tag such as en-GB";
     let mut parts = locale.split('-');
     let language = parts.next().unwrap_or_default();
-    let language_ok = matches!(language.len(), 2 | 3 | 5..=8) && language.bytes().all(|b| b.is_ascii_alphabetic());
-    let rest_ok = parts.all(|p| (1..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphanumeric()));
-    if language_ok && rest_ok && locale.len() <= 35 { Ok(()) } else { Err(MESSAGE) }
+    let language_ok = matches!(language.len(), 2 | 3 | 5..=8)
+        && language.bytes().all(|b| b.is_ascii_alphabetic());
+    let rest_ok =
+        parts.all(|p| (1..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphanumeric()));
+    if language_ok && rest_ok && locale.len() <= 35 {
+        Ok(())
+    } else {
+        Err(MESSAGE)
+    }
 }
 
 /// A name from the IANA time zone database.
@@ -83,7 +93,10 @@ pub fn check_event_type(kind: &str) -> Result<(), &'static str> {
     let ok = !kind.is_empty()
         && kind.len() <= MAX_EVENT_TYPE_LEN
         && kind.split('.').all(|word| {
-            !word.is_empty() && word.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            !word.is_empty()
+                && word
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
         });
     if ok {
         Ok(())
@@ -117,10 +130,23 @@ mod tests {
 
     #[test]
     fn emails() {
-        for ok in ["ana@example.com", "a.b+c@sub.example.co.uk", "ünï@exämple.de"] {
+        for ok in [
+            "ana@example.com",
+            "a.b+c@sub.example.co.uk",
+            "ünï@exämple.de",
+        ] {
             assert!(check_email(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "ana", "@example.com", "ana@", "ana@example", "a b@example.com", "ana@-x.com", "ana@x..com"] {
+        for bad in [
+            "",
+            "ana",
+            "@example.com",
+            "ana@",
+            "ana@example",
+            "a b@example.com",
+            "ana@-x.com",
+            "ana@x..com",
+        ] {
             assert!(check_email(bad).is_err(), "{bad}");
         }
     }

@@ -46,7 +46,10 @@ impl Harness {
 
 pub async fn create(client: &mut Client, contact: Contact) -> Contact {
     client
-        .create_contact(CreateContactRequest { contact: Some(contact), request_id: String::new() })
+        .create_contact(CreateContactRequest {
+            contact: Some(contact),
+            request_id: String::new(),
+        })
         .await
         .expect("create contact")
         .into_inner()
@@ -55,7 +58,11 @@ pub async fn create(client: &mut Client, contact: Contact) -> Contact {
 }
 
 pub fn person(email: &str) -> Contact {
-    Contact { email: email.to_owned(), first_name: "Ana".to_owned(), ..Default::default() }
+    Contact {
+        email: email.to_owned(),
+        first_name: "Ana".to_owned(),
+        ..Default::default()
+    }
 }
 
 /// The field names of an INVALID_ARGUMENT status's violations.
@@ -72,5 +79,9 @@ pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
 /// The `ErrorInfo.reason` of a status.
 pub fn reason(status: &tonic::Status) -> String {
     use tonic_types::StatusExt as _;
-    status.get_error_details().error_info().map(|i| i.reason.clone()).unwrap_or_default()
+    status
+        .get_error_details()
+        .error_info()
+        .map(|i| i.reason.clone())
+        .unwrap_or_default()
 }
