@@ -30,4 +30,5 @@ $(BUF):
 
 ## bench: load figures of the issues (release build, local PostgreSQL)
 bench:
-	@export RAPPORT_BENCH_DATABASE_URL="$$(deploy/local/postgres.sh)" && cargo run --release --locked -p rapport-bench
+	cargo build --release --locked --bins
+	@export RAPPORT_BENCH_DATABASE_URL="$$(deploy/local/postgres.sh)" && target/release/rapport-bench

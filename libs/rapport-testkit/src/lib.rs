@@ -38,7 +38,12 @@ pub struct TestDatabase {
 
 impl TestDatabase {
     pub async fn create() -> Self {
-        let admin_url = admin_url();
+        Self::create_at(&admin_url()).await
+    }
+
+    /// A fresh database on the server that `admin_url` administers.
+    pub async fn create_at(admin_url: &str) -> Self {
+        let admin_url = admin_url.to_owned();
         let name = format!("rapport_test_{}", Uuid::now_v7().simple());
         let mut admin = PgConnection::connect(&admin_url)
             .await

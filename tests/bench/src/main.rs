@@ -1,1 +1,40 @@
-fn main() {}
+//! `make bench`: drives the release binaries on this machine, with
+//! PostgreSQL on the same box, and prints the figures the issues ask for.
+//!
+//! Each service runs as its own process (the real binary next to this one),
+//! so its memory is measured as deployed and the load generator's work is
+//! not counted against it.
+
+mod contacts;
+mod load;
+mod process;
+
+use clap::Parser;
+
+#[derive(Debug, Parser)]
+#[command(about = "Rapport benchmarks")]
+struct Args {
+    /// PostgreSQL server to benchmark on (must allow creating databases).
+    #[arg(long, env = "RAPPORT_BENCH_DATABASE_URL")]
+    database_url: Option<String>,
+    /// Calls in flight for the GetContact run.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Seconds of measured load per run (after a warm-up of a second).
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Events per RecordEvents call.
+    #[arg(long, default_value_t = 500)]
+    batch_size: usize,
+    /// RecordEvents calls for the ingest run.
+    #[arg(long, default_value_t = 200)]
+    batches: usize,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let admin_url = args.database_url.clone().unwrap_or_else(rapport_testkit::admin_url);
+    println!("Rapport benchmarks ({} cores, PostgreSQL on this machine)\n", std::thread::available_parallelism()?.get());
+    contacts::run(&args, &admin_url).await
+}
