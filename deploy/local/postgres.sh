@@ -2,7 +2,8 @@
 # Prints the URL of a PostgreSQL server that Rapport may administer (create
 # databases and roles), starting one when none is running:
 #   1. $DATABASE_URL when set;
-#   2. else the server on 127.0.0.1:5432 (user postgres), when it answers;
+#   2. else the server on 127.0.0.1:5432 (user postgres), when it answers,
+#      through its Unix socket when there is one;
 #   3. else a private server from the system's PostgreSQL binaries
 #      (installed from Debian's packages if missing), with its data in
 #      .run/pgdata and trust authentication on loopback only.
@@ -15,8 +16,14 @@ if [[ -n "${DATABASE_URL:-}" ]]; then
   exit 0
 fi
 
+# A co-located server is best reached through its Unix socket: fewer
+# copies, and no Nagle delays (sqlx 0.9.0 does not set TCP_NODELAY).
 if command -v pg_isready >/dev/null && pg_isready -q -h 127.0.0.1 -p 5432; then
-  echo "postgres://postgres@127.0.0.1:5432/postgres"
+  if [[ -S /var/run/postgresql/.s.PGSQL.5432 ]] && pg_isready -q -h /var/run/postgresql -p 5432; then
+    echo "postgres://postgres@localhost:5432/postgres?host=/var/run/postgresql"
+  else
+    echo "postgres://postgres@127.0.0.1:5432/postgres"
+  fi
   exit 0
 fi
 
@@ -49,6 +56,6 @@ if [[ ! -f "$data/PG_VERSION" ]]; then
 fi
 if ! "${as_owner[@]}" "$bindir/pg_ctl" -D "$data" status >/dev/null 2>&1; then
   "${as_owner[@]}" "$bindir/pg_ctl" -D "$data" -l "$log" -w \
-    -o "-p $port -c listen_addresses=127.0.0.1 -k /tmp -c max_connections=300" start >&2
+    -o "-p $port -c listen_addresses=127.0.0.1 -k $root/.run -c max_connections=300" start >&2
 fi
-echo "postgres://postgres@127.0.0.1:$port/postgres"
+echo "postgres://postgres@localhost:$port/postgres?host=$root/.run"

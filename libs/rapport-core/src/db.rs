@@ -31,6 +31,9 @@ pub async fn connect(config: &DatabaseConfig, migrator: &Migrator) -> anyhow::Re
         .max_connections(config.database_max_connections)
         .min_connections(1)
         .acquire_timeout(Duration::from_secs(5))
+        // A ping per acquire would add a round trip to every call; a broken
+        // connection fails its query instead, and is replaced.
+        .test_before_acquire(false)
         .idle_timeout(Duration::from_secs(300))
         .connect_with(options)
         .await
@@ -88,6 +91,26 @@ pub async fn begin_tenant(
     tenant: Uuid,
 ) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
     pool.begin_with(tenant_begin_statement(tenant)).await
+}
+
+/// Begins a read-only transaction for `tenant`: a write in it fails.
+/// End it with [`finish_read`].
+pub async fn begin_tenant_read(
+    pool: &PgPool,
+    tenant: Uuid,
+) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+    pool.begin_with(AssertSqlSafe(format!(
+        "BEGIN READ ONLY; SELECT set_config('app.tenant_id', '{tenant}', true)"
+    )))
+    .await
+}
+
+/// Ends a read-only transaction without waiting for the server. The
+/// transaction wrote nothing, so rolling it back equals committing it; sqlx
+/// queues the ROLLBACK and sends it with the check it makes when the
+/// connection returns to the pool, which saves a round trip per read.
+pub fn finish_read(tx: Transaction<'static, Postgres>) {
+    drop(tx);
 }
 
 /// [`begin_tenant`] on a connection of the caller's own.

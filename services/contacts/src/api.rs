@@ -7,7 +7,7 @@ use std::pin::Pin;
 use chrono::{DateTime, Utc};
 use futures::Stream;
 use rapport_core::convert::to_datetime;
-use rapport_core::db::begin_tenant;
+use rapport_core::db::{begin_tenant, begin_tenant_read, finish_read};
 use rapport_core::idempotency::{Claim, IdempotencyTable, MAX_REQUEST_ID_LEN};
 use rapport_core::pagination::{decode_token, encode_token, page_size};
 use rapport_core::{Access, ApiError, ApiResult, TenantContext, Violations};
@@ -287,14 +287,21 @@ impl ContactsApi {
         let id = violations.parse_id("id", &req.id);
         violations.check()?;
 
-        let mut tx = begin_tenant(&self.pool, ctx.tenant_id).await?;
+        // The common case, a live contact, takes one round trip; merged and
+        // erased ids take the full lookup.
+        if let Some(contact) = store::find_live(&self.pool, ctx.tenant_id, id).await? {
+            return Ok(GetContactResponse {
+                contact: Some(contact.to_proto()),
+            });
+        }
+        let mut tx = begin_tenant_read(&self.pool, ctx.tenant_id).await?;
         let contact = match store::lookup(&mut tx, id, false).await? {
             Lookup::Merged(survivor) => store::lookup(&mut tx, survivor, false)
                 .await?
                 .into_found(survivor)?,
             other => other.into_found(id)?,
         };
-        tx.commit().await?;
+        finish_read(tx);
         Ok(GetContactResponse {
             contact: Some(contact.to_proto()),
         })
@@ -391,9 +398,9 @@ impl ContactsApi {
         };
         violations.check()?;
 
-        let mut tx = begin_tenant(&self.pool, ctx.tenant_id).await?;
+        let mut tx = begin_tenant_read(&self.pool, ctx.tenant_id).await?;
         let mut contacts = store::list_contacts(&mut tx, &filter, after, limit + 1).await?;
-        tx.commit().await?;
+        finish_read(tx);
         let next_page_token = next_token(&mut contacts, limit, |c| c.id, &filter_bytes);
         Ok(ListContactsResponse {
             contacts: contacts
@@ -686,10 +693,10 @@ impl ContactsApi {
             decode_token(page_token, &filter_bytes, "page_token", &mut violations);
         violations.check()?;
 
-        let mut tx = begin_tenant(&self.pool, ctx.tenant_id).await?;
+        let mut tx = begin_tenant_read(&self.pool, ctx.tenant_id).await?;
         store::lookup(&mut tx, id, false).await?.into_found(id)?;
         let mut entries = store::list_history(&mut tx, history, id, after, limit + 1, true).await?;
-        tx.commit().await?;
+        finish_read(tx);
         let next_page_token = next_token(&mut entries, limit, |(id, _)| *id, &filter_bytes);
         Ok((
             entries.into_iter().map(|(_, entry)| entry).collect(),
@@ -792,10 +799,10 @@ impl ContactsApi {
         };
         violations.check()?;
 
-        let mut tx = begin_tenant(&self.pool, ctx.tenant_id).await?;
+        let mut tx = begin_tenant_read(&self.pool, ctx.tenant_id).await?;
         store::lookup(&mut tx, id, false).await?.into_found(id)?;
         let mut events = store::list_events(&mut tx, id, &filter, before, limit + 1).await?;
-        tx.commit().await?;
+        finish_read(tx);
         let next_page_token = next_token(&mut events, limit, |(cursor, _)| *cursor, &filter_bytes);
         Ok(ListEventsResponse {
             events: events.into_iter().map(|(_, e)| e).collect(),
@@ -813,13 +820,13 @@ impl ContactsApi {
         violations.check()?;
 
         // The profile is read up front so a bad id fails the call itself.
-        let mut tx = begin_tenant(&self.pool, ctx.tenant_id).await?;
+        let mut tx = begin_tenant_read(&self.pool, ctx.tenant_id).await?;
         let contact = store::lookup(&mut tx, id, false).await?.into_found(id)?;
         let lifecycle =
             store::list_history(&mut tx, History::Lifecycle, id, None, i64::MAX, false).await?;
         let consent =
             store::list_history(&mut tx, History::Consent, id, None, i64::MAX, false).await?;
-        tx.commit().await?;
+        finish_read(tx);
         let profile = ExportContactResponse {
             part: Some(export_contact_response::Part::Profile(ContactProfile {
                 contact: Some(contact.to_proto()),
@@ -841,11 +848,13 @@ impl ContactsApi {
                 let pool = pool.clone();
                 async move {
                     let Some(after) = state else { return Ok(None) };
-                    let mut tx = begin_tenant(&pool, tenant).await.map_err(ApiError::from)?;
+                    let mut tx = begin_tenant_read(&pool, tenant)
+                        .await
+                        .map_err(ApiError::from)?;
                     let events = store::export_events(&mut tx, id, after, EXPORT_CHUNK)
                         .await
                         .map_err(ApiError::from)?;
-                    tx.commit().await.map_err(ApiError::from)?;
+                    finish_read(tx);
                     if events.is_empty() {
                         return Ok(None);
                     }

@@ -129,6 +129,25 @@ pub fn not_found(id: Uuid) -> ApiError {
     ApiError::not_found("CONTACT_NOT_FOUND", format!("contact {id} does not exist"))
 }
 
+/// The live contact `id` of `tenant` in one round trip (see migration
+/// 0002), outside any transaction; `None` when `id` names no live contact.
+pub async fn find_live(
+    pool: &sqlx::PgPool,
+    tenant: Uuid,
+    id: Uuid,
+) -> sqlx::Result<Option<StoredContact>> {
+    let row: Option<ContactRow> = sqlx::query_as(concat!(
+        "SELECT ",
+        contact_columns!(),
+        " FROM contacts.contact_by_id($1, $2)"
+    ))
+    .bind(tenant)
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(Into::into))
+}
+
 /// Finds what `id` names; `for_update` locks a found contact's row.
 pub async fn lookup(conn: &mut PgConnection, id: Uuid, for_update: bool) -> sqlx::Result<Lookup> {
     let query = if for_update {

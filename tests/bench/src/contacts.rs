@@ -9,7 +9,9 @@ use futures::StreamExt as _;
 use rapport_core::credential::{CredentialKey, Grant, Scope};
 use rapport_proto::common::v1::Channel;
 use rapport_proto::contacts::v1::contacts_service_client::ContactsServiceClient;
-use rapport_proto::contacts::v1::{BatchUpsertContactsRequest, Contact, Event, GetContactRequest, RecordEventsRequest};
+use rapport_proto::contacts::v1::{
+    BatchUpsertContactsRequest, Contact, Event, GetContactRequest, RecordEventsRequest,
+};
 use rapport_testkit::{Credential, TEST_CREDENTIAL_SECRET, TestDatabase};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel as GrpcChannel;
@@ -24,8 +26,6 @@ type Client = ContactsServiceClient<InterceptedService<GrpcChannel, Credential>>
 const SEED_CONTACTS: usize = 10_000;
 /// HTTP/2 connections the load is spread over.
 const CONNECTIONS: usize = 4;
-/// RecordEvents calls in flight during the ingest run.
-const INGEST_IN_FLIGHT: usize = 4;
 
 pub async fn run(args: &Args, admin_url: &str) -> anyhow::Result<()> {
     let db = TestDatabase::create_at(admin_url).await;
@@ -35,7 +35,10 @@ pub async fn run(args: &Args, admin_url: &str) -> anyhow::Result<()> {
         &[
             ("DATABASE_URL", db.url(Some("rapport_contacts"))),
             ("RAPPORT_MIGRATE_DATABASE_URL", db.url(None)),
-            ("RAPPORT_CREDENTIAL_SECRET", TEST_CREDENTIAL_SECRET.to_owned()),
+            (
+                "RAPPORT_CREDENTIAL_SECRET",
+                TEST_CREDENTIAL_SECRET.to_owned(),
+            ),
             ("RAPPORT_DATABASE_MAX_CONNECTIONS", "32".to_owned()),
         ],
     )
@@ -45,59 +48,102 @@ pub async fn run(args: &Args, admin_url: &str) -> anyhow::Result<()> {
 
     let tenant = Uuid::now_v7();
     let token = CredentialKey::new(TEST_CREDENTIAL_SECRET)?.mint(
-        &Grant { tenant_id: Some(tenant), principal: "bench".into(), scopes: vec![Scope::all()] },
+        &Grant {
+            tenant_id: Some(tenant),
+            principal: "bench".into(),
+            scopes: vec![Scope::all()],
+        },
         Duration::from_secs(3600),
     );
     let mut clients = Vec::with_capacity(CONNECTIONS);
     for _ in 0..CONNECTIONS {
-        let channel = GrpcChannel::from_shared(format!("http://{}", service.addr))?.connect().await?;
-        clients.push(ContactsServiceClient::new(InterceptedService::new(channel, Credential::raw(Some(token.clone())))));
+        let channel = GrpcChannel::from_shared(format!("http://{}", service.addr))?
+            .connect()
+            .await?;
+        clients.push(ContactsServiceClient::new(InterceptedService::new(
+            channel,
+            Credential::raw(Some(token.clone())),
+        )));
     }
     let ids = Arc::new(seed(&mut clients[0]).await?);
 
     // GetContact at a fixed number of calls in flight.
     let get_clients = Arc::new(clients.clone());
     let get_ids = ids.clone();
-    let report = closed_loop(args.concurrency, Duration::from_secs(1), Duration::from_secs(args.seconds), move |i| {
-        let mut client = get_clients[i % CONNECTIONS].clone();
-        let id = get_ids[i % get_ids.len()].clone();
-        async move { client.get_contact(GetContactRequest { id }).await.is_ok() }
-    })
+    let report = closed_loop(
+        args.concurrency,
+        Duration::from_secs(1),
+        Duration::from_secs(args.seconds),
+        move |i| {
+            let mut client = get_clients[i % CONNECTIONS].clone();
+            let id = get_ids[i % get_ids.len()].clone();
+            async move { client.get_contact(GetContactRequest { id }).await.is_ok() }
+        },
+    )
     .await;
-    println!("contacts: GetContact, {} calls in flight, {} s", args.concurrency, args.seconds);
-    println!("  throughput   {:>10.0} req/s   (goal >= 5,000)", report.per_second());
-    println!("  latency      p50 {:.2} ms, p99 {:.2} ms   (goal p99 < 10 ms)", report.p(0.50), report.p(0.99));
+    println!(
+        "contacts: GetContact, {} calls in flight, {} s",
+        args.concurrency, args.seconds
+    );
+    println!(
+        "  throughput   {:>10.0} req/s   (goal >= 5,000)",
+        report.per_second()
+    );
+    println!(
+        "  latency      p50 {:.2} ms, p99 {:.2} ms   (goal p99 < 10 ms)",
+        report.p(0.50),
+        report.p(0.99)
+    );
     println!("  errors       {}\n", report.errors);
 
     // RecordEvents ingest, then a raw COPY of as many rows of the same shape.
     let total = args.batches * args.batch_size;
     let batches: Vec<RecordEventsRequest> = (0..args.batches)
         .map(|b| RecordEventsRequest {
-            events: (0..args.batch_size).map(|e| event(&ids[(b * args.batch_size + e) % ids.len()], b, e)).collect(),
+            events: (0..args.batch_size)
+                .map(|e| event(&ids[(b * args.batch_size + e) % ids.len()], b, e))
+                .collect(),
         })
         .collect();
     let started = Instant::now();
     let results: Vec<bool> = futures::stream::iter(batches.into_iter().enumerate())
         .map(|(b, batch)| {
             let mut client = clients[b % CONNECTIONS].clone();
-            async move { client.record_events(batch).await.is_ok_and(|r| r.into_inner().recorded_count > 0) }
+            async move {
+                client
+                    .record_events(batch)
+                    .await
+                    .is_ok_and(|r| r.into_inner().recorded_count > 0)
+            }
         })
-        .buffer_unordered(INGEST_IN_FLIGHT)
+        .buffer_unordered(args.ingest_in_flight)
         .collect()
         .await;
     let ingest_elapsed = started.elapsed();
-    anyhow::ensure!(results.iter().all(|ok| *ok), "some RecordEvents calls failed");
+    anyhow::ensure!(
+        results.iter().all(|ok| *ok),
+        "some RecordEvents calls failed"
+    );
     let ingest_rate = total as f64 / ingest_elapsed.as_secs_f64();
 
     let copy_rate = copy_rate(&db, tenant, &ids, total).await?;
-    println!("contacts: RecordEvents ingest, batches of {}, {INGEST_IN_FLIGHT} calls in flight, {total} events", args.batch_size);
+    println!(
+        "contacts: RecordEvents ingest, batches of {}, {} calls in flight, {total} events",
+        args.batch_size, args.ingest_in_flight
+    );
     println!("  service      {ingest_rate:>10.0} events/s   (goal >= 20,000)");
     println!("  raw COPY     {copy_rate:>10.0} events/s   (same rows, same table)");
-    println!("  ratio        {:>10.2}            (goal >= 0.5)\n", ingest_rate / copy_rate);
+    println!(
+        "  ratio        {:>10.2}            (goal >= 0.5)\n",
+        ingest_rate / copy_rate
+    );
 
     let loaded_rss = service.rss_kib()?;
     println!("contacts: memory (resident set)");
-    println!("  idle         {:>10.1} MiB   (goal < 20 MiB)", idle_rss as f64 / 1024.0);
+    println!(
+        "  idle         {:>10.1} MiB   (goal < 20 MiB)",
+        idle_rss as f64 / 1024.0
+    );
     println!("  after load   {:>10.1} MiB\n", loaded_rss as f64 / 1024.0);
     drop(service);
     Ok(())
@@ -119,7 +165,12 @@ async fn seed(client: &mut Client) -> anyhow::Result<Vec<String>> {
                 }
             })
             .collect();
-        let response = client.batch_upsert_contacts(BatchUpsertContactsRequest { contacts, request_id: String::new() }).await?;
+        let response = client
+            .batch_upsert_contacts(BatchUpsertContactsRequest {
+                contacts,
+                request_id: String::new(),
+            })
+            .await?;
         ids.extend(response.into_inner().contacts.into_iter().map(|c| c.id));
     }
     Ok(ids)
@@ -127,30 +178,47 @@ async fn seed(client: &mut Client) -> anyhow::Result<Vec<String>> {
 
 fn event(contact_id: &str, batch: usize, index: usize) -> Event {
     let properties = rapport_core::convert::json_to_struct(
-        serde_json_object(&[("path", "/pricing"), ("referrer", "newsletter")]).as_object().expect("an object"),
+        serde_json_object(&[("path", "/pricing"), ("referrer", "newsletter")])
+            .as_object()
+            .expect("an object"),
     );
     Event {
         contact_id: contact_id.to_owned(),
         client_event_id: format!("bench-{batch}-{index}"),
         r#type: "page.viewed".into(),
         channel: Channel::Web as i32,
-        occur_time: Some(prost_types::Timestamp { seconds: 1_700_000_000 + (batch * 1000 + index) as i64, nanos: 0 }),
+        occur_time: Some(prost_types::Timestamp {
+            seconds: 1_700_000_000 + (batch * 1000 + index) as i64,
+            nanos: 0,
+        }),
         properties: Some(properties),
         ..Default::default()
     }
 }
 
 fn serde_json_object(pairs: &[(&str, &str)]) -> sqlx::types::JsonValue {
-    sqlx::types::JsonValue::Object(pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).into())).collect())
+    sqlx::types::JsonValue::Object(
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).into()))
+            .collect(),
+    )
 }
 
 /// Rows per second of a raw `COPY` into the same table (as the schema
 /// owner: COPY FROM cannot run under row-level security).
-async fn copy_rate(db: &TestDatabase, tenant: Uuid, ids: &[String], rows: usize) -> anyhow::Result<f64> {
+async fn copy_rate(
+    db: &TestDatabase,
+    tenant: Uuid,
+    ids: &[String],
+    rows: usize,
+) -> anyhow::Result<f64> {
     let mut data = String::with_capacity(rows * 200);
     for n in 0..rows {
         let contact = &ids[n % ids.len()];
-        let occur = chrono::DateTime::from_timestamp(1_700_000_000 + n as i64, 0).expect("in range").to_rfc3339();
+        let occur = chrono::DateTime::from_timestamp(1_700_000_000 + n as i64, 0)
+            .expect("in range")
+            .to_rfc3339();
         data.push_str(&format!(
             "{tenant}\t{}\t{contact}\tcopy-{n}\tpage.viewed\t6\t{occur}\t{{\"path\": \"/pricing\", \"referrer\": \"newsletter\"}}\t{occur}\n",
             Uuid::now_v7()

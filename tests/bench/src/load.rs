@@ -24,7 +24,12 @@ impl LoadReport {
 
 /// Runs `workers` copies of `call` back to back: first for `warm_up`
 /// (not measured), then for `duration`.
-pub async fn closed_loop<F, Fut>(workers: usize, warm_up: Duration, duration: Duration, call: F) -> LoadReport
+pub async fn closed_loop<F, Fut>(
+    workers: usize,
+    warm_up: Duration,
+    duration: Duration,
+    call: F,
+) -> LoadReport
 where
     F: Fn(usize) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = bool> + Send,

@@ -5,6 +5,8 @@
 //! so its memory is measured as deployed and the load generator's work is
 //! not counted against it.
 
+#![allow(clippy::print_stdout)] // The figures are this program's output.
+
 mod contacts;
 mod load;
 mod process;
@@ -26,6 +28,9 @@ struct Args {
     /// Events per RecordEvents call.
     #[arg(long, default_value_t = 500)]
     batch_size: usize,
+    /// RecordEvents calls in flight during the ingest run.
+    #[arg(long, default_value_t = 4)]
+    ingest_in_flight: usize,
     /// RecordEvents calls for the ingest run.
     #[arg(long, default_value_t = 200)]
     batches: usize,
@@ -34,7 +39,18 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let admin_url = args.database_url.clone().unwrap_or_else(rapport_testkit::admin_url);
-    println!("Rapport benchmarks ({} cores, PostgreSQL on this machine)\n", std::thread::available_parallelism()?.get());
+    let admin_url = args
+        .database_url
+        .clone()
+        .unwrap_or_else(rapport_testkit::admin_url);
+    let transport = if admin_url.contains("host=/") {
+        "Unix socket"
+    } else {
+        "TCP"
+    };
+    println!(
+        "Rapport benchmarks ({} cores, PostgreSQL on this machine over {transport})\n",
+        std::thread::available_parallelism()?.get()
+    );
     contacts::run(&args, &admin_url).await
 }

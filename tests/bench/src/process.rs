@@ -18,7 +18,11 @@ impl ServiceProcess {
     /// Starts `binary` (built next to this benchmark) with `env`, listening
     /// on a free loopback port named by `listen_env`, and waits until it is
     /// serving.
-    pub async fn start(binary: &str, listen_env: &str, env: &[(&str, String)]) -> anyhow::Result<Self> {
+    pub async fn start(
+        binary: &str,
+        listen_env: &str,
+        env: &[(&str, String)],
+    ) -> anyhow::Result<Self> {
         let path = sibling_binary(binary)?;
         let addr = free_port()?;
         let child = Command::new(&path)
@@ -29,7 +33,11 @@ impl ServiceProcess {
             .spawn()
             .with_context(|| format!("starting {}", path.display()))?;
         let channel = Channel::from_shared(format!("http://{addr}"))?.connect_lazy();
-        let process = Self { child, addr, channel };
+        let process = Self {
+            child,
+            addr,
+            channel,
+        };
         process.wait_until_serving().await?;
         Ok(process)
     }
@@ -37,7 +45,11 @@ impl ServiceProcess {
     async fn wait_until_serving(&self) -> anyhow::Result<()> {
         use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
         for _ in 0..200 {
-            if HealthClient::new(self.channel.clone()).check(HealthCheckRequest::default()).await.is_ok() {
+            if HealthClient::new(self.channel.clone())
+                .check(HealthCheckRequest::default())
+                .await
+                .is_ok()
+            {
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -60,8 +72,15 @@ impl ServiceProcess {
 
 fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
-    let path = exe.parent().context("the benchmark has a directory")?.join(name);
-    anyhow::ensure!(path.exists(), "{} is missing: build it first (make bench does)", path.display());
+    let path = exe
+        .parent()
+        .context("the benchmark has a directory")?
+        .join(name);
+    anyhow::ensure!(
+        path.exists(),
+        "{} is missing: build it first (make bench does)",
+        path.display()
+    );
     Ok(path)
 }
 

@@ -1,0 +1,164 @@
+//! Rust SDK for Rapport: typed clients over one channel that carry the
+//! caller's credential and a deadline on every call, and a retry helper for
+//! calls that are safe to repeat.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use rapport_client::{Auth, RapportClient};
+//! use rapport_proto::contacts::v1::ListContactsRequest;
+//!
+//! let client = RapportClient::connect("http://127.0.0.1:50051", Auth::ApiKey("rk_...".into())).await?;
+//! let page = client.contacts().list_contacts(ListContactsRequest::default()).await?;
+//! # Ok(()) }
+//! ```
+
+use std::future::Future;
+use std::time::Duration;
+
+use rapport_core::credential::CREDENTIAL_HEADER;
+use rapport_proto::contacts::v1::contacts_service_client::ContactsServiceClient;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+
+/// How calls authenticate.
+#[derive(Clone)]
+pub enum Auth {
+    /// An API key, for calls through the gateway (`authorization: Bearer`).
+    ApiKey(String),
+    /// An internal credential, for calls straight to a service (operators
+    /// and local development; see `rapport_core::credential`).
+    Credential(String),
+}
+
+/// Adds the credential, and the default deadline when the call has none.
+#[derive(Clone)]
+pub struct CallContext {
+    header: &'static str,
+    value: MetadataValue<Ascii>,
+    timeout: Duration,
+}
+
+impl tonic::service::Interceptor for CallContext {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        request
+            .metadata_mut()
+            .insert(self.header, self.value.clone());
+        if !request.metadata().contains_key("grpc-timeout") {
+            request.set_timeout(self.timeout);
+        }
+        rapport_core::telemetry::inject_current_context(request.metadata_mut());
+        Ok(request)
+    }
+}
+
+pub type Transport = InterceptedService<Channel, CallContext>;
+
+/// One connection to Rapport with typed clients for each service.
+#[derive(Clone)]
+pub struct RapportClient {
+    transport: Transport,
+}
+
+impl RapportClient {
+    /// Connects to `endpoint` (the gateway, or a service directly).
+    pub async fn connect(endpoint: &str, auth: Auth) -> anyhow::Result<Self> {
+        let channel = Endpoint::from_shared(endpoint.to_owned())?
+            .connect_timeout(Duration::from_secs(5))
+            .tcp_nodelay(true)
+            .connect()
+            .await?;
+        Self::with_channel(channel, auth, Duration::from_secs(30))
+    }
+
+    /// Uses an existing channel; `timeout` is the deadline of calls that set none.
+    pub fn with_channel(channel: Channel, auth: Auth, timeout: Duration) -> anyhow::Result<Self> {
+        let (header, token) = match auth {
+            Auth::ApiKey(key) => ("authorization", format!("Bearer {key}")),
+            Auth::Credential(token) => (CREDENTIAL_HEADER, token),
+        };
+        let value = MetadataValue::try_from(token.as_str())?;
+        Ok(Self {
+            transport: InterceptedService::new(
+                channel,
+                CallContext {
+                    header,
+                    value,
+                    timeout,
+                },
+            ),
+        })
+    }
+
+    pub fn contacts(&self) -> ContactsServiceClient<Transport> {
+        ContactsServiceClient::new(self.transport.clone())
+    }
+
+    /// The authenticated transport, for clients of services added later.
+    pub fn transport(&self) -> Transport {
+        self.transport.clone()
+    }
+}
+
+/// Retries `call` while it fails with UNAVAILABLE (the service restarting
+/// or not reachable yet), with exponential backoff: 100 ms, 200 ms, ...
+/// up to `attempts` tries. Only for calls that are safe to repeat: reads,
+/// and writes made idempotent with a `request_id`.
+pub async fn with_retries<T, F, Fut>(attempts: u32, mut call: F) -> Result<T, tonic::Status>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, tonic::Status>>,
+{
+    let mut delay = Duration::from_millis(100);
+    let mut attempt = 1;
+    loop {
+        match call().await {
+            Err(status) if status.code() == tonic::Code::Unavailable && attempt < attempts => {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_unavailable_then_succeeds() {
+        let tries = AtomicU32::new(0);
+        let result = with_retries(5, || async {
+            if tries.fetch_add(1, Ordering::SeqCst) < 2 {
+                Err(tonic::Status::unavailable("down"))
+            } else {
+                Ok(7)
+            }
+        })
+        .await;
+        assert_eq!(result.unwrap(), 7);
+        assert_eq!(tries.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn other_errors_and_exhausted_attempts_are_returned() {
+        let tries = AtomicU32::new(0);
+        let result: Result<(), _> = with_retries(5, || async {
+            tries.fetch_add(1, Ordering::SeqCst);
+            Err(tonic::Status::invalid_argument("bad"))
+        })
+        .await;
+        assert_eq!(result.unwrap_err().code(), tonic::Code::InvalidArgument);
+        assert_eq!(tries.load(Ordering::SeqCst), 1);
+
+        let result: Result<(), _> =
+            with_retries(3, || async { Err(tonic::Status::unavailable("down")) }).await;
+        assert_eq!(result.unwrap_err().code(), tonic::Code::Unavailable);
+    }
+}
