@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use rapport_core::Violations;
-use rapport_core::convert::{json_to_struct, struct_to_json, to_datetime, to_timestamp};
+use rapport_core::convert::{json_to_struct, to_datetime, to_timestamp};
 use rapport_proto::common::v1::{Channel, LifecycleStage};
 use rapport_proto::contacts::v1::{self as pb, ConsentStatus};
 use serde::{Deserialize, Serialize};
@@ -128,19 +128,11 @@ pub fn validate(
         violations.add(field("time_zone"), e);
     }
 
-    let attributes = match contact.attributes.as_ref().map(struct_to_json) {
-        None => Map::new(),
-        Some(Ok(map)) => {
-            if serde_json::to_vec(&map).map_or(0, |bytes| bytes.len()) > rules::MAX_JSON_BYTES {
-                violations.add(field("attributes"), "must be at most 16 KiB as JSON");
-            }
-            map
-        }
-        Some(Err(e)) => {
-            violations.add(field("attributes"), e.to_string());
-            Map::new()
-        }
-    };
+    let attributes = rules::json_object(
+        contact.attributes.as_ref(),
+        &field("attributes"),
+        violations,
+    );
 
     if contact.tags.len() > rules::MAX_TAGS {
         violations.add(field("tags"), "at most 100 tags");
@@ -543,7 +535,8 @@ mod tests {
         upsert_onto(&mut target, &patch);
         assert_eq!(target.first_name, "Anna");
         assert_eq!(target.last_name, "Lima");
-        let attrs = struct_to_json(target.attributes.as_ref().unwrap()).unwrap();
+        let attrs =
+            rapport_core::convert::struct_to_json(target.attributes.as_ref().unwrap()).unwrap();
         assert_eq!(
             serde_json::Value::Object(attrs),
             serde_json::json!({"plan": "pro", "seats": 1.0})

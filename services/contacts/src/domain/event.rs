@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use rapport_core::Violations;
-use rapport_core::convert::{struct_to_json, to_datetime};
+use rapport_core::convert::to_datetime;
 use rapport_proto::common::v1::{Channel, Money};
 use rapport_proto::contacts::v1 as pb;
 use serde_json::{Map, Value as Json};
@@ -135,19 +135,8 @@ fn validate_event(
         }
         Some(Some(time)) => time,
     };
-    let properties = match event.properties.as_ref().map(struct_to_json) {
-        None => Map::new(),
-        Some(Ok(map)) => {
-            if serde_json::to_vec(&map).map_or(0, |bytes| bytes.len()) > rules::MAX_JSON_BYTES {
-                violations.add(field("properties"), "must be at most 16 KiB as JSON");
-            }
-            map
-        }
-        Some(Err(e)) => {
-            violations.add(field("properties"), e.to_string());
-            Map::new()
-        }
-    };
+    let properties =
+        rules::json_object(event.properties.as_ref(), &field("properties"), violations);
     if let Some(money) = &event.revenue {
         validate_money(money, &field("revenue"), violations);
     }

@@ -2,6 +2,11 @@
 
 use std::str::FromStr as _;
 
+use prost::Message as _;
+use rapport_core::Violations;
+use rapport_core::convert::struct_to_json;
+use serde_json::{Map, Value as Json};
+
 pub const MAX_NAME_LEN: usize = 256;
 pub const MAX_EXTERNAL_ID_LEN: usize = 256;
 pub const MAX_EMAIL_LEN: usize = 254;
@@ -10,8 +15,29 @@ pub const MAX_TAG_LEN: usize = 64;
 pub const MAX_TAGS: usize = 100;
 pub const MAX_EVENT_TYPE_LEN: usize = 128;
 pub const MAX_CLIENT_EVENT_ID_LEN: usize = 128;
-/// Largest custom attributes or event properties object, as JSON.
-pub const MAX_JSON_BYTES: usize = 16 * 1024;
+/// Largest custom attributes or event properties object, encoded.
+pub const MAX_OBJECT_BYTES: usize = 16 * 1024;
+
+/// A free-form object (custom attributes, event properties) as stored:
+/// finite numbers, bounded nesting, at most 16 KiB. The size is taken from
+/// the protobuf encoding, close to the JSON one and free to compute.
+pub fn json_object(
+    value: Option<&prost_types::Struct>,
+    field: &str,
+    violations: &mut Violations,
+) -> Map<String, Json> {
+    let Some(value) = value else {
+        return Map::new();
+    };
+    if value.encoded_len() > MAX_OBJECT_BYTES {
+        violations.add(field, "must be at most 16 KiB");
+        return Map::new();
+    }
+    struct_to_json(value).unwrap_or_else(|e| {
+        violations.add(field, e.to_string());
+        Map::new()
+    })
+}
 
 /// A pragmatic address check: one `@`, a non-empty local part, and a domain
 /// of dot-separated labels. Deliverability is the campaigns' business.
