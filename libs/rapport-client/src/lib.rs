@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use rapport_core::credential::CREDENTIAL_HEADER;
 use rapport_proto::contacts::v1::contacts_service_client::ContactsServiceClient;
+use rapport_proto::gateway::v1::gateway_admin_service_client::GatewayAdminServiceClient;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
@@ -95,6 +96,11 @@ impl RapportClient {
 
     pub fn contacts(&self) -> ContactsServiceClient<Transport> {
         ContactsServiceClient::new(self.transport.clone())
+    }
+
+    /// Tenants and API keys; needs the operator key as the API key.
+    pub fn gateway_admin(&self) -> GatewayAdminServiceClient<Transport> {
+        GatewayAdminServiceClient::new(self.transport.clone())
     }
 
     /// The authenticated transport, for clients of services added later.

@@ -113,6 +113,31 @@ pub fn finish_read(tx: Transaction<'static, Postgres>) {
     drop(tx);
 }
 
+/// Begins a transaction with `settings` (name, value) applied to it only,
+/// for schemas whose policies read settings other than the tenant.
+pub async fn begin_with_settings(
+    pool: &PgPool,
+    settings: &[(&str, &str)],
+) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    set_local(&mut tx, settings).await?;
+    Ok(tx)
+}
+
+/// Applies `settings` (name, value) until the end of the current transaction.
+pub async fn set_local(
+    conn: &mut sqlx::PgConnection,
+    settings: &[(&str, &str)],
+) -> Result<(), sqlx::Error> {
+    let (names, values): (Vec<&str>, Vec<&str>) = settings.iter().copied().unzip();
+    sqlx::query("SELECT set_config(name, value, true) FROM unnest($1::text[], $2::text[]) AS s(name, value)")
+        .bind(names)
+        .bind(values)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// [`begin_tenant`] on a connection of the caller's own.
 pub async fn begin_tenant_on(
     conn: &mut sqlx::PgConnection,

@@ -82,6 +82,25 @@ pub fn decode_token<C: DeserializeOwned>(
     }
 }
 
+/// Trims a page that was fetched with one item more than `limit` and
+/// returns the token of the next page, or "" when this is the last one.
+pub fn next_page_token<T, C: Serialize>(
+    items: &mut Vec<T>,
+    limit: i64,
+    cursor: impl Fn(&T) -> C,
+    filter: &[u8],
+) -> String {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    if items.len() <= limit {
+        return String::new();
+    }
+    items.truncate(limit);
+    items
+        .last()
+        .map(|last| encode_token(&cursor(last), filter))
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,6 +128,20 @@ mod tests {
             None
         );
         assert!(violations.check().is_err());
+    }
+
+    #[test]
+    fn next_page_token_trims_the_extra_item() {
+        let mut items = vec![1, 2, 3];
+        let token = next_page_token(&mut items, 2, |i| *i, b"");
+        assert_eq!(items, [1, 2]);
+        let mut violations = Violations::default();
+        assert_eq!(
+            decode_token::<i32>(&token, b"", "page_token", &mut violations),
+            Some(2)
+        );
+        let mut last_page = vec![1, 2];
+        assert_eq!(next_page_token(&mut last_page, 2, |i| *i, b""), "");
     }
 
     #[test]

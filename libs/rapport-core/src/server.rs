@@ -6,12 +6,35 @@ use tokio::net::TcpListener;
 use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
+use tonic_web::GrpcWebLayer;
 use tower::ServiceBuilder;
 use tower::limit::GlobalConcurrencyLimitLayer;
 
 use crate::config::ServerConfig;
 use crate::credential::CredentialKey;
-use crate::middleware::{AuthenticationLayer, RequestContextLayer};
+use crate::middleware::{AuthenticationLayer, DeadlineLayer, RequestContextLayer};
+
+/// How a server admits calls.
+pub struct ServeOptions {
+    /// Verify the internal credential of every call but health checks (the
+    /// services). `None` leaves authentication to the routes (the gateway).
+    pub credential: Option<CredentialKey>,
+    /// Serve gRPC server reflection of every Rapport proto.
+    pub reflection: bool,
+    /// Also accept gRPC-Web over HTTP/1.1, for browsers.
+    pub grpc_web: bool,
+}
+
+impl ServeOptions {
+    /// What every service behind the gateway uses.
+    pub fn service(key: CredentialKey) -> Self {
+        Self {
+            credential: Some(key),
+            reflection: true,
+            grpc_web: false,
+        }
+    }
+}
 
 /// Serves `routes` on `listener` until `shutdown` completes, then reports
 /// NOT_SERVING, stops accepting, and gives in-flight calls up to the
@@ -22,7 +45,7 @@ use crate::middleware::{AuthenticationLayer, RequestContextLayer};
 pub async fn serve(
     listener: TcpListener,
     config: &ServerConfig,
-    key: CredentialKey,
+    options: ServeOptions,
     routes: Routes,
     service_names: &[&str],
     shutdown: impl Future<Output = ()>,
@@ -33,20 +56,17 @@ pub async fn serve(
             .set_service_status(name, ServingStatus::Serving)
             .await;
     }
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(rapport_proto::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(rapport_proto::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()?;
-    let routes = routes
-        .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha);
+    let mut routes = routes.add_service(health_service);
+    if options.reflection {
+        let (v1, v1alpha) = reflection_services()?;
+        routes = routes.add_service(v1).add_service(v1alpha);
+    }
 
     let layers = ServiceBuilder::new()
         .layer(RequestContextLayer)
-        .layer(AuthenticationLayer::new(key))
+        .layer(DeadlineLayer::new(config.request_timeout()))
+        .option_layer(options.grpc_web.then(GrpcWebLayer::new))
+        .option_layer(options.credential.map(AuthenticationLayer::new))
         .layer(GlobalConcurrencyLimitLayer::new(
             config.max_concurrent_requests,
         ));
@@ -69,7 +89,7 @@ pub async fn serve(
     };
 
     let server = tonic::transport::Server::builder()
-        .timeout(config.request_timeout())
+        .accept_http1(options.grpc_web)
         .max_concurrent_streams(config.max_concurrent_streams)
         .layer(layers)
         .add_routes(routes)
@@ -91,4 +111,22 @@ pub async fn serve(
             Ok(())
         }
     }
+}
+
+/// gRPC server reflection (v1 and v1alpha) of every Rapport proto.
+pub fn reflection_services() -> anyhow::Result<(
+    tonic_reflection::server::v1::ServerReflectionServer<
+        impl tonic_reflection::server::v1::ServerReflection,
+    >,
+    tonic_reflection::server::v1alpha::ServerReflectionServer<
+        impl tonic_reflection::server::v1alpha::ServerReflection,
+    >,
+)> {
+    let v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(rapport_proto::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(rapport_proto::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+    Ok((v1, v1alpha))
 }

@@ -88,9 +88,17 @@ pub fn set_parent_from_headers(span: &tracing::Span, headers: &http::HeaderMap) 
 
 /// Writes the current span's W3C trace context into outgoing call metadata.
 pub fn inject_current_context(metadata: &mut tonic::metadata::MetadataMap) {
+    let mut headers = std::mem::take(metadata).into_headers();
+    inject_current_context_into_headers(&mut headers);
+    *metadata = tonic::metadata::MetadataMap::from_headers(headers);
+}
+
+/// Writes the current span's W3C trace context into outgoing HTTP headers,
+/// replacing any the request came with.
+pub fn inject_current_context_into_headers(headers: &mut http::HeaderMap) {
     let context = tracing::Span::current().context();
     opentelemetry::global::get_text_map_propagator(|propagator| {
-        propagator.inject_context(&context, &mut MetadataInjector(metadata));
+        propagator.inject_context(&context, &mut HeaderInjector(headers));
     });
 }
 
@@ -114,12 +122,12 @@ impl Extractor for HeaderExtractor<'_> {
     }
 }
 
-struct MetadataInjector<'a>(&'a mut tonic::metadata::MetadataMap);
+struct HeaderInjector<'a>(&'a mut http::HeaderMap);
 
-impl Injector for MetadataInjector<'_> {
+impl Injector for HeaderInjector<'_> {
     fn set(&mut self, key: &str, value: String) {
-        let key = tonic::metadata::MetadataKey::from_bytes(key.as_bytes());
-        let value = tonic::metadata::MetadataValue::try_from(value.as_str());
+        let key = http::HeaderName::from_bytes(key.as_bytes());
+        let value = http::HeaderValue::from_str(&value);
         if let (Ok(key), Ok(value)) = (key, value) {
             self.0.insert(key, value);
         }

@@ -9,7 +9,7 @@ use futures::Stream;
 use rapport_core::convert::to_datetime;
 use rapport_core::db::{begin_tenant, begin_tenant_read, finish_read};
 use rapport_core::idempotency::{Claim, IdempotencyTable, MAX_REQUEST_ID_LEN};
-use rapport_core::pagination::{decode_token, encode_token, page_size};
+use rapport_core::pagination::{decode_token, next_page_token, page_size};
 use rapport_core::{Access, ApiError, ApiResult, TenantContext, Violations};
 use rapport_proto::common::v1::{Channel, LifecycleStage};
 use rapport_proto::contacts::v1::contacts_service_server::ContactsService;
@@ -401,7 +401,7 @@ impl ContactsApi {
         let mut tx = begin_tenant_read(&self.pool, ctx.tenant_id).await?;
         let mut contacts = store::list_contacts(&mut tx, &filter, after, limit + 1).await?;
         finish_read(tx);
-        let next_page_token = next_token(&mut contacts, limit, |c| c.id, &filter_bytes);
+        let next_page_token = next_page_token(&mut contacts, limit, |c| c.id, &filter_bytes);
         Ok(ListContactsResponse {
             contacts: contacts
                 .iter()
@@ -697,7 +697,7 @@ impl ContactsApi {
         store::lookup(&mut tx, id, false).await?.into_found(id)?;
         let mut entries = store::list_history(&mut tx, history, id, after, limit + 1, true).await?;
         finish_read(tx);
-        let next_page_token = next_token(&mut entries, limit, |(id, _)| *id, &filter_bytes);
+        let next_page_token = next_page_token(&mut entries, limit, |(id, _)| *id, &filter_bytes);
         Ok((
             entries.into_iter().map(|(_, entry)| entry).collect(),
             next_page_token,
@@ -803,7 +803,8 @@ impl ContactsApi {
         store::lookup(&mut tx, id, false).await?.into_found(id)?;
         let mut events = store::list_events(&mut tx, id, &filter, before, limit + 1).await?;
         finish_read(tx);
-        let next_page_token = next_token(&mut events, limit, |(cursor, _)| *cursor, &filter_bytes);
+        let next_page_token =
+            next_page_token(&mut events, limit, |(cursor, _)| *cursor, &filter_bytes);
         Ok(ListEventsResponse {
             events: events.into_iter().map(|(_, e)| e).collect(),
             next_page_token,
@@ -977,23 +978,4 @@ fn optional_time(
         violations.add(field, "is not a valid timestamp");
     }
     time
-}
-
-/// Trims a page fetched with one extra item and returns the token for the
-/// next page (empty on the last page).
-fn next_token<T, C: serde::Serialize>(
-    items: &mut Vec<T>,
-    limit: i64,
-    cursor: impl Fn(&T) -> C,
-    filter: &[u8],
-) -> String {
-    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-    if items.len() <= limit {
-        return String::new();
-    }
-    items.truncate(limit);
-    items
-        .last()
-        .map(|last| encode_token(&cursor(last), filter))
-        .unwrap_or_default()
 }

@@ -8,6 +8,7 @@ pub mod store;
 use clap::Parser;
 use rapport_core::config::{CredentialConfig, DatabaseConfig, ServerConfig, TelemetryConfig};
 use rapport_core::credential::CredentialKey;
+use rapport_core::server::ServeOptions;
 use rapport_proto::contacts::v1::contacts_service_server::{ContactsServiceServer, SERVICE_NAME};
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
@@ -54,7 +55,7 @@ pub async fn serve(
     let result = rapport_core::server::serve(
         listener,
         &config.server,
-        key,
+        ServeOptions::service(key),
         Routes::new(contacts),
         &[SERVICE_NAME],
         shutdown,

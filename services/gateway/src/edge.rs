@@ -1,0 +1,203 @@
+//! The edge: every call that is not the gateway's own (admin, health) comes
+//! here. It authenticates the API key, checks the scope the method needs,
+//! applies the tenant's and the key's rate limits, swaps client credentials
+//! for a minted internal one, and forwards the call unchanged over HTTP/2 to
+//! the service that owns the `rapport.<service>.v1` package. Bodies,
+//! metadata, trailers, status details, deadlines and cancellation pass
+//! through; there is no code per method.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use futures::future::BoxFuture;
+use rapport_core::credential::{Access, CREDENTIAL_HEADER};
+use rapport_core::request_id::{self, REQUEST_ID_HEADER};
+use rapport_core::{ApiError, telemetry};
+use tonic::Status;
+use tonic::body::Body;
+use tonic::transport::Channel;
+use tower::ServiceExt as _;
+use tower::util::BoxCloneSyncService;
+
+use crate::auth::{Authenticator, Caller};
+use crate::domain::methods::MethodTable;
+use crate::domain::rate_limit::{Quota, RateLimiter};
+
+/// Reflection answered by the gateway itself, for every service behind it.
+pub type LocalService = BoxCloneSyncService<http::Request<Body>, http::Response<Body>, Infallible>;
+
+const REFLECTION_PREFIX: &str = "/grpc.reflection.";
+
+#[derive(Clone)]
+pub struct Edge {
+    inner: Arc<EdgeInner>,
+}
+
+pub struct EdgeInner {
+    pub authenticator: Authenticator,
+    pub limiter: RateLimiter,
+    pub key_quota: Quota,
+    pub methods: MethodTable,
+    /// Upstream channel by service name (`contacts`).
+    pub upstreams: HashMap<String, Channel>,
+    /// `None` when reflection is switched off.
+    pub reflection: Option<LocalService>,
+}
+
+impl Edge {
+    pub fn new(inner: EdgeInner) -> Self {
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+}
+
+impl tower::Service<http::Request<axum::body::Body>> for Edge {
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<axum::body::Body>) -> Self::Future {
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            let response = inner.handle(request.map(Body::new)).await;
+            Ok(response.unwrap_or_else(Status::into_http))
+        })
+    }
+}
+
+impl EdgeInner {
+    async fn handle(&self, request: http::Request<Body>) -> Result<http::Response<Body>, Status> {
+        let path = request.uri().path().to_owned();
+        if path.starts_with(REFLECTION_PREFIX) {
+            let reflection = self.reflection.clone().ok_or_else(|| {
+                Status::unimplemented("server reflection is switched off on this gateway")
+            })?;
+            self.authenticator.authenticate(request.headers()).await?;
+            return Ok(reflection
+                .oneshot(request)
+                .await
+                .unwrap_or_else(|never| match never {}));
+        }
+
+        let rule = self.methods.get(&path).ok_or_else(|| {
+            Status::unimplemented(format!("no method {path} is served behind this gateway"))
+        })?;
+        let caller = self.authenticator.authenticate(request.headers()).await?;
+        let span = tracing::Span::current();
+        span.record("tenant_id", tracing::field::display(caller.tenant_id));
+        span.record("principal", caller.key_prefix.as_str());
+
+        if !caller.grant.allows(&rule.service, rule.access) {
+            let needed = match rule.access {
+                Access::Read => "read",
+                Access::Write => "write",
+            };
+            return Err(ApiError::permission_denied(
+                "MISSING_SCOPE",
+                format!("this API key lacks the scope {}:{needed}", rule.service),
+            )
+            .into());
+        }
+        self.admit(&caller)?;
+        let upstream = self.upstreams.get(&rule.service).cloned().ok_or_else(|| {
+            ApiError::unavailable(
+                "SERVICE_NOT_CONFIGURED",
+                format!(
+                    "the {} service is not available on this gateway",
+                    rule.service
+                ),
+            )
+        })?;
+
+        let request = forwardable(request, &caller);
+        let started = Instant::now();
+        let response = upstream
+            .oneshot(request)
+            .await
+            .map_err(|error| upstream_failure(&rule.service, &error))?;
+        tracing::info!(
+            tenant_id = %caller.tenant_id,
+            key = %caller.key_prefix,
+            method = %path,
+            // Present when the call failed before any message (trailers-only).
+            grpc_status = response.headers().get("grpc-status").and_then(|v| v.to_str().ok()).unwrap_or("-"),
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "forwarded"
+        );
+        Ok(response)
+    }
+
+    /// The tenant's and then the key's token bucket.
+    fn admit(&self, caller: &Caller) -> Result<(), Status> {
+        let now = Instant::now();
+        if let Err(wait) = self
+            .limiter
+            .check(caller.tenant_id, caller.tenant_quota, now)
+        {
+            return Err(ApiError::resource_exhausted(
+                "TENANT_RATE_LIMITED",
+                "the tenant's rate limit is reached; retry after the delay",
+                wait,
+            )
+            .into());
+        }
+        if let Err(wait) = self.limiter.check(caller.key_id, self.key_quota, now) {
+            return Err(ApiError::resource_exhausted(
+                "API_KEY_RATE_LIMITED",
+                "this API key's rate limit is reached; retry after the delay",
+                wait,
+            )
+            .into());
+        }
+        Ok(())
+    }
+}
+
+/// The status for a call the upstream channel could not complete. The
+/// channel enforces the call's `grpc-timeout` itself; that expiry is the
+/// call's deadline, not an outage.
+fn upstream_failure(service: &str, error: &tonic::transport::Error) -> Status {
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if cause.is::<tonic::TimeoutExpired>() {
+            return Status::deadline_exceeded("the call's deadline passed");
+        }
+        source = cause.source();
+    }
+    tracing::warn!(service, %error, "upstream unreachable");
+    ApiError::unavailable(
+        "SERVICE_UNAVAILABLE",
+        format!("the {service} service is unreachable; retry with backoff"),
+    )
+    .into()
+}
+
+/// The request as the service should see it: no API key, no credential or
+/// internal header a client made up, the minted credential, the request id
+/// and the gateway's span as the trace parent.
+fn forwardable(mut request: http::Request<Body>, caller: &Caller) -> http::Request<Body> {
+    let headers = request.headers_mut();
+    headers.remove(http::header::AUTHORIZATION);
+    let internal: Vec<http::HeaderName> = headers
+        .keys()
+        .filter(|name| name.as_str().starts_with("x-rapport-"))
+        .cloned()
+        .collect();
+    for name in internal {
+        headers.remove(name);
+    }
+    headers.insert(CREDENTIAL_HEADER, caller.credential.clone());
+    if let Some(id) = request_id::current().and_then(|id| http::HeaderValue::from_str(&id).ok()) {
+        headers.insert(REQUEST_ID_HEADER, id);
+    }
+    telemetry::inject_current_context_into_headers(headers);
+    request
+}

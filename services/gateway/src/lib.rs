@@ -1,0 +1,177 @@
+//! The gateway: the one door into Rapport. It authenticates API keys,
+//! isolates tenants, limits rates, and routes gRPC to the services by the
+//! `rapport.<service>.v1` package of the called method.
+
+pub mod api;
+pub mod auth;
+pub mod domain;
+pub mod edge;
+pub mod store;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Parser;
+use rapport_core::config::{CredentialConfig, DatabaseConfig, ServerConfig, TelemetryConfig};
+use rapport_core::credential::CredentialKey;
+use rapport_core::server::{ServeOptions, reflection_services};
+use rapport_proto::gateway::v1::gateway_admin_service_server::{
+    GatewayAdminServiceServer, SERVICE_NAME,
+};
+use sqlx::migrate::Migrator;
+use tokio::net::TcpListener;
+use tonic::service::Routes;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::domain::methods::MethodTable;
+use crate::domain::rate_limit::{Quota, RateLimiter};
+use crate::edge::{Edge, EdgeInner, LocalService};
+
+/// This service's migrations, applied to the `gateway` schema.
+pub static MIGRATOR: Migrator = sqlx::migrate!();
+
+/// Longest allowed lifetime of a cached key lookup: revocations must bite
+/// within a second.
+const MAX_AUTH_CACHE_MS: u64 = 1000;
+
+/// Configuration of the gateway (`rapport-gateway --help`).
+#[derive(Debug, Clone, Parser)]
+#[command(name = "rapport-gateway", version, about = "Rapport gateway")]
+pub struct Config {
+    /// Address to serve gRPC and gRPC-Web on.
+    #[arg(
+        long,
+        env = "RAPPORT_GATEWAY_LISTEN_ADDR",
+        default_value = "0.0.0.0:50051"
+    )]
+    pub listen_addr: std::net::SocketAddr,
+    /// Services behind the gateway, as `name=url` pairs separated by commas,
+    /// such as `contacts=http://contacts:50061`.
+    #[arg(long, env = "RAPPORT_UPSTREAMS", value_delimiter = ',', value_parser = parse_upstream)]
+    pub upstreams: Vec<(String, String)>,
+    /// The key admin calls need (at least 32 characters).
+    #[arg(long, env = "RAPPORT_OPERATOR_KEY", hide_env_values = true)]
+    pub operator_key: String,
+    /// Default calls per second per tenant (per gateway replica).
+    #[arg(long, env = "RAPPORT_TENANT_RATE_PER_SECOND", default_value_t = 1000)]
+    pub tenant_rate_per_second: u32,
+    /// Default burst per tenant.
+    #[arg(long, env = "RAPPORT_TENANT_RATE_BURST", default_value_t = 2000)]
+    pub tenant_rate_burst: u32,
+    /// Calls per second per API key (per gateway replica).
+    #[arg(long, env = "RAPPORT_KEY_RATE_PER_SECOND", default_value_t = 1000)]
+    pub key_rate_per_second: u32,
+    /// Burst per API key.
+    #[arg(long, env = "RAPPORT_KEY_RATE_BURST", default_value_t = 2000)]
+    pub key_rate_burst: u32,
+    /// How long a key lookup is trusted, in milliseconds (at most 1000): the
+    /// bound on how late a revocation or suspension can bite.
+    #[arg(long, env = "RAPPORT_AUTH_CACHE_MS", default_value_t = 500)]
+    pub auth_cache_ms: u64,
+    /// Serve gRPC server reflection of every service (to callers with a key).
+    #[arg(long, env = "RAPPORT_GATEWAY_REFLECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub reflection: bool,
+    #[command(flatten)]
+    pub server: ServerConfig,
+    #[command(flatten)]
+    pub database: DatabaseConfig,
+    #[command(flatten)]
+    pub credential: CredentialConfig,
+    #[command(flatten)]
+    pub telemetry: TelemetryConfig,
+}
+
+fn parse_upstream(text: &str) -> Result<(String, String), String> {
+    let (name, url) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?} is not name=url"))?;
+    url.parse::<http::Uri>()
+        .map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+    Ok((name.trim().to_owned(), url.trim().to_owned()))
+}
+
+/// Connects to the database (migrating it when configured to) and serves
+/// the gateway on `listener` until `shutdown` completes.
+pub async fn serve(
+    config: &Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        config.auth_cache_ms <= MAX_AUTH_CACHE_MS,
+        "RAPPORT_AUTH_CACHE_MS must be at most {MAX_AUTH_CACHE_MS}"
+    );
+    let key = CredentialKey::new(&config.credential.credential_secret)?;
+    let operator = api::OperatorCheck::new(&config.operator_key)?;
+    let pool = rapport_core::db::connect(&config.database, &MIGRATOR).await?;
+
+    let reflection = if config.reflection {
+        let (v1, v1alpha) = reflection_services()?;
+        Some(LocalService::new(Routes::new(v1).add_service(v1alpha)))
+    } else {
+        None
+    };
+    let edge = Edge::new(EdgeInner {
+        authenticator: auth::Authenticator::new(
+            pool.clone(),
+            key,
+            Duration::from_millis(config.auth_cache_ms),
+            Quota {
+                per_second: config.tenant_rate_per_second,
+                burst: config.tenant_rate_burst,
+            },
+        ),
+        limiter: RateLimiter::default(),
+        key_quota: Quota {
+            per_second: config.key_rate_per_second,
+            burst: config.key_rate_burst,
+        },
+        methods: MethodTable::from_descriptor_set(
+            rapport_proto::FILE_DESCRIPTOR_SET,
+            &[SERVICE_NAME],
+        )?,
+        upstreams: upstream_channels(&config.upstreams)?,
+        reflection,
+    });
+
+    let admin = tonic::service::interceptor::InterceptedService::new(
+        GatewayAdminServiceServer::new(api::AdminApi::new(pool.clone()))
+            .max_decoding_message_size(config.server.max_message_bytes),
+        operator,
+    );
+    let routes = Routes::from(Routes::new(admin).into_axum_router().fallback_service(edge));
+    let options = ServeOptions {
+        credential: None,
+        reflection: false,
+        grpc_web: true,
+    };
+    let result = rapport_core::server::serve(
+        listener,
+        &config.server,
+        options,
+        routes,
+        &[SERVICE_NAME],
+        shutdown,
+    )
+    .await;
+    pool.close().await;
+    result
+}
+
+/// One lazily connected HTTP/2 channel per upstream service.
+fn upstream_channels(upstreams: &[(String, String)]) -> anyhow::Result<HashMap<String, Channel>> {
+    upstreams
+        .iter()
+        .map(|(name, url)| {
+            let channel = Endpoint::from_shared(url.clone())
+                .with_context(|| format!("upstream {name}: {url} is not a valid endpoint"))?
+                .connect_timeout(Duration::from_secs(2))
+                .tcp_nodelay(true)
+                .http2_keep_alive_interval(Duration::from_secs(30))
+                .keep_alive_while_idle(true)
+                .connect_lazy();
+            Ok((name.clone(), channel))
+        })
+        .collect()
+}

@@ -1,0 +1,142 @@
+//! The whole suite on loopback for end-to-end tests: a database, the
+//! contacts service, and the gateway in front of it. Tests talk to the
+//! gateway only, as a client would.
+
+use std::time::Duration;
+
+use rapport_client::{Auth, RapportClient};
+use rapport_proto::gateway::v1::{CreateApiKeyRequest, CreateTenantRequest, Tenant};
+use rapport_testkit::{TestDatabase, TestServer};
+use uuid::Uuid;
+
+pub const OPERATOR_KEY: &str = "rapport-test-operator-key-0123456789abcdef";
+
+/// Fields drop in order: the gateway, then contacts, then the database.
+pub struct Suite {
+    pub gateway: TestServer,
+    pub contacts: TestServer,
+    pub db: TestDatabase,
+}
+
+/// A tenant with an API key.
+pub struct TenantKey {
+    pub tenant_id: String,
+    pub key_id: String,
+    pub secret: String,
+}
+
+impl Suite {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts the suite with `adjust` applied to the gateway's configuration;
+    /// its upstreams point at the contacts service unless `adjust` changes them.
+    pub async fn start_with(adjust: impl FnOnce(&mut rapport_gateway::Config)) -> Self {
+        let db = TestDatabase::create().await;
+        let contacts_config = rapport_contacts::Config {
+            listen_addr: "127.0.0.1:0".parse().expect("an address"),
+            server: rapport_testkit::server_config(),
+            database: db.config("rapport_contacts"),
+            credential: rapport_testkit::credential_config(),
+            telemetry: rapport_testkit::telemetry_config(),
+        };
+        let contacts = TestServer::start(move |listener, shutdown| async move {
+            rapport_contacts::serve(&contacts_config, listener, shutdown).await
+        })
+        .await;
+        let mut gateway_config = rapport_gateway::Config {
+            listen_addr: "127.0.0.1:0".parse().expect("an address"),
+            upstreams: vec![("contacts".to_owned(), format!("http://{}", contacts.addr))],
+            operator_key: OPERATOR_KEY.to_owned(),
+            tenant_rate_per_second: 10_000,
+            tenant_rate_burst: 10_000,
+            key_rate_per_second: 10_000,
+            key_rate_burst: 10_000,
+            auth_cache_ms: 500,
+            reflection: true,
+            server: rapport_testkit::server_config(),
+            database: db.config("rapport_gateway"),
+            credential: rapport_testkit::credential_config(),
+            telemetry: rapport_testkit::telemetry_config(),
+        };
+        adjust(&mut gateway_config);
+        let gateway = TestServer::start(move |listener, shutdown| async move {
+            rapport_gateway::serve(&gateway_config, listener, shutdown).await
+        })
+        .await;
+        Self {
+            gateway,
+            contacts,
+            db,
+        }
+    }
+
+    /// A client of the gateway that presents `key`.
+    pub fn client(&self, key: &str) -> RapportClient {
+        RapportClient::with_channel(
+            self.gateway.channel.clone(),
+            Auth::ApiKey(key.to_owned()),
+            Duration::from_secs(10),
+        )
+        .expect("a valid key header")
+    }
+
+    /// A client with the operator key, for admin calls.
+    pub fn operator(&self) -> RapportClient {
+        self.client(OPERATOR_KEY)
+    }
+
+    /// A new tenant (with `tenant`'s limits) and a key with `scopes`.
+    pub async fn tenant(&self, tenant: Tenant, scopes: &[&str]) -> TenantKey {
+        let mut admin = self.operator().gateway_admin();
+        let created = admin
+            .create_tenant(CreateTenantRequest {
+                tenant: Some(tenant),
+            })
+            .await
+            .expect("create tenant")
+            .into_inner()
+            .tenant
+            .expect("a tenant");
+        let key = self.key(&created.id, scopes).await;
+        TenantKey {
+            tenant_id: created.id,
+            ..key
+        }
+    }
+
+    /// A new key of tenant `tenant_id` with `scopes`.
+    pub async fn key(&self, tenant_id: &str, scopes: &[&str]) -> TenantKey {
+        let mut admin = self.operator().gateway_admin();
+        let response = admin
+            .create_api_key(CreateApiKeyRequest {
+                tenant_id: tenant_id.to_owned(),
+                display_name: "e2e".to_owned(),
+                scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+                expire_time: None,
+            })
+            .await
+            .expect("create key")
+            .into_inner();
+        let key = response.api_key.expect("a key");
+        TenantKey {
+            tenant_id: tenant_id.to_owned(),
+            key_id: key.id,
+            secret: response.secret,
+        }
+    }
+}
+
+/// A tenant with default limits and a display name that says which test made it.
+pub fn named(name: &str) -> Tenant {
+    Tenant {
+        display_name: name.to_owned(),
+        ..Default::default()
+    }
+}
+
+/// An id no tenant has.
+pub fn unknown_id() -> String {
+    Uuid::now_v7().to_string()
+}
