@@ -29,14 +29,16 @@ fi
 migrate_url=$(url_for "$admin_url" "$database")
 
 mkdir -p .run
-if [[ ! -s .run/credential-secret ]]; then
-  head -c 48 /dev/urandom | base64 | tr -d '\n' > .run/credential-secret
-fi
-export RAPPORT_CREDENTIAL_SECRET=$(cat .run/credential-secret)
+secret() { # secret FILE: a random secret kept in .run/ across runs
+  [[ -s $1 ]] || head -c 48 /dev/urandom | base64 | tr -d '\n/+=' > "$1"
+  cat "$1"
+}
+export RAPPORT_CREDENTIAL_SECRET=$(secret .run/credential-secret)
+export RAPPORT_OPERATOR_KEY=$(secret .run/operator-key)
 export RAPPORT_MIGRATE_DATABASE_URL=$migrate_url
 export RUST_LOG=${RUST_LOG:-info}
 
-cargo build --bins -p rapport-contacts
+cargo build --bins -p rapport-contacts -p rapport-gateway -p rapport-client
 
 pids=()
 stop() {
@@ -52,12 +54,35 @@ DATABASE_URL=$(url_for "$admin_url" "$database" rapport_contacts) \
 RAPPORT_CONTACTS_LISTEN_ADDR=127.0.0.1:50061 \
   target/debug/rapport-contacts & pids+=($!)
 
+DATABASE_URL=$(url_for "$admin_url" "$database" rapport_gateway) \
+RAPPORT_GATEWAY_LISTEN_ADDR=127.0.0.1:50051 \
+RAPPORT_UPSTREAMS=contacts=http://127.0.0.1:50061 \
+  target/debug/rapport-gateway & pids+=($!)
+
+# A demo tenant and API key, kept in .run/ across runs.
+rapportctl() { target/debug/rapportctl --endpoint http://127.0.0.1:50051 "$@"; }
+for _ in $(seq 100); do rapportctl tenants list >/dev/null 2>&1 && break; sleep 0.2; done
+tenant=$(cat .run/demo-tenant 2>/dev/null || true)
+if [[ -z $tenant ]] || ! rapportctl tenants get "$tenant" >/dev/null 2>&1; then
+  tenant=$(rapportctl tenants create "Demo" | awk '/^id/ {print $2}')
+  echo "$tenant" > .run/demo-tenant
+  rm -f .run/demo-api-key
+fi
+if [[ ! -s .run/demo-api-key ]] || ! RAPPORT_API_KEY=$(cat .run/demo-api-key) rapportctl contacts list >/dev/null 2>&1; then
+  rapportctl keys create "$tenant" --scope '*:write' --name demo | awk '/^secret/ {print $2}' > .run/demo-api-key
+fi
+
 cat <<MSG
 
 Rapport is running (Ctrl-C stops it):
-  contacts  127.0.0.1:50061   rapport.contacts.v1.ContactsService
+  gateway   127.0.0.1:50051   the door: API keys, gRPC and gRPC-Web
+  contacts  127.0.0.1:50061   rapport.contacts.v1.ContactsService (behind the gateway)
 PostgreSQL: $migrate_url
-The internal credential secret is in .run/credential-secret.
+
+Demo tenant $tenant. To call it:
+  export RAPPORT_API_KEY=$(cat .run/demo-api-key)
+  target/debug/rapportctl contacts list
+Admin (tenants, keys): export RAPPORT_OPERATOR_KEY=\$(cat .run/operator-key)
 
 MSG
 wait -n "${pids[@]}" || true

@@ -6,65 +6,33 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
-use rapport_core::credential::{CredentialKey, Grant, Scope};
+use rapport_client::Transport;
 use rapport_proto::common::v1::Channel;
 use rapport_proto::contacts::v1::contacts_service_client::ContactsServiceClient;
 use rapport_proto::contacts::v1::{
     BatchUpsertContactsRequest, Contact, Event, GetContactRequest, RecordEventsRequest,
 };
-use rapport_testkit::{Credential, TEST_CREDENTIAL_SECRET, TestDatabase};
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel as GrpcChannel;
+use rapport_testkit::TestDatabase;
 use uuid::Uuid;
 
 use crate::Args;
 use crate::load::closed_loop;
-use crate::process::ServiceProcess;
+use crate::stack::Stack;
 
-type Client = ContactsServiceClient<InterceptedService<GrpcChannel, Credential>>;
+type Client = ContactsServiceClient<Transport>;
 
 const SEED_CONTACTS: usize = 10_000;
 /// HTTP/2 connections the load is spread over.
 const CONNECTIONS: usize = 4;
 
-pub async fn run(args: &Args, admin_url: &str) -> anyhow::Result<()> {
-    let db = TestDatabase::create_at(admin_url).await;
-    let service = ServiceProcess::start(
-        "rapport-contacts",
-        "RAPPORT_CONTACTS_LISTEN_ADDR",
-        &[
-            ("DATABASE_URL", db.url(Some("rapport_contacts"))),
-            ("RAPPORT_MIGRATE_DATABASE_URL", db.url(None)),
-            (
-                "RAPPORT_CREDENTIAL_SECRET",
-                TEST_CREDENTIAL_SECRET.to_owned(),
-            ),
-            ("RAPPORT_DATABASE_MAX_CONNECTIONS", "32".to_owned()),
-        ],
-    )
-    .await?;
+/// Seeds the benchmark tenant's contacts, prints the contacts figures, and
+/// returns the contact ids for later runs.
+pub async fn run(args: &Args, stack: &Stack) -> anyhow::Result<Arc<Vec<String>>> {
     tokio::time::sleep(Duration::from_secs(2)).await;
+    let service = &stack.contacts;
     let idle_rss = service.rss_kib()?;
 
-    let tenant = Uuid::now_v7();
-    let token = CredentialKey::new(TEST_CREDENTIAL_SECRET)?.mint(
-        &Grant {
-            tenant_id: Some(tenant),
-            principal: "bench".into(),
-            scopes: vec![Scope::all()],
-        },
-        Duration::from_secs(3600),
-    );
-    let mut clients = Vec::with_capacity(CONNECTIONS);
-    for _ in 0..CONNECTIONS {
-        let channel = GrpcChannel::from_shared(format!("http://{}", service.addr))?
-            .connect()
-            .await?;
-        clients.push(ContactsServiceClient::new(InterceptedService::new(
-            channel,
-            Credential::raw(Some(token.clone())),
-        )));
-    }
+    let mut clients = stack.direct(CONNECTIONS).await?;
     let ids = Arc::new(seed(&mut clients[0]).await?);
 
     // GetContact at a fixed number of calls in flight.
@@ -126,7 +94,7 @@ pub async fn run(args: &Args, admin_url: &str) -> anyhow::Result<()> {
     );
     let ingest_rate = total as f64 / ingest_elapsed.as_secs_f64();
 
-    let copy_rate = copy_rate(&db, tenant, &ids, total).await?;
+    let copy_rate = copy_rate(&stack.db, stack.tenant, &ids, total).await?;
     println!(
         "contacts: RecordEvents ingest, batches of {}, {} calls in flight, {total} events",
         args.batch_size, args.ingest_in_flight
@@ -145,8 +113,7 @@ pub async fn run(args: &Args, admin_url: &str) -> anyhow::Result<()> {
         idle_rss as f64 / 1024.0
     );
     println!("  after load   {:>10.1} MiB\n", loaded_rss as f64 / 1024.0);
-    drop(service);
-    Ok(())
+    Ok(ids)
 }
 
 async fn seed(client: &mut Client) -> anyhow::Result<Vec<String>> {

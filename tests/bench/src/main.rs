@@ -8,8 +8,10 @@
 #![allow(clippy::print_stdout)] // The figures are this program's output.
 
 mod contacts;
+mod gateway;
 mod load;
 mod process;
+mod stack;
 
 use clap::Parser;
 
@@ -52,5 +54,7 @@ async fn main() -> anyhow::Result<()> {
         "Rapport benchmarks ({} cores, PostgreSQL on this machine over {transport})\n",
         std::thread::available_parallelism()?.get()
     );
-    contacts::run(&args, &admin_url).await
+    let stack = stack::Stack::start(&admin_url).await?;
+    let ids = contacts::run(&args, &stack).await?;
+    gateway::run(&args, &stack, ids).await
 }

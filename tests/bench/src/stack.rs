@@ -1,0 +1,163 @@
+//! The suite the benchmarks drive: a fresh database, the contacts service
+//! and the gateway in front of it, each its own release process, and one
+//! tenant reachable both directly and through the gateway.
+
+use std::time::Duration;
+
+use rapport_client::{Auth, RapportClient, Transport};
+use rapport_core::credential::{CredentialKey, Grant, Scope};
+use rapport_proto::contacts::v1::contacts_service_client::ContactsServiceClient;
+use rapport_proto::gateway::v1::{CreateApiKeyRequest, CreateTenantRequest, Tenant};
+use rapport_testkit::{TEST_CREDENTIAL_SECRET, TestDatabase};
+use tonic::transport::Endpoint;
+use uuid::Uuid;
+
+use crate::process::ServiceProcess;
+
+const OPERATOR_KEY: &str = "rapport-bench-operator-key-0123456789abcdef";
+
+pub struct Stack {
+    pub contacts: ServiceProcess,
+    pub gateway: ServiceProcess,
+    /// The benchmark tenant's API key, for calls through the gateway.
+    pub api_key: String,
+    /// An internal credential for the same tenant, for direct calls.
+    pub direct_credential: String,
+    pub tenant: Uuid,
+    /// Declared last, so dropped last: the processes stop before it goes.
+    pub db: TestDatabase,
+}
+
+impl Stack {
+    pub async fn start(admin_url: &str) -> anyhow::Result<Self> {
+        let db = TestDatabase::create_at(admin_url).await;
+        let common = |role: &str| {
+            vec![
+                ("DATABASE_URL", db.url(Some(role))),
+                ("RAPPORT_MIGRATE_DATABASE_URL", db.url(None)),
+                (
+                    "RAPPORT_CREDENTIAL_SECRET",
+                    TEST_CREDENTIAL_SECRET.to_owned(),
+                ),
+                ("RAPPORT_DATABASE_MAX_CONNECTIONS", "32".to_owned()),
+            ]
+        };
+        let contacts = ServiceProcess::start(
+            "rapport-contacts",
+            "RAPPORT_CONTACTS_LISTEN_ADDR",
+            &common("rapport_contacts"),
+        )
+        .await?;
+        let mut gateway_env = common("rapport_gateway");
+        gateway_env.extend([
+            ("RAPPORT_OPERATOR_KEY", OPERATOR_KEY.to_owned()),
+            (
+                "RAPPORT_UPSTREAMS",
+                format!("contacts=http://{}", contacts.addr),
+            ),
+            // Limits far above what this machine can send: the benchmark
+            // measures the hop, not the limiter refusing calls.
+            ("RAPPORT_KEY_RATE_PER_SECOND", "1000000".to_owned()),
+            ("RAPPORT_KEY_RATE_BURST", "1000000".to_owned()),
+        ]);
+        let gateway = ServiceProcess::start(
+            "rapport-gateway",
+            "RAPPORT_GATEWAY_LISTEN_ADDR",
+            &gateway_env,
+        )
+        .await?;
+
+        let operator = RapportClient::with_channel(
+            gateway.channel.clone(),
+            Auth::ApiKey(OPERATOR_KEY.to_owned()),
+            Duration::from_secs(10),
+        )?;
+        let tenant = Tenant {
+            display_name: "bench".into(),
+            rate_limit_per_second: 1_000_000,
+            rate_limit_burst: 1_000_000,
+            ..Default::default()
+        };
+        let tenant = operator
+            .gateway_admin()
+            .create_tenant(CreateTenantRequest {
+                tenant: Some(tenant),
+            })
+            .await?
+            .into_inner()
+            .tenant
+            .unwrap_or_default();
+        let key = operator
+            .gateway_admin()
+            .create_api_key(CreateApiKeyRequest {
+                tenant_id: tenant.id.clone(),
+                display_name: "bench".into(),
+                scopes: vec!["contacts:write".into()],
+                expire_time: None,
+            })
+            .await?
+            .into_inner();
+        let tenant: Uuid = tenant.id.parse()?;
+        let direct_credential = CredentialKey::new(TEST_CREDENTIAL_SECRET)?.mint(
+            &Grant {
+                tenant_id: Some(tenant),
+                principal: "bench".into(),
+                scopes: vec![Scope::all()],
+            },
+            Duration::from_secs(3600),
+        );
+        Ok(Self {
+            contacts,
+            gateway,
+            api_key: key.secret,
+            direct_credential,
+            tenant,
+            db,
+        })
+    }
+
+    /// `connections` clients of the contacts service, straight to it.
+    pub async fn direct(
+        &self,
+        connections: usize,
+    ) -> anyhow::Result<Vec<ContactsServiceClient<Transport>>> {
+        clients(
+            &self.contacts,
+            Auth::Credential(self.direct_credential.clone()),
+            connections,
+        )
+        .await
+    }
+
+    /// `connections` clients of the contacts service, through the gateway.
+    pub async fn through_gateway(
+        &self,
+        connections: usize,
+    ) -> anyhow::Result<Vec<ContactsServiceClient<Transport>>> {
+        clients(
+            &self.gateway,
+            Auth::ApiKey(self.api_key.clone()),
+            connections,
+        )
+        .await
+    }
+}
+
+async fn clients(
+    process: &ServiceProcess,
+    auth: Auth,
+    connections: usize,
+) -> anyhow::Result<Vec<ContactsServiceClient<Transport>>> {
+    let mut clients = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        // A connection each: one HTTP/2 connection per client.
+        let channel = Endpoint::from_shared(format!("http://{}", process.addr))?
+            .tcp_nodelay(true)
+            .connect()
+            .await?;
+        clients.push(
+            RapportClient::with_channel(channel, auth.clone(), Duration::from_secs(30))?.contacts(),
+        );
+    }
+    Ok(clients)
+}
