@@ -13,18 +13,87 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use futures::future::BoxFuture;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
 use rapport_core::credential::{Access, CREDENTIAL_HEADER};
 use rapport_core::request_id::{self, REQUEST_ID_HEADER};
 use rapport_core::{ApiError, telemetry};
 use tonic::Status;
 use tonic::body::Body;
-use tonic::transport::Channel;
 use tower::ServiceExt as _;
 use tower::util::BoxCloneSyncService;
 
 use crate::auth::{Authenticator, Caller};
 use crate::domain::methods::MethodTable;
 use crate::domain::rate_limit::{Quota, RateLimiter};
+
+/// A service behind the gateway: where it is, and the HTTP/2 client that
+/// multiplexes calls to it. hyper's client is used as is: no buffer task
+/// between a call and its stream, no deadline of its own (the gateway's
+/// deadline layer ends calls with DEADLINE_EXCEEDED and drops them, which
+/// resets the upstream stream).
+pub struct Upstream {
+    scheme: http::uri::Scheme,
+    authority: http::uri::Authority,
+    /// Each client keeps one HTTP/2 connection; calls take turns, so that
+    /// both ends spread the streams over several connection tasks.
+    clients: Vec<Client<HttpConnector, Body>>,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+/// HTTP/2 connections per upstream.
+const UPSTREAM_CONNECTIONS: usize = 4;
+
+impl Upstream {
+    pub fn new(url: &str) -> anyhow::Result<Self> {
+        let uri: http::Uri = url.parse()?;
+        anyhow::ensure!(
+            uri.scheme_str() == Some("http") && uri.authority().is_some(),
+            "{url} is not http://host:port"
+        );
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(std::time::Duration::from_secs(2)));
+        let clients = (0..UPSTREAM_CONNECTIONS)
+            .map(|_| {
+                Client::builder(hyper_util::rt::TokioExecutor::new())
+                    .http2_only(true)
+                    .http2_keep_alive_interval(std::time::Duration::from_secs(30))
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .build(connector.clone())
+            })
+            .collect();
+        let parts = uri.into_parts();
+        let (Some(scheme), Some(authority)) = (parts.scheme, parts.authority) else {
+            anyhow::bail!("{url} is not http://host:port");
+        };
+        Ok(Self {
+            scheme,
+            authority,
+            clients,
+            next: std::sync::atomic::AtomicUsize::new(0),
+        })
+    }
+
+    /// Sends `request` (whose URI is a path) to this upstream.
+    async fn call(
+        &self,
+        request: http::Request<Body>,
+    ) -> Result<http::Response<Body>, hyper_util::client::legacy::Error> {
+        let (mut parts, body) = request.into_parts();
+        let mut uri = http::uri::Parts::default();
+        uri.scheme = Some(self.scheme.clone());
+        uri.authority = Some(self.authority.clone());
+        uri.path_and_query = parts.uri.path_and_query().cloned();
+        parts.uri = http::Uri::from_parts(uri).expect("scheme, authority and path make a URI");
+        let turn =
+            self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.clients.len();
+        let response = self.clients[turn]
+            .request(http::Request::from_parts(parts, body))
+            .await?;
+        Ok(response.map(Body::new))
+    }
+}
 
 /// Reflection answered by the gateway itself, for every service behind it.
 pub type LocalService = BoxCloneSyncService<http::Request<Body>, http::Response<Body>, Infallible>;
@@ -41,8 +110,8 @@ pub struct EdgeInner {
     pub limiter: RateLimiter,
     pub key_quota: Quota,
     pub methods: MethodTable,
-    /// Upstream channel by service name (`contacts`).
-    pub upstreams: HashMap<String, Channel>,
+    /// Upstreams by service name (`contacts`).
+    pub upstreams: HashMap<String, Upstream>,
     /// `None` when reflection is switched off.
     pub reflection: Option<LocalService>,
 }
@@ -107,7 +176,7 @@ impl EdgeInner {
             .into());
         }
         self.admit(&caller)?;
-        let upstream = self.upstreams.get(&rule.service).cloned().ok_or_else(|| {
+        let upstream = self.upstreams.get(&rule.service).ok_or_else(|| {
             ApiError::unavailable(
                 "SERVICE_NOT_CONFIGURED",
                 format!(
@@ -119,10 +188,16 @@ impl EdgeInner {
 
         let request = forwardable(request, &caller);
         let started = Instant::now();
-        let response = upstream
-            .oneshot(request)
-            .await
-            .map_err(|error| upstream_failure(&rule.service, &error))?;
+        let response = upstream.call(request).await.map_err(|error| {
+            tracing::warn!(service = %rule.service, %error, "upstream unreachable");
+            ApiError::unavailable(
+                "SERVICE_UNAVAILABLE",
+                format!(
+                    "the {} service is unreachable; retry with backoff",
+                    rule.service
+                ),
+            )
+        })?;
         tracing::info!(
             tenant_id = %caller.tenant_id,
             key = %caller.key_prefix,
@@ -159,25 +234,6 @@ impl EdgeInner {
         }
         Ok(())
     }
-}
-
-/// The status for a call the upstream channel could not complete. The
-/// channel enforces the call's `grpc-timeout` itself; that expiry is the
-/// call's deadline, not an outage.
-fn upstream_failure(service: &str, error: &tonic::transport::Error) -> Status {
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        if cause.is::<tonic::TimeoutExpired>() {
-            return Status::deadline_exceeded("the call's deadline passed");
-        }
-        source = cause.source();
-    }
-    tracing::warn!(service, %error, "upstream unreachable");
-    ApiError::unavailable(
-        "SERVICE_UNAVAILABLE",
-        format!("the {service} service is unreachable; retry with backoff"),
-    )
-    .into()
 }
 
 /// The request as the service should see it: no API key, no credential or

@@ -22,11 +22,10 @@ use rapport_proto::gateway::v1::gateway_admin_service_server::{
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
-use tonic::transport::{Channel, Endpoint};
 
 use crate::domain::methods::MethodTable;
 use crate::domain::rate_limit::{Quota, RateLimiter};
-use crate::edge::{Edge, EdgeInner, LocalService};
+use crate::edge::{Edge, EdgeInner, LocalService, Upstream};
 
 /// This service's migrations, applied to the `gateway` schema.
 pub static MIGRATOR: Migrator = sqlx::migrate!();
@@ -159,19 +158,13 @@ pub async fn serve(
     result
 }
 
-/// One lazily connected HTTP/2 channel per upstream service.
-fn upstream_channels(upstreams: &[(String, String)]) -> anyhow::Result<HashMap<String, Channel>> {
+/// The upstream of each configured service; connections open on first use.
+fn upstream_channels(upstreams: &[(String, String)]) -> anyhow::Result<HashMap<String, Upstream>> {
     upstreams
         .iter()
         .map(|(name, url)| {
-            let channel = Endpoint::from_shared(url.clone())
-                .with_context(|| format!("upstream {name}: {url} is not a valid endpoint"))?
-                .connect_timeout(Duration::from_secs(2))
-                .tcp_nodelay(true)
-                .http2_keep_alive_interval(Duration::from_secs(30))
-                .keep_alive_while_idle(true)
-                .connect_lazy();
-            Ok((name.clone(), channel))
+            let upstream = Upstream::new(url).with_context(|| format!("upstream {name}"))?;
+            Ok((name.clone(), upstream))
         })
         .collect()
 }

@@ -57,6 +57,22 @@ impl ServiceProcess {
         anyhow::bail!("the service at {} did not start serving", self.addr)
     }
 
+    /// CPU time (user and system) the process has used, from /proc.
+    pub fn cpu_time(&self) -> anyhow::Result<Duration> {
+        let pid = self.child.id().context("the service has exited")?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+        // Fields after the command name, which may contain spaces.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .context("a /proc stat line")?
+            .1
+            .split_whitespace()
+            .collect();
+        let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+        // Linux reports in USER_HZ, 100 per second on every common platform.
+        Ok(Duration::from_millis(ticks * 10))
+    }
+
     /// Resident set size from /proc, in KiB.
     pub fn rss_kib(&self) -> anyhow::Result<u64> {
         let pid = self.child.id().context("the service has exited")?;
