@@ -18,7 +18,7 @@ const CONNECTIONS: usize = 4;
 const ROUNDS: u32 = 5;
 
 pub async fn run(args: &Args, stack: &Stack, ids: Arc<Vec<String>>) -> anyhow::Result<()> {
-    let measure = Duration::from_secs(args.seconds);
+    let measure = Duration::from_secs(args.gateway_seconds);
     let direct = Arc::new(stack.direct(CONNECTIONS).await?);
     let gated = Arc::new(stack.through_gateway(CONNECTIONS).await?);
     let get = |clients: Arc<Vec<ContactsServiceClient<Transport>>>| {
@@ -47,7 +47,7 @@ pub async fn run(args: &Args, stack: &Stack, ids: Arc<Vec<String>>) -> anyhow::R
     }
     println!(
         "gateway: GetContact at a fixed {FIXED_RATE} req/s, {} s each way in {ROUNDS} alternating rounds",
-        args.seconds
+        args.gateway_seconds
     );
     print_latency("direct", &direct_fixed);
     print_latency("gateway", &gated_fixed);

@@ -27,6 +27,10 @@ struct Args {
     /// Seconds of measured load per run (after a warm-up of a second).
     #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// Seconds each way (direct, through the gateway) of the gateway runs,
+    /// split into alternating rounds.
+    #[arg(long, default_value_t = 30)]
+    gateway_seconds: u64,
     /// Events per RecordEvents call.
     #[arg(long, default_value_t = 500)]
     batch_size: usize,

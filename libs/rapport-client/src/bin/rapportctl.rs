@@ -29,13 +29,12 @@ struct Cli {
     #[arg(long, env = "RAPPORT_API_KEY", global = true, hide_env_values = true)]
     api_key: Option<String>,
     /// Call a service directly with an internal credential minted from this
-    /// shared secret, for --tenant.
+    /// shared secret, for --tenant (takes precedence over --api-key).
     #[arg(
         long,
         env = "RAPPORT_CREDENTIAL_SECRET",
         global = true,
-        hide_env_values = true,
-        conflicts_with = "api_key"
+        hide_env_values = true
     )]
     credential_secret: Option<String>,
     /// Tenant of the minted credential.
@@ -239,8 +238,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         };
     }
     let auth = match (&cli.api_key, &cli.credential_secret) {
-        (Some(key), _) => Auth::ApiKey(key.clone()),
-        (None, Some(secret)) => {
+        (_, Some(secret)) => {
             let tenant = cli.tenant.context("--credential-secret needs --tenant")?;
             let grant = Grant {
                 tenant_id: Some(tenant),
@@ -249,6 +247,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             Auth::Credential(CredentialKey::new(secret)?.mint(&grant, Duration::from_secs(300)))
         }
+        (Some(key), None) => Auth::ApiKey(key.clone()),
         (None, None) => anyhow::bail!(
             "set --api-key (or RAPPORT_API_KEY), or --credential-secret with --tenant"
         ),
