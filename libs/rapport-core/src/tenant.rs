@@ -44,3 +44,26 @@ impl TenantContext {
         })
     }
 }
+
+/// The grant of a call made across all tenants (a service principal, such
+/// as a change-feed consumer), if it allows `access` to `service`.
+pub fn authorize_service<T>(
+    request: &tonic::Request<T>,
+    service: &str,
+    access: Access,
+) -> ApiResult<Arc<Grant>> {
+    let grant = request
+        .extensions()
+        .get::<Arc<Grant>>()
+        .cloned()
+        .ok_or_else(|| {
+            ApiError::unauthenticated("MISSING_CREDENTIAL", "the call carries no credential")
+        })?;
+    if grant.tenant_id.is_some() || !grant.allows(service, access) {
+        return Err(ApiError::permission_denied(
+            "SERVICE_CREDENTIAL_REQUIRED",
+            format!("this call needs a service credential with the {service} scope"),
+        ));
+    }
+    Ok(grant)
+}

@@ -355,7 +355,7 @@ impl ContactsApi {
         let mut tx = begin_tenant(&self.pool, ctx.tenant_id).await?;
         let existing = store::lookup(&mut tx, id, true).await?.into_found(id)?;
         check_etag(&req.etag, &existing)?;
-        store::delete_contact(&mut tx, id).await?;
+        store::delete_contact(&mut tx, ctx.tenant_id, id, Utc::now()).await?;
         tx.commit().await?;
         Ok(DeleteContactResponse {})
     }

@@ -15,8 +15,10 @@ use sqlx::types::Json as SqlJson;
 use sqlx::{FromRow, PgConnection};
 use uuid::Uuid;
 
+use crate::OUTBOX;
 use crate::domain::contact::{self, ConsentState, ContactFields};
 use crate::domain::event::NewEvent;
+use rapport_events::OutboxEvent;
 
 /// A contact as stored.
 #[derive(Debug, Clone)]
@@ -239,6 +241,16 @@ pub async fn save_contact(
         .await
         .map_err(|error| unique_conflict(error, &fields))?;
 
+    let stored = StoredContact::from(row);
+    let events = contact_events(
+        existing.is_some(),
+        &stored,
+        lifecycle.as_ref(),
+        &consents,
+        source,
+    );
+    OUTBOX.write(&mut *conn, tenant, events, now).await?;
+
     if let Some(change) = lifecycle {
         sqlx::query(
             "INSERT INTO contacts.lifecycle_history (tenant_id, id, contact_id, from_stage, to_stage, change_time, source) \
@@ -270,7 +282,51 @@ pub async fn save_contact(
         .execute(&mut *conn)
         .await?;
     }
-    Ok(row.into())
+    Ok(stored)
+}
+
+/// The feed events of writing `stored`: created or updated (with the full
+/// new state), and each lifecycle and consent change.
+fn contact_events(
+    existed: bool,
+    stored: &StoredContact,
+    lifecycle: Option<&contact::LifecycleTransition>,
+    consents: &[contact::ConsentTransition],
+    source: &str,
+) -> Vec<OutboxEvent> {
+    let id = stored.id;
+    let contact = Some(stored.to_proto());
+    let mut events = vec![if existed {
+        OutboxEvent::new("contact.updated", id, &pb::ContactUpdated { contact })
+    } else {
+        OutboxEvent::new("contact.created", id, &pb::ContactCreated { contact })
+    }];
+    if let Some(change) = lifecycle {
+        events.push(OutboxEvent::new(
+            "contact.lifecycle_changed",
+            id,
+            &pb::ContactLifecycleChanged {
+                contact_id: id.to_string(),
+                from_stage: change.from as i32,
+                to_stage: change.to as i32,
+                source: source.to_owned(),
+            },
+        ));
+    }
+    for change in consents {
+        events.push(OutboxEvent::new(
+            "contact.consent_changed",
+            id,
+            &pb::ContactConsentChanged {
+                contact_id: id.to_string(),
+                channel: change.channel,
+                from_status: change.from,
+                to_status: change.to,
+                source: change.source.clone(),
+            },
+        ));
+    }
+    events
 }
 
 fn unique_conflict(error: sqlx::Error, fields: &ContactFields) -> ApiError {
@@ -293,7 +349,20 @@ fn unique_conflict(error: sqlx::Error, fields: &ContactFields) -> ApiError {
 
 /// Deletes a contact with its timeline and histories (by cascade) and the
 /// redirects of contacts merged into it.
-pub async fn delete_contact(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<()> {
+pub async fn delete_contact(
+    conn: &mut PgConnection,
+    tenant: Uuid,
+    id: Uuid,
+    now: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    let deleted = OutboxEvent::new(
+        "contact.deleted",
+        id,
+        &pb::ContactDeleted {
+            contact_id: id.to_string(),
+        },
+    );
+    OUTBOX.write(&mut *conn, tenant, vec![deleted], now).await?;
     sqlx::query("DELETE FROM contacts.merges WHERE survivor_id = $1")
         .bind(id)
         .execute(&mut *conn)
@@ -471,7 +540,8 @@ pub async fn resolve_event_contacts(
     ))
 }
 
-/// Inserts events for the resolved contacts in one statement; events whose
+/// Inserts events for the resolved contacts in one statement, with a
+/// `contact.event_recorded` feed event for each new one; events whose
 /// client id is already recorded are skipped. Returns how many were new.
 pub async fn insert_events(
     conn: &mut PgConnection,
@@ -502,15 +572,16 @@ pub async fn insert_events(
         units.push(event.revenue.as_ref().map(|m| m.units));
         nanos.push(event.revenue.as_ref().map(|m| m.nanos));
     }
-    let result = sqlx::query(
+    let inserted: Vec<Uuid> = sqlx::query_scalar(
         "INSERT INTO contacts.events (tenant_id, id, contact_id, client_event_id, type, channel, occur_time, \
              properties, revenue_currency, revenue_units, revenue_nanos, record_time) \
          SELECT $1, e.*, $12 FROM UNNEST($2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::int2[], \
              $7::timestamptz[], $8::jsonb[], $9::text[], $10::int8[], $11::int4[]) AS e \
-         ON CONFLICT (tenant_id, client_event_id) WHERE client_event_id IS NOT NULL DO NOTHING",
+         ON CONFLICT (tenant_id, client_event_id) WHERE client_event_id IS NOT NULL DO NOTHING \
+         RETURNING id",
     )
     .bind(tenant)
-    .bind(ids)
+    .bind(&ids)
     .bind(contact_ids)
     .bind(client_ids)
     .bind(kinds)
@@ -521,9 +592,41 @@ pub async fn insert_events(
     .bind(units)
     .bind(nanos)
     .bind(now)
-    .execute(conn)
+    .fetch_all(&mut *conn)
     .await?;
-    Ok(result.rows_affected())
+    let inserted: std::collections::HashSet<Uuid> = inserted.into_iter().collect();
+    let recorded: Vec<OutboxEvent> = ids
+        .iter()
+        .zip(events)
+        .filter(|(id, _)| inserted.contains(id))
+        .map(|(id, (contact_id, event))| {
+            let event = recorded_event(*id, *contact_id, event, now);
+            OutboxEvent::new(
+                "contact.event_recorded",
+                *contact_id,
+                &pb::ContactEventRecorded { event: Some(event) },
+            )
+        })
+        .collect();
+    let count = recorded.len() as u64;
+    OUTBOX.write(conn, tenant, recorded, now).await?;
+    Ok(count)
+}
+
+/// The API shape of a newly recorded event.
+fn recorded_event(id: Uuid, contact_id: Uuid, event: &NewEvent, now: DateTime<Utc>) -> pb::Event {
+    pb::Event {
+        id: id.to_string(),
+        contact_id: contact_id.to_string(),
+        client_event_id: event.client_event_id.clone().unwrap_or_default(),
+        r#type: event.kind.clone(),
+        channel: event.channel as i32,
+        occur_time: Some(to_timestamp(event.occur_time)),
+        properties: Some(json_to_struct(&event.properties)),
+        revenue: event.revenue.clone(),
+        record_time: Some(to_timestamp(now)),
+        contact_external_id: String::new(),
+    }
 }
 
 /// Filters of ListEvents.
@@ -654,6 +757,15 @@ pub async fn fold_into(
     survivor: Uuid,
     now: DateTime<Utc>,
 ) -> sqlx::Result<u64> {
+    let merged = OutboxEvent::new(
+        "contact.merged",
+        survivor,
+        &pb::ContactMerged {
+            survivor_id: survivor.to_string(),
+            duplicate_id: duplicate.to_string(),
+        },
+    );
+    OUTBOX.write(&mut *conn, tenant, vec![merged], now).await?;
     let moved = sqlx::query("UPDATE contacts.events SET contact_id = $2 WHERE contact_id = $1")
         .bind(duplicate)
         .bind(survivor)
@@ -720,6 +832,16 @@ pub async fn erase(
     .await?;
     let mut erased_ids = merged_ids;
     erased_ids.push(id);
+    // The feed keeps only that the ids were erased.
+    OUTBOX.redact(&mut *conn, &erased_ids).await?;
+    let erased = OutboxEvent::new(
+        "contact.erased",
+        id,
+        &pb::ContactErased {
+            contact_id: id.to_string(),
+        },
+    );
+    OUTBOX.write(&mut *conn, tenant, vec![erased], now).await?;
     sqlx::query("DELETE FROM contacts.idempotency_keys WHERE subject_ids && $1")
         .bind(&erased_ids)
         .execute(&mut *conn)

@@ -16,6 +16,7 @@ use clap::Parser;
 use rapport_core::config::{CredentialConfig, DatabaseConfig, ServerConfig, TelemetryConfig};
 use rapport_core::credential::CredentialKey;
 use rapport_core::server::{ServeOptions, reflection_services};
+use rapport_proto::events::v1::event_feed_service_server::SERVICE_NAME as FEED_SERVICE_NAME;
 use rapport_proto::gateway::v1::gateway_admin_service_server::{
     GatewayAdminServiceServer, SERVICE_NAME,
 };
@@ -126,9 +127,10 @@ pub async fn serve(
             per_second: config.key_rate_per_second,
             burst: config.key_rate_burst,
         },
+        // The admin service is the gateway's own; change feeds are internal.
         methods: MethodTable::from_descriptor_set(
             rapport_proto::FILE_DESCRIPTOR_SET,
-            &[SERVICE_NAME],
+            &[SERVICE_NAME, FEED_SERVICE_NAME],
         )?,
         upstreams: upstream_channels(&config.upstreams)?,
         reflection,

@@ -40,6 +40,7 @@ impl Suite {
             database: db.config("rapport_contacts"),
             credential: rapport_testkit::credential_config(),
             telemetry: rapport_testkit::telemetry_config(),
+            feed_retention_hours: 168,
         };
         let contacts = TestServer::start(move |listener, shutdown| async move {
             rapport_contacts::serve(&contacts_config, listener, shutdown).await

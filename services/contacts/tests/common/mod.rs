@@ -25,6 +25,7 @@ pub fn config(db: &TestDatabase) -> Config {
         database: db.config("rapport_contacts"),
         credential: rapport_testkit::credential_config(),
         telemetry: rapport_testkit::telemetry_config(),
+        feed_retention_hours: 168,
     }
 }
 

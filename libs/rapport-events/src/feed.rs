@@ -1,0 +1,255 @@
+//! The change feed a producer serves: `rapport.events.v1.EventFeedService`.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::Stream;
+use prost::Message as _;
+use rapport_core::convert::to_timestamp;
+use rapport_core::credential::Access;
+use rapport_core::db::begin_with_settings;
+use rapport_core::tenant::authorize_service;
+use rapport_core::{ApiError, Violations};
+use rapport_proto::events::v1::event_feed_service_server::EventFeedService;
+use rapport_proto::events::v1::{
+    EventEnvelope, GetFeedHeadRequest, GetFeedHeadResponse, SubscribeRequest, SubscribeResponse,
+};
+use sqlx::postgres::PgListener;
+use sqlx::{AssertSqlSafe, FromRow, PgPool};
+use tokio::sync::watch;
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use crate::outbox::Outbox;
+
+/// Events read per query while catching up.
+const PAGE: i64 = 500;
+/// The longest a follower waits before looking again without a wake-up.
+const IDLE_CHECK: Duration = Duration::from_secs(1);
+
+/// Serves one producer's feed. Followers wait on the newest position,
+/// which one listener per process learns from the sequencer's
+/// notifications; they never poll the database in a busy loop.
+#[derive(Clone)]
+pub struct Feed {
+    pool: PgPool,
+    outbox: Outbox,
+    head: watch::Receiver<i64>,
+    _listener: Arc<ListenerTask>,
+}
+
+struct ListenerTask(tokio::task::JoinHandle<()>);
+
+impl Drop for ListenerTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl Feed {
+    pub fn new(pool: PgPool, outbox: Outbox) -> Self {
+        let (sender, head) = watch::channel(0);
+        let task = tokio::spawn(listen(pool.clone(), outbox, sender));
+        Self {
+            pool,
+            outbox,
+            head,
+            _listener: Arc::new(ListenerTask(task)),
+        }
+    }
+}
+
+/// Keeps `head` at the newest position, from notifications (and a read
+/// at each reconnect, so none is missed).
+async fn listen(pool: PgPool, outbox: Outbox, head: watch::Sender<i64>) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let result: sqlx::Result<()> = async {
+            let mut listener = PgListener::connect_with(&pool).await?;
+            listener.listen(&outbox.feed_channel()).await?;
+            head.send_replace(read_head(&pool, &outbox).await?);
+            loop {
+                let notification = listener.recv().await?;
+                if let Ok(position) = notification.payload().parse::<i64>() {
+                    head.send_if_modified(|current| {
+                        let newer = position > *current;
+                        if newer {
+                            *current = position;
+                        }
+                        newer
+                    });
+                }
+            }
+        }
+        .await;
+        if let Err(error) = result {
+            tracing::warn!(%error, producer = outbox.producer, "feed listener lost its connection; reconnecting");
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}
+
+async fn read_head(pool: &PgPool, outbox: &Outbox) -> sqlx::Result<i64> {
+    let mut tx = begin_with_settings(pool, &[("app.feed", "on")]).await?;
+    let head = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT last_position FROM {}",
+        outbox.state_table()
+    )))
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(head)
+}
+
+#[derive(FromRow)]
+struct Row {
+    tenant_id: Uuid,
+    event_id: Uuid,
+    position: i64,
+    r#type: String,
+    aggregate_id: Uuid,
+    occur_time: DateTime<Utc>,
+    payload: Vec<u8>,
+}
+
+impl Row {
+    fn into_envelope(self, producer: &str) -> EventEnvelope {
+        EventEnvelope {
+            event_id: self.event_id.to_string(),
+            tenant_id: self.tenant_id.to_string(),
+            producer: producer.to_owned(),
+            r#type: self.r#type,
+            aggregate_id: self.aggregate_id.to_string(),
+            occur_time: Some(to_timestamp(self.occur_time)),
+            position: self.position,
+            // A redacted payload is empty.
+            payload: prost_types::Any::decode(self.payload.as_slice()).ok(),
+        }
+    }
+}
+
+impl Feed {
+    async fn page(&self, after: i64, types: &[String]) -> sqlx::Result<Vec<Row>> {
+        let mut tx = begin_with_settings(&self.pool, &[("app.feed", "on")]).await?;
+        let rows = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT tenant_id, event_id, position, type, aggregate_id, occur_time, payload FROM {} \
+             WHERE position > $1 AND (cardinality($2::text[]) = 0 OR type = ANY($2)) \
+             ORDER BY position LIMIT $3",
+            self.outbox.table()
+        )))
+        .bind(after)
+        .bind(types)
+        .bind(PAGE)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(rows)
+    }
+
+    async fn pruned_through(&self) -> sqlx::Result<i64> {
+        let mut tx = begin_with_settings(&self.pool, &[("app.feed", "on")]).await?;
+        let pruned = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT pruned_through FROM {}",
+            self.outbox.state_table()
+        )))
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(pruned)
+    }
+}
+
+type FeedStream = Pin<Box<dyn Stream<Item = Result<SubscribeResponse, Status>> + Send>>;
+
+struct Follow {
+    feed: Feed,
+    head: watch::Receiver<i64>,
+    cursor: i64,
+    types: Vec<String>,
+    buffered: VecDeque<Row>,
+}
+
+impl Follow {
+    /// The next event: from the buffer, else the next page, else after the
+    /// head moves (or a second passes, as a safety net).
+    async fn next(mut self) -> Result<Option<(SubscribeResponse, Self)>, Status> {
+        loop {
+            if let Some(row) = self.buffered.pop_front() {
+                self.cursor = row.position;
+                let head_position = (*self.head.borrow()).max(row.position);
+                let event = row.into_envelope(self.feed.outbox.producer);
+                return Ok(Some((
+                    SubscribeResponse {
+                        event: Some(event),
+                        head_position,
+                    },
+                    self,
+                )));
+            }
+            let rows = self
+                .feed
+                .page(self.cursor, &self.types)
+                .await
+                .map_err(ApiError::from)?;
+            if rows.is_empty() {
+                // Nothing after the cursor that matches: wait for news.
+                let _ = tokio::time::timeout(IDLE_CHECK, self.head.changed()).await;
+            }
+            self.buffered.extend(rows);
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl EventFeedService for Feed {
+    type SubscribeStream = FeedStream;
+
+    async fn subscribe(
+        &self,
+        request: Request<SubscribeRequest>,
+    ) -> Result<Response<FeedStream>, Status> {
+        authorize_service(&request, self.outbox.producer, Access::Read)?;
+        let req = request.into_inner();
+        let mut violations = Violations::default();
+        if req.from_position < 0 {
+            violations.add("from_position", "must not be negative");
+        }
+        violations.check()?;
+        let pruned = self.pruned_through().await.map_err(ApiError::from)?;
+        if req.from_position < pruned {
+            return Err(ApiError::failed_precondition(
+                "FEED_CURSOR_EXPIRED",
+                format!(
+                    "events after position {} were pruned (through {pruned}); rebuild from the {} API and subscribe from GetFeedHead",
+                    req.from_position, self.outbox.producer
+                ),
+            )
+            .with_metadata("pruned_through", pruned.to_string())
+            .into());
+        }
+        let follow = Follow {
+            feed: self.clone(),
+            head: self.head.clone(),
+            cursor: req.from_position,
+            types: req.types,
+            buffered: VecDeque::new(),
+        };
+        let stream = futures::stream::try_unfold(follow, Follow::next);
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn get_feed_head(
+        &self,
+        request: Request<GetFeedHeadRequest>,
+    ) -> Result<Response<GetFeedHeadResponse>, Status> {
+        authorize_service(&request, self.outbox.producer, Access::Read)?;
+        let head_position = read_head(&self.pool, &self.outbox)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(GetFeedHeadResponse { head_position }))
+    }
+}

@@ -1,0 +1,138 @@
+//! Gives committed outbox events their feed positions, and prunes events
+//! past their retention.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use sqlx::postgres::PgListener;
+use sqlx::{AssertSqlSafe, PgPool};
+
+use crate::outbox::Outbox;
+
+/// Most events positioned in one transaction.
+const BLOCK: i64 = 5000;
+/// How often to look for events even without a notification: a safety net
+/// for a missed wake-up, not the normal path.
+const POLL: Duration = Duration::from_millis(500);
+
+/// Positions every committed, unpositioned event, in blocks. Returns how
+/// many it positioned and the newest position.
+///
+/// The `outbox_state` row lock makes one sequencer run at a time across all
+/// replicas, and each block continues where the last committed one ended,
+/// so positions have no gaps and become visible in order.
+pub async fn sequence_once(pool: &PgPool, outbox: &Outbox) -> sqlx::Result<(i64, i64)> {
+    let mut total = 0;
+    loop {
+        let mut tx = rapport_core::db::begin_with_settings(pool, &[("app.feed", "on")]).await?;
+        let base: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT last_position FROM {} FOR UPDATE",
+            outbox.state_table()
+        )))
+        .fetch_one(&mut *tx)
+        .await?;
+        let assigned: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+            "WITH next AS ( \
+                 SELECT tenant_id, event_id, row_number() OVER (ORDER BY event_id) AS n \
+                 FROM {table} WHERE position IS NULL ORDER BY event_id LIMIT $2), \
+             done AS ( \
+                 UPDATE {table} o SET position = $1 + next.n FROM next \
+                 WHERE o.tenant_id = next.tenant_id AND o.event_id = next.event_id RETURNING 1) \
+             SELECT count(*) FROM done",
+            table = outbox.table()
+        )))
+        .bind(base)
+        .bind(BLOCK)
+        .fetch_one(&mut *tx)
+        .await?;
+        if assigned == 0 {
+            tx.rollback().await?;
+            return Ok((total, base));
+        }
+        let head = base + assigned;
+        sqlx::query(AssertSqlSafe(format!(
+            "UPDATE {} SET last_position = $1",
+            outbox.state_table()
+        )))
+        .bind(head)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(outbox.feed_channel())
+            .bind(head.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        total += assigned;
+        if assigned < BLOCK {
+            return Ok((total, head));
+        }
+    }
+}
+
+/// Runs the sequencer until the task is dropped: woken by producers'
+/// commits, with a slow poll as a safety net; prunes events older than
+/// `retention` now and then. Every step is a transaction of its own, so
+/// stopping it anywhere loses nothing.
+pub async fn run(pool: PgPool, outbox: Outbox, retention: Duration) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        if let Err(error) = session(&pool, &outbox, retention).await {
+            tracing::warn!(%error, producer = outbox.producer, "sequencer failed; retrying");
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}
+
+async fn session(pool: &PgPool, outbox: &Outbox, retention: Duration) -> sqlx::Result<()> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen(&outbox.outbox_channel()).await?;
+    let mut last_prune = tokio::time::Instant::now();
+    loop {
+        sequence_once(pool, outbox).await?;
+        if last_prune.elapsed() >= Duration::from_secs(60) {
+            prune(pool, outbox, retention).await?;
+            last_prune = tokio::time::Instant::now();
+        }
+        // Many commits may arrive at once; one pass positions them all.
+        if let Ok(notification) = tokio::time::timeout(POLL, listener.recv()).await {
+            notification?;
+        }
+    }
+}
+
+/// Deletes positioned events older than `retention` and records the
+/// newest position pruned, so that a subscription from before it is
+/// refused rather than silently missing events.
+pub async fn prune(pool: &PgPool, outbox: &Outbox, retention: Duration) -> sqlx::Result<u64> {
+    let cutoff =
+        Utc::now() - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
+    let mut tx = rapport_core::db::begin_with_settings(pool, &[("app.feed", "on")]).await?;
+    let (count, newest): (i64, Option<i64>) = sqlx::query_as(AssertSqlSafe(format!(
+        "WITH gone AS (DELETE FROM {} WHERE position IS NOT NULL AND occur_time < $1 RETURNING position) \
+         SELECT count(*), max(position) FROM gone",
+        outbox.table()
+    )))
+    .bind(cutoff)
+    .fetch_one(&mut *tx)
+    .await?;
+    if let Some(newest) = newest {
+        sqlx::query(AssertSqlSafe(format!(
+            "UPDATE {} SET pruned_through = greatest(pruned_through, $1)",
+            outbox.state_table()
+        )))
+        .bind(newest)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    if count > 0 {
+        tracing::info!(
+            producer = outbox.producer,
+            count,
+            "pruned feed events past retention"
+        );
+    }
+    Ok(u64::try_from(count).unwrap_or_default())
+}
