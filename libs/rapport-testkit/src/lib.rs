@@ -172,6 +172,24 @@ impl TestServer {
         server
     }
 
+    /// Adopts a server already started on `addr` by `task`.
+    pub async fn attach(addr: SocketAddr, task: JoinHandle<anyhow::Result<()>>) -> Self {
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .expect("a valid URI")
+            .connect_timeout(Duration::from_secs(5))
+            .connect_lazy();
+        let server = Self {
+            addr,
+            channel,
+            key: CredentialKey::new(TEST_CREDENTIAL_SECRET)
+                .expect("the test secret is long enough"),
+            shutdown: None,
+            task: Some(task),
+        };
+        server.wait_until_serving().await;
+        server
+    }
+
     async fn wait_until_serving(&self) {
         use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
         for _ in 0..300 {

@@ -1,0 +1,517 @@
+//! The contacts change feed: gap-free under concurrent writers, consumed
+//! exactly once across consumer and producer restarts, and free of an
+//! erased contact's personal data.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use prost::Message as _;
+use prost_types::Timestamp;
+use rapport_core::credential::{Access, CredentialKey, Grant, Scope};
+use rapport_events::OutboxEvent;
+use rapport_events::consumer::{Consumer, Handler, Stopped};
+use rapport_proto::common::v1::{Channel, LifecycleStage};
+use rapport_proto::contacts::v1::*;
+use rapport_proto::events::v1::event_feed_service_client::EventFeedServiceClient;
+use rapport_proto::events::v1::{EventEnvelope, SubscribeRequest};
+use rapport_testkit::TEST_CREDENTIAL_SECRET;
+use sqlx::{Executor as _, PgConnection, PgPool};
+use tonic::Code;
+use uuid::Uuid;
+
+type FeedClient = EventFeedServiceClient<
+    tonic::service::interceptor::InterceptedService<
+        tonic::transport::Channel,
+        rapport_testkit::Credential,
+    >,
+>;
+
+fn feed_client(h: &common::Harness) -> FeedClient {
+    let grant = Grant {
+        tenant_id: None,
+        principal: "test-consumer".into(),
+        scopes: vec![Scope::new("contacts", Access::Read)],
+    };
+    EventFeedServiceClient::new(h.server.channel_for(&grant))
+}
+
+/// Reads the feed from `from` until `count` events arrived (or fails after 30 s).
+async fn read_feed(h: &common::Harness, from: i64, count: usize) -> Vec<EventEnvelope> {
+    let mut stream = feed_client(h)
+        .subscribe(SubscribeRequest {
+            from_position: from,
+            types: vec![],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut events = Vec::with_capacity(count);
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while events.len() < count {
+            let message = stream
+                .message()
+                .await
+                .unwrap()
+                .expect("the feed follows, it does not end");
+            events.push(message.event.unwrap());
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("only {} of {count} events arrived", events.len()));
+    events
+}
+
+async fn service_pool(h: &common::Harness) -> PgPool {
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(40)
+        .connect(&h.db.url(Some("rapport_contacts")))
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn concurrent_writers_committing_out_of_order_leave_no_gap() {
+    const WRITERS: usize = 40;
+    const EACH: usize = 25;
+    let h = common::start().await;
+    let pool = service_pool(&h).await;
+    let tenant = Uuid::now_v7();
+
+    // Each writer takes its event id early and commits after a varying
+    // delay, so commits land out of id order, as in production.
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|writer| {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                let mut ids = Vec::new();
+                for i in 0..EACH {
+                    let mut tx = rapport_core::db::begin_tenant(&pool, tenant).await.unwrap();
+                    let aggregate = Uuid::now_v7();
+                    let event = OutboxEvent::new(
+                        "contact.deleted",
+                        aggregate,
+                        &ContactDeleted {
+                            contact_id: aggregate.to_string(),
+                        },
+                    );
+                    rapport_contacts::OUTBOX
+                        .write(&mut tx, tenant, vec![event], chrono::Utc::now())
+                        .await
+                        .unwrap();
+                    let delay = (writer * 7 + i * 13) % 23;
+                    tokio::time::sleep(Duration::from_millis(delay as u64)).await;
+                    tx.commit().await.unwrap();
+                    ids.push(aggregate.to_string());
+                }
+                ids
+            })
+        })
+        .collect();
+    let reader = tokio::spawn({
+        let h_channel = feed_client(&h);
+        async move {
+            let mut client = h_channel;
+            let mut stream = client
+                .subscribe(SubscribeRequest {
+                    from_position: 0,
+                    types: vec![],
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            let mut seen = Vec::new();
+            while seen.len() < WRITERS * EACH {
+                let message = tokio::time::timeout(Duration::from_secs(30), stream.message())
+                    .await
+                    .expect("the feed stalled")
+                    .unwrap()
+                    .unwrap();
+                seen.push(message.event.unwrap());
+            }
+            seen
+        }
+    });
+    let mut written = HashSet::new();
+    for writer in writers {
+        written.extend(writer.await.unwrap());
+    }
+    let seen = reader.await.unwrap();
+
+    let positions: Vec<i64> = seen.iter().map(|e| e.position).collect();
+    let expected: Vec<i64> = (1..=(WRITERS * EACH) as i64).collect();
+    assert_eq!(positions, expected, "positions are contiguous and in order");
+    let aggregates: HashSet<String> = seen.into_iter().map(|e| e.aggregate_id).collect();
+    assert_eq!(
+        aggregates, written,
+        "every committed event was delivered exactly once"
+    );
+}
+
+#[tokio::test]
+async fn every_change_emits_its_event_with_the_new_state() {
+    let h = common::start().await;
+    let tenant = Uuid::now_v7();
+    let mut client = h.client(tenant);
+    let contact = common::create(
+        &mut client,
+        Contact {
+            lifecycle_stage: LifecycleStage::Discovery as i32,
+            ..common::person("feed@example.com")
+        },
+    )
+    .await;
+    let other = common::create(&mut client, common::person("dup@example.com")).await;
+    client
+        .change_lifecycle_stage(ChangeLifecycleStageRequest {
+            contact_id: contact.id.clone(),
+            lifecycle_stage: LifecycleStage::Purchase as i32,
+            source: "order".into(),
+        })
+        .await
+        .unwrap();
+    client
+        .change_consent(ChangeConsentRequest {
+            contact_id: contact.id.clone(),
+            consent: Some(Consent {
+                channel: Channel::Sms as i32,
+                status: ConsentStatus::Subscribed as i32,
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+    client
+        .record_events(RecordEventsRequest {
+            events: vec![Event {
+                contact_id: contact.id.clone(),
+                r#type: "order.placed".into(),
+                channel: Channel::Web as i32,
+                occur_time: Some(Timestamp {
+                    seconds: 1_700_000_000,
+                    nanos: 0,
+                }),
+                ..Default::default()
+            }],
+        })
+        .await
+        .unwrap();
+    client
+        .merge_contacts(MergeContactsRequest {
+            survivor_id: contact.id.clone(),
+            duplicate_id: other.id.clone(),
+        })
+        .await
+        .unwrap();
+    let third = common::create(&mut client, common::person("gone@example.com")).await;
+    client
+        .delete_contact(DeleteContactRequest {
+            id: third.id.clone(),
+            etag: String::new(),
+        })
+        .await
+        .unwrap();
+
+    let events = read_feed(&h, 0, 11).await;
+    let types: Vec<&str> = events.iter().map(|e| e.r#type.as_str()).collect();
+    assert_eq!(
+        types,
+        [
+            "contact.created",
+            "contact.lifecycle_changed",
+            "contact.created",
+            "contact.updated",
+            "contact.lifecycle_changed",
+            "contact.updated",
+            "contact.consent_changed",
+            "contact.event_recorded",
+            "contact.merged",
+            "contact.updated",
+            "contact.created",
+        ]
+    );
+    assert!(
+        events
+            .iter()
+            .all(|e| e.tenant_id == tenant.to_string() && e.producer == "contacts")
+    );
+    let updated =
+        ContactUpdated::decode(events[3].payload.as_ref().unwrap().value.as_slice()).unwrap();
+    assert_eq!(
+        updated.contact.unwrap().lifecycle_stage,
+        LifecycleStage::Purchase as i32,
+        "the full new state"
+    );
+    let merged =
+        ContactMerged::decode(events[8].payload.as_ref().unwrap().value.as_slice()).unwrap();
+    assert_eq!(
+        (merged.survivor_id, merged.duplicate_id),
+        (contact.id.clone(), other.id.clone())
+    );
+    let deleted = read_feed(&h, events[10].position, 1).await;
+    assert_eq!(deleted[0].r#type, "contact.deleted");
+}
+
+#[tokio::test]
+async fn an_erased_contact_leaves_no_personal_data_in_the_feed() {
+    let h = common::start().await;
+    let mut client = h.client(Uuid::now_v7());
+    let contact = common::create(
+        &mut client,
+        Contact {
+            phone: "+351912345678".into(),
+            ..common::person("secret.person@example.com")
+        },
+    )
+    .await;
+    client
+        .record_events(RecordEventsRequest {
+            events: vec![Event {
+                contact_id: contact.id.clone(),
+                r#type: "page.viewed".into(),
+                channel: Channel::Web as i32,
+                occur_time: Some(Timestamp {
+                    seconds: 1_700_000_000,
+                    nanos: 0,
+                }),
+                properties: Some(rapport_core::convert::json_to_struct(
+                    serde_json::json!({"search": "secret.person"})
+                        .as_object()
+                        .unwrap(),
+                )),
+                ..Default::default()
+            }],
+        })
+        .await
+        .unwrap();
+    client
+        .erase_contact(EraseContactRequest {
+            id: contact.id.clone(),
+        })
+        .await
+        .unwrap();
+
+    let events = read_feed(&h, 0, 3).await;
+    assert_eq!(events.last().unwrap().r#type, "contact.erased");
+    for event in &events {
+        let bytes = event.encode_to_vec();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(
+            !text.contains("secret.person") && !text.contains("+351912345678"),
+            "{} still carries personal data",
+            event.r#type
+        );
+    }
+    let erased =
+        ContactErased::decode(events[2].payload.as_ref().unwrap().value.as_slice()).unwrap();
+    assert_eq!(erased.contact_id, contact.id);
+}
+
+/// Records each applied event; a second application of one would violate
+/// the primary key and fail the consumer.
+struct Sink;
+
+impl Handler for Sink {
+    fn apply<'a>(
+        &'a self,
+        tx: &'a mut PgConnection,
+        event: &'a EventEnvelope,
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(async move {
+            sqlx::query("INSERT INTO sink.applied (event_id, position) VALUES ($1, $2)")
+                .bind(Uuid::parse_str(&event.event_id)?)
+                .bind(event.position)
+                .execute(tx)
+                .await?;
+            Ok(())
+        })
+    }
+}
+
+async fn sink(h: &common::Harness) -> PgPool {
+    let pool = PgPool::connect(&h.db.url(None)).await.unwrap();
+    pool.execute(
+        "CREATE SCHEMA sink; \
+         CREATE TABLE sink.feed_cursors (consumer text PRIMARY KEY, position bigint NOT NULL); \
+         CREATE TABLE sink.applied (event_id uuid PRIMARY KEY, position bigint NOT NULL)",
+    )
+    .await
+    .unwrap();
+    pool
+}
+
+fn consumer(
+    h: &common::Harness,
+    pool: PgPool,
+    channel: tonic::transport::Channel,
+) -> Consumer<Sink> {
+    let _ = h;
+    Consumer::new(
+        "sink",
+        "sink.feed_cursors",
+        "contacts",
+        vec![],
+        pool,
+        channel,
+        CredentialKey::new(TEST_CREDENTIAL_SECRET).unwrap(),
+        Sink,
+    )
+}
+
+async fn write_events(client: &mut common::Client, contact_id: &str, count: usize, tag: &str) {
+    let events: Vec<Event> = (0..count)
+        .map(|i| Event {
+            contact_id: contact_id.to_owned(),
+            client_event_id: format!("{tag}-{i}"),
+            r#type: "page.viewed".into(),
+            channel: Channel::Web as i32,
+            occur_time: Some(Timestamp {
+                seconds: 1_700_000_000 + i as i64,
+                nanos: 0,
+            }),
+            ..Default::default()
+        })
+        .collect();
+    for chunk in events.chunks(200) {
+        client
+            .record_events(RecordEventsRequest {
+                events: chunk.to_vec(),
+            })
+            .await
+            .unwrap();
+    }
+}
+
+async fn applied(pool: &PgPool) -> (i64, i64) {
+    sqlx::query_as("SELECT count(*), coalesce(max(position), 0) FROM sink.applied")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+async fn wait_for_applied(pool: &PgPool, count: i64) {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while applied(pool).await.0 < count {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the consumer did not reach {count} events"));
+}
+
+#[tokio::test]
+async fn a_consumer_killed_mid_stream_resumes_without_loss_or_repeats() {
+    let h = common::start().await;
+    let pool = sink(&h).await;
+    let mut client = h.client(Uuid::now_v7());
+    let contact = common::create(&mut client, common::person("stream@example.com")).await;
+    write_events(&mut client, &contact.id, 1000, "a").await;
+
+    let first = tokio::spawn({
+        let consumer = consumer(&h, pool.clone(), h.server.channel.clone());
+        async move { consumer.run(std::future::pending()).await }
+    });
+    wait_for_applied(&pool, 300).await;
+    first.abort(); // A crash: whatever it was applying rolls back.
+    let _ = first.await;
+    write_events(&mut client, &contact.id, 500, "b").await;
+
+    let second = consumer(&h, pool.clone(), h.server.channel.clone());
+    let run = tokio::spawn(async move { second.run(std::future::pending()).await });
+    wait_for_applied(&pool, 1501).await;
+    let (count, newest) = applied(&pool).await;
+    assert_eq!(
+        (count, newest),
+        (1501, 1501),
+        "every event applied once, none twice"
+    );
+    run.abort();
+}
+
+#[tokio::test]
+async fn a_consumer_rides_out_a_producer_restart() {
+    let h = common::start().await;
+    let pool = sink(&h).await;
+    let addr = h.server.addr;
+    let mut client = h.client(Uuid::now_v7());
+    let contact = common::create(&mut client, common::person("restart@example.com")).await;
+    write_events(&mut client, &contact.id, 200, "a").await;
+
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect_lazy();
+    let consumer = consumer(&h, pool.clone(), channel);
+    let run = tokio::spawn(async move { consumer.run(std::future::pending()).await });
+    wait_for_applied(&pool, 201).await;
+
+    // Stop the producer and start it again on the same address.
+    let common::Harness { server, db } = h;
+    server.shutdown().await.unwrap();
+    let config = common::config(&db);
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let restarted = tokio::spawn(async move {
+        rapport_contacts::serve(&config, listener, std::future::pending()).await
+    });
+    let h = common::Harness {
+        server: rapport_testkit::TestServer::attach(addr, restarted).await,
+        db,
+    };
+    let mut client = h.client(Uuid::now_v7());
+    let contact = common::create(&mut client, common::person("after@example.com")).await;
+    write_events(&mut client, &contact.id, 100, "b").await;
+    wait_for_applied(&pool, 302).await;
+    assert_eq!(applied(&pool).await, (302, 302));
+    run.abort();
+}
+
+#[tokio::test]
+async fn a_cursor_behind_the_retained_feed_is_refused() {
+    let h = common::start().await;
+    let pool = sink(&h).await;
+    let mut client = h.client(Uuid::now_v7());
+    let contact = common::create(&mut client, common::person("old@example.com")).await;
+    write_events(&mut client, &contact.id, 10, "a").await;
+    read_feed(&h, 0, 11).await;
+
+    let service = service_pool(&h).await;
+    let pruned =
+        rapport_events::sequencer::prune(&service, &rapport_contacts::OUTBOX, Duration::ZERO)
+            .await
+            .unwrap();
+    assert_eq!(pruned, 11);
+    let err = feed_client(&h)
+        .subscribe(SubscribeRequest {
+            from_position: 3,
+            types: vec![],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(err.message().contains("pruned"), "{}", err.message());
+
+    let stopped = consumer(&h, pool, h.server.channel.clone())
+        .run(std::future::pending())
+        .await;
+    assert!(matches!(stopped, Err(Stopped::CursorExpired(_))));
+    // From the head, a fresh subscription works.
+    feed_client(&h)
+        .subscribe(SubscribeRequest {
+            from_position: 11,
+            types: vec![],
+        })
+        .await
+        .expect("from the head");
+}
+
+#[tokio::test]
+async fn the_feed_needs_a_service_credential() {
+    let h = common::start().await;
+    let tenant_channel = h.server.tenant_channel(Uuid::now_v7());
+    let err = EventFeedServiceClient::new(tenant_channel)
+        .subscribe(SubscribeRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+}
