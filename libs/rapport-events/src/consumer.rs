@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use futures::{FutureExt as _, StreamExt as _};
 use opentelemetry::KeyValue;
 use rapport_core::credential::{Access, CREDENTIAL_HEADER, CredentialKey, Grant, Scope};
 use rapport_core::db::set_local;
@@ -14,6 +15,9 @@ use rapport_proto::events::v1::event_feed_service_client::EventFeedServiceClient
 use rapport_proto::events::v1::{EventEnvelope, SubscribeRequest};
 use sqlx::{AssertSqlSafe, PgConnection, PgPool};
 use tonic::transport::Channel;
+
+/// Most events applied in one transaction.
+const MAX_BATCH: usize = 500;
 
 /// What a consumer does with each event, inside the transaction that also
 /// advances its cursor (with `app.tenant_id` set to the event's tenant).
@@ -23,6 +27,17 @@ pub trait Handler: Send + Sync {
         tx: &'a mut PgConnection,
         event: &'a EventEnvelope,
     ) -> BoxFuture<'a, anyhow::Result<()>>;
+}
+
+/// A shared handler, so its owner can look at its state while it runs.
+impl<H: Handler> Handler for Arc<H> {
+    fn apply<'a>(
+        &'a self,
+        tx: &'a mut PgConnection,
+        event: &'a EventEnvelope,
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        (**self).apply(tx, event)
+    }
 }
 
 /// One consumer of one producer's feed. Its cursor lives in the consumer's
@@ -153,11 +168,26 @@ impl<H: Handler> Consumer<H> {
             }
             Err(status) => return Err(SessionError::Retry(status.into())),
         };
-        while let Some(message) = stream.message().await.map_err(anyhow::Error::from)? {
-            let Some(event) = message.event else { continue };
-            self.apply(&event).await?;
-            self.lag
-                .store(message.head_position - event.position, Ordering::Relaxed);
+        while let Some(first) = stream.next().await {
+            // Whatever else has already arrived goes into the same
+            // transaction: fewer commits when the feed is busy, no wait
+            // when it is not.
+            let mut batch = vec![first.map_err(anyhow::Error::from)?];
+            while batch.len() < MAX_BATCH {
+                match stream.next().now_or_never() {
+                    Some(Some(message)) => batch.push(message.map_err(anyhow::Error::from)?),
+                    Some(None) | None => break,
+                }
+            }
+            let head = batch
+                .iter()
+                .map(|m| m.head_position)
+                .max()
+                .unwrap_or_default();
+            let events: Vec<EventEnvelope> = batch.into_iter().filter_map(|m| m.event).collect();
+            if let Some(last) = self.apply(&events).await? {
+                self.lag.store(head - last, Ordering::Relaxed);
+            }
         }
         Ok(())
     }
@@ -180,26 +210,38 @@ impl<H: Handler> Consumer<H> {
         Ok(position)
     }
 
-    /// Applies `event` once: the cursor moves past it in the same
-    /// transaction, and an event at or before the cursor is skipped.
-    async fn apply(&self, event: &EventEnvelope) -> anyhow::Result<()> {
+    /// Applies `events` (in feed order) once: in one transaction that also
+    /// moves the cursor past the last, skipping any at or before the cursor
+    /// (a redelivery). Returns the new cursor.
+    async fn apply(&self, events: &[EventEnvelope]) -> anyhow::Result<Option<i64>> {
+        let Some(last) = events.last() else {
+            return Ok(None);
+        };
         let mut tx = self.pool.begin().await?;
-        set_local(&mut tx, &[("app.tenant_id", &event.tenant_id)]).await?;
-        let advanced = sqlx::query(AssertSqlSafe(format!(
-            "UPDATE {} SET position = $2 WHERE consumer = $1 AND position < $2",
+        let cursor: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT position FROM {} WHERE consumer = $1 FOR UPDATE",
             self.cursor_table
         )))
         .bind(&self.name)
-        .bind(event.position)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if advanced == 0 {
-            return Ok(());
+        .fetch_one(&mut *tx)
+        .await?;
+        if last.position <= cursor {
+            return Ok(Some(cursor));
         }
-        self.handler.apply(&mut tx, event).await?;
+        for event in events.iter().filter(|event| event.position > cursor) {
+            set_local(&mut tx, &[("app.tenant_id", &event.tenant_id)]).await?;
+            self.handler.apply(&mut tx, event).await?;
+        }
+        sqlx::query(AssertSqlSafe(format!(
+            "UPDATE {} SET position = $2 WHERE consumer = $1",
+            self.cursor_table
+        )))
+        .bind(&self.name)
+        .bind(last.position)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
-        Ok(())
+        Ok(Some(last.position))
     }
 }
 

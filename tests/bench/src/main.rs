@@ -8,6 +8,7 @@
 #![allow(clippy::print_stdout)] // The figures are this program's output.
 
 mod contacts;
+mod feed;
 mod gateway;
 mod load;
 mod process;
@@ -60,5 +61,6 @@ async fn main() -> anyhow::Result<()> {
     );
     let stack = stack::Stack::start(&admin_url).await?;
     let ids = contacts::run(&args, &stack).await?;
+    feed::run(&args, &stack, ids.clone()).await?;
     gateway::run(&args, &stack, ids).await
 }
