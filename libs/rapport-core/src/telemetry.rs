@@ -9,6 +9,7 @@ use opentelemetry::propagation::{Extractor, Injector};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use tracing_subscriber::layer::SubscriberExt as _;
@@ -17,10 +18,11 @@ use tracing_subscriber::{EnvFilter, Layer as _};
 
 use crate::config::{LogFormat, TelemetryConfig};
 
-/// Keeps the tracer provider alive; call [`Telemetry::shutdown`] before exit
-/// so buffered spans are flushed.
+/// Keeps the tracer and meter providers alive; call [`Telemetry::shutdown`]
+/// before exit so buffered spans and metrics are flushed.
 pub struct Telemetry {
     provider: SdkTracerProvider,
+    meters: Option<SdkMeterProvider>,
 }
 
 /// Installs the global subscriber and propagator for `service_name`.
@@ -33,8 +35,22 @@ pub fn init(service_name: &'static str, config: &TelemetryConfig) -> anyhow::Res
     let resource = opentelemetry_sdk::Resource::builder()
         .with_service_name(service_name)
         .build();
-    let mut provider = SdkTracerProvider::builder().with_resource(resource);
+    let mut provider = SdkTracerProvider::builder().with_resource(resource.clone());
+    let mut meters = None;
     if let Some(endpoint) = &config.otlp_endpoint {
+        // Metrics (such as a feed consumer's lag) go to the same collector.
+        let exporter = opentelemetry_otlp::MetricExporter::builder()
+            .with_tonic()
+            .with_endpoint(endpoint)
+            .with_timeout(Duration::from_secs(5))
+            .build()
+            .context("building the OTLP metric exporter")?;
+        let meter_provider = SdkMeterProvider::builder()
+            .with_resource(resource)
+            .with_periodic_exporter(exporter)
+            .build();
+        opentelemetry::global::set_meter_provider(meter_provider.clone());
+        meters = Some(meter_provider);
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_tonic()
             .with_endpoint(endpoint)
@@ -62,17 +78,22 @@ pub fn init(service_name: &'static str, config: &TelemetryConfig) -> anyhow::Res
         .with(otel_layer)
         .try_init()
         .context("a global tracing subscriber is already installed")?;
-    Ok(Telemetry { provider })
+    Ok(Telemetry { provider, meters })
 }
 
 impl Telemetry {
     /// Flushes and stops span export. The exporter blocks, so this runs on a
     /// blocking thread rather than stalling the runtime.
     pub async fn shutdown(self) {
-        let provider = self.provider;
-        let result = tokio::task::spawn_blocking(move || provider.shutdown()).await;
+        let Self { provider, meters } = self;
+        let result = tokio::task::spawn_blocking(move || {
+            let traces = provider.shutdown();
+            let metrics = meters.map_or(Ok(()), |meters| meters.shutdown());
+            traces.and(metrics)
+        })
+        .await;
         if let Ok(Err(error)) = result {
-            tracing::warn!(%error, "flushing traces at shutdown failed");
+            tracing::warn!(%error, "flushing telemetry at shutdown failed");
         }
     }
 }
