@@ -156,19 +156,8 @@ impl TestServer {
         let addr = listener.local_addr().expect("bound address");
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(serve(listener, Shutdown(rx)));
-        let channel = Channel::from_shared(format!("http://{addr}"))
-            .expect("a valid URI")
-            .connect_timeout(Duration::from_secs(5))
-            .connect_lazy();
-        let server = Self {
-            addr,
-            channel,
-            key: CredentialKey::new(TEST_CREDENTIAL_SECRET)
-                .expect("the test secret is long enough"),
-            shutdown: Some(tx),
-            task: Some(task),
-        };
-        server.wait_until_serving().await;
+        let mut server = Self::attach(addr, task).await;
+        server.shutdown = Some(tx);
         server
     }
 
