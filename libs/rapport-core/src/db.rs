@@ -79,6 +79,20 @@ async fn ensure_row_security_applies(pool: &PgPool) -> anyhow::Result<()> {
         "DATABASE_URL logs in as {role:?}, which bypasses row-level security; \
          use the service's own role (see README, \"Database roles\")"
     );
+    // An owner could switch row-level security off on its tables.
+    let owned: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE c.relowner = (SELECT oid FROM pg_roles WHERE rolname = current_user) \
+           AND n.nspname NOT IN ('pg_catalog', 'information_schema')",
+    )
+    .fetch_one(pool)
+    .await
+    .context("reading the tables the database role owns")?;
+    anyhow::ensure!(
+        owned == 0,
+        "DATABASE_URL logs in as {role:?}, which owns tables and could turn row-level security off; \
+         use the service's own role (see README, \"Database roles\")"
+    );
     Ok(())
 }
 

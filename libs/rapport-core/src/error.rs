@@ -86,6 +86,11 @@ impl ApiError {
         error
     }
 
+    /// A conflict with a concurrent call; the caller should retry.
+    pub fn aborted(reason: &'static str, message: impl Into<String>) -> Self {
+        Self::new(Code::Aborted, reason, message)
+    }
+
     pub fn unavailable(reason: &'static str, message: impl Into<String>) -> Self {
         Self::new(Code::Unavailable, reason, message)
     }
@@ -126,6 +131,19 @@ impl From<sqlx::Error> for ApiError {
                 "DATABASE_BUSY",
                 "the service is overloaded; retry with backoff",
             ),
+            sqlx::Error::Database(db) => match db.code().as_deref() {
+                // Deadlock or serialization failure: nothing was written.
+                Some("40P01" | "40001") => Self::aborted(
+                    "CONCURRENT_CONFLICT",
+                    "the call conflicted with a concurrent one and was rolled back; retry it",
+                ),
+                // A row the call refers to was removed while it ran.
+                Some("23503") => Self::failed_precondition(
+                    "REFERENCE_GONE",
+                    "a resource the call refers to was removed meanwhile; check it and retry",
+                ),
+                _ => Self::internal(sqlx::Error::Database(db)),
+            },
             other => Self::internal(other),
         }
     }

@@ -232,14 +232,22 @@ impl<H: Handler> Consumer<H> {
             set_local(&mut tx, &[("app.tenant_id", &event.tenant_id)]).await?;
             self.handler.apply(&mut tx, event).await?;
         }
-        sqlx::query(AssertSqlSafe(format!(
+        // The cursor row is not tenant data: no event's tenant applies to it.
+        set_local(&mut tx, &[("app.tenant_id", "")]).await?;
+        let moved = sqlx::query(AssertSqlSafe(format!(
             "UPDATE {} SET position = $2 WHERE consumer = $1",
             self.cursor_table
         )))
         .bind(&self.name)
         .bind(last.position)
         .execute(&mut *tx)
-        .await?;
+        .await?
+        .rows_affected();
+        anyhow::ensure!(
+            moved == 1,
+            "the cursor of {} did not move; nothing applied",
+            self.name
+        );
         tx.commit().await?;
         Ok(Some(last.position))
     }

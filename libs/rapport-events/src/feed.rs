@@ -133,8 +133,13 @@ impl Row {
 }
 
 impl Feed {
-    async fn page(&self, after: i64, types: &[String]) -> sqlx::Result<Vec<Row>> {
-        let mut tx = begin_with_settings(&self.pool, &[("app.feed", "on")]).await?;
+    /// The next events after `after`, or FEED_CURSOR_EXPIRED when events
+    /// after it were pruned. The rows are read before the prune mark, so a
+    /// prune that removed any of them is always seen.
+    async fn page(&self, after: i64, types: &[String]) -> Result<Vec<Row>, Status> {
+        let mut tx = begin_with_settings(&self.pool, &[("app.feed", "on")])
+            .await
+            .map_err(ApiError::from)?;
         let rows = sqlx::query_as(AssertSqlSafe(format!(
             "SELECT tenant_id, event_id, position, type, aggregate_id, occur_time, payload FROM {} \
              WHERE position > $1 AND (cardinality($2::text[]) = 0 OR type = ANY($2)) \
@@ -145,22 +150,33 @@ impl Feed {
         .bind(types)
         .bind(PAGE)
         .fetch_all(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(rows)
-    }
-
-    async fn pruned_through(&self) -> sqlx::Result<i64> {
-        let mut tx = begin_with_settings(&self.pool, &[("app.feed", "on")]).await?;
-        let pruned = sqlx::query_scalar(AssertSqlSafe(format!(
+        .await
+        .map_err(ApiError::from)?;
+        let pruned: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
             "SELECT pruned_through FROM {}",
             self.outbox.state_table()
         )))
         .fetch_one(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(pruned)
+        .await
+        .map_err(ApiError::from)?;
+        tx.commit().await.map_err(ApiError::from)?;
+        if after < pruned {
+            return Err(expired(after, pruned, self.outbox.producer));
+        }
+        Ok(rows)
     }
+}
+
+/// FAILED_PRECONDITION for a cursor the retained feed no longer covers.
+fn expired(after: i64, pruned: i64, producer: &str) -> Status {
+    ApiError::failed_precondition(
+        "FEED_CURSOR_EXPIRED",
+        format!(
+            "events after position {after} were pruned (through {pruned}); rebuild from the {producer} API and subscribe from GetFeedHead"
+        ),
+    )
+    .with_metadata("pruned_through", pruned.to_string())
+    .into()
 }
 
 type FeedStream = Pin<Box<dyn Stream<Item = Result<SubscribeResponse, Status>> + Send>>;
@@ -190,11 +206,7 @@ impl Follow {
                     self,
                 )));
             }
-            let rows = self
-                .feed
-                .page(self.cursor, &self.types)
-                .await
-                .map_err(ApiError::from)?;
+            let rows = self.feed.page(self.cursor, &self.types).await?;
             if rows.is_empty() {
                 // Nothing after the cursor that matches: wait for news.
                 let _ = tokio::time::timeout(IDLE_CHECK, self.head.changed()).await;
@@ -219,18 +231,18 @@ impl EventFeedService for Feed {
             violations.add("from_position", "must not be negative");
         }
         violations.check()?;
-        let pruned = self.pruned_through().await.map_err(ApiError::from)?;
-        if req.from_position < pruned {
-            return Err(ApiError::failed_precondition(
-                "FEED_CURSOR_EXPIRED",
-                format!(
-                    "events after position {} were pruned (through {pruned}); rebuild from the {} API and subscribe from GetFeedHead",
-                    req.from_position, self.outbox.producer
-                ),
+        let head = read_head(&self.pool, &self.outbox)
+            .await
+            .map_err(ApiError::from)?;
+        if req.from_position > head {
+            return Err(ApiError::invalid_field(
+                "from_position",
+                format!("is past the newest position, {head}"),
             )
-            .with_metadata("pruned_through", pruned.to_string())
             .into());
         }
+        // Fails now, rather than at the first read, for a cursor already expired.
+        self.page(req.from_position, &[]).await?;
         let follow = Follow {
             feed: self.clone(),
             head: self.head.clone(),

@@ -31,25 +31,26 @@ pub async fn sequence_once(pool: &PgPool, outbox: &Outbox) -> sqlx::Result<(i64,
         )))
         .fetch_one(&mut *tx)
         .await?;
-        let assigned: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+        let (assigned, newest): (i64, Option<i64>) = sqlx::query_as(AssertSqlSafe(format!(
             "WITH next AS ( \
                  SELECT tenant_id, event_id, row_number() OVER (ORDER BY event_id) AS n \
                  FROM {table} WHERE position IS NULL ORDER BY event_id LIMIT $2), \
              done AS ( \
                  UPDATE {table} o SET position = $1 + next.n FROM next \
-                 WHERE o.tenant_id = next.tenant_id AND o.event_id = next.event_id RETURNING 1) \
-             SELECT count(*) FROM done",
+                 WHERE o.tenant_id = next.tenant_id AND o.event_id = next.event_id RETURNING o.position) \
+             SELECT count(*), max(position) FROM done",
             table = outbox.table()
         )))
         .bind(base)
         .bind(BLOCK)
         .fetch_one(&mut *tx)
         .await?;
-        if assigned == 0 {
+        let Some(head) = newest else {
             tx.rollback().await?;
             return Ok((total, base));
-        }
-        let head = base + assigned;
+        };
+        // The highest position given, not base + count: a row that vanished
+        // between the two may leave a hole, never a position given twice.
         sqlx::query(AssertSqlSafe(format!(
             "UPDATE {} SET last_position = $1",
             outbox.state_table()

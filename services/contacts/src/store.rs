@@ -347,14 +347,15 @@ fn unique_conflict(error: sqlx::Error, fields: &ContactFields) -> ApiError {
     error.into()
 }
 
-/// Deletes a contact with its timeline and histories (by cascade) and the
-/// redirects of contacts merged into it.
+/// Deletes a contact with its timeline and histories (by cascade), and
+/// forgets it (see [`forget`]).
 pub async fn delete_contact(
     conn: &mut PgConnection,
     tenant: Uuid,
     id: Uuid,
     now: DateTime<Utc>,
 ) -> sqlx::Result<()> {
+    forget(conn, id).await?;
     let deleted = OutboxEvent::new(
         "contact.deleted",
         id,
@@ -363,15 +364,30 @@ pub async fn delete_contact(
         },
     );
     OUTBOX.write(&mut *conn, tenant, vec![deleted], now).await?;
-    sqlx::query("DELETE FROM contacts.merges WHERE survivor_id = $1")
-        .bind(id)
-        .execute(&mut *conn)
-        .await?;
     sqlx::query("DELETE FROM contacts.contacts WHERE id = $1")
         .bind(id)
         .execute(&mut *conn)
         .await?;
     Ok(())
+}
+
+/// Drops the redirects of contacts merged into `id`, and what the feed's
+/// retained payloads and stored API responses still say about `id` and
+/// those merged ids. Returns all of those ids.
+async fn forget(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Vec<Uuid>> {
+    let mut ids: Vec<Uuid> = sqlx::query_scalar(
+        "DELETE FROM contacts.merges WHERE survivor_id = $1 RETURNING merged_id",
+    )
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await?;
+    ids.push(id);
+    OUTBOX.redact(&mut *conn, &ids).await?;
+    sqlx::query("DELETE FROM contacts.idempotency_keys WHERE subject_ids && $1")
+        .bind(&ids)
+        .execute(&mut *conn)
+        .await?;
+    Ok(ids)
 }
 
 /// Filters of ListContacts.
@@ -824,16 +840,7 @@ pub async fn erase(
     .bind(id)
     .fetch_one(&mut *conn)
     .await?;
-    let merged_ids: Vec<Uuid> = sqlx::query_scalar(
-        "DELETE FROM contacts.merges WHERE survivor_id = $1 RETURNING merged_id",
-    )
-    .bind(id)
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut erased_ids = merged_ids;
-    erased_ids.push(id);
-    // The feed keeps only that the ids were erased.
-    OUTBOX.redact(&mut *conn, &erased_ids).await?;
+    let erased_ids = forget(conn, id).await?;
     let erased = OutboxEvent::new(
         "contact.erased",
         id,
@@ -842,10 +849,6 @@ pub async fn erase(
         },
     );
     OUTBOX.write(&mut *conn, tenant, vec![erased], now).await?;
-    sqlx::query("DELETE FROM contacts.idempotency_keys WHERE subject_ids && $1")
-        .bind(&erased_ids)
-        .execute(&mut *conn)
-        .await?;
     sqlx::query("DELETE FROM contacts.contacts WHERE id = $1")
         .bind(id)
         .execute(&mut *conn)

@@ -506,6 +506,40 @@ async fn a_cursor_behind_the_retained_feed_is_refused() {
 }
 
 #[tokio::test]
+async fn a_deleted_contact_leaves_no_personal_data_in_the_feed() {
+    let h = common::start().await;
+    let mut client = h.client(Uuid::now_v7());
+    let contact = common::create(&mut client, common::person("deleted.person@example.com")).await;
+    client
+        .delete_contact(DeleteContactRequest {
+            id: contact.id.clone(),
+            etag: String::new(),
+        })
+        .await
+        .unwrap();
+    let events = read_feed(&h, 0, 2).await;
+    assert_eq!(events[1].r#type, "contact.deleted");
+    assert!(
+        events
+            .iter()
+            .all(|e| !String::from_utf8_lossy(&e.encode_to_vec()).contains("deleted.person"))
+    );
+}
+
+#[tokio::test]
+async fn a_start_beyond_the_head_is_refused() {
+    let h = common::start().await;
+    let err = feed_client(&h)
+        .subscribe(SubscribeRequest {
+            from_position: 5,
+            types: vec![],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+}
+
+#[tokio::test]
 async fn the_feed_needs_a_service_credential() {
     let h = common::start().await;
     let tenant_channel = h.server.tenant_channel(Uuid::now_v7());

@@ -208,3 +208,36 @@ async fn refuses_to_run_as_a_role_that_bypasses_row_level_security() {
         "{err:#}"
     );
 }
+
+#[tokio::test]
+async fn refuses_to_run_as_a_role_that_owns_tables() {
+    use sqlx::Connection as _;
+    let db = rapport_testkit::TestDatabase::create().await;
+    let owner = format!("rapport_test_owner_{}", Uuid::now_v7().simple());
+    let mut admin = sqlx::PgConnection::connect(&db.url(None)).await.unwrap();
+    for statement in [
+        format!("CREATE ROLE {owner} LOGIN NOSUPERUSER NOBYPASSRLS"),
+        "CREATE TABLE public.owned (x int)".to_owned(),
+        format!("ALTER TABLE public.owned OWNER TO {owner}"),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(statement))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+    }
+    let mut config = common::config(&db);
+    config.database.database_url = db.url(Some(&owner));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let err = rapport_contacts::serve(&config, listener, std::future::pending())
+        .await
+        .unwrap_err();
+    assert!(format!("{err:#}").contains("owns tables"), "{err:#}");
+    drop(db);
+    let mut cluster = sqlx::PgConnection::connect(&rapport_testkit::admin_url())
+        .await
+        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP ROLE IF EXISTS {owner}")))
+        .execute(&mut cluster)
+        .await
+        .unwrap();
+}

@@ -87,8 +87,13 @@ impl Authenticator {
             .cache
             .try_get_with(prefix.to_owned(), self.load(prefix))
             .await
-            .map_err(|error| {
-                ApiError::internal(anyhow::anyhow!("looking up an API key: {error}"))
+            .map_err(|error| match *error {
+                // The database is saturated: a retry may succeed.
+                sqlx::Error::PoolTimedOut => ApiError::unavailable(
+                    "AUTH_BUSY",
+                    "cannot check API keys right now; retry with backoff",
+                ),
+                _ => ApiError::internal(anyhow::anyhow!("looking up an API key: {error}")),
             })?;
         let entry = entry
             .filter(|entry| api_key::verify(presented, &entry.secret_hash))

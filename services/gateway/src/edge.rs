@@ -210,9 +210,18 @@ impl EdgeInner {
         Ok(response)
     }
 
-    /// The tenant's and then the key's token bucket.
+    /// The key's and then the tenant's token bucket: a key over its own
+    /// quota is refused before it can drain its tenant's.
     fn admit(&self, caller: &Caller) -> Result<(), Status> {
         let now = Instant::now();
+        if let Err(wait) = self.limiter.check(caller.key_id, self.key_quota, now) {
+            return Err(ApiError::resource_exhausted(
+                "API_KEY_RATE_LIMITED",
+                "this API key's rate limit is reached; retry after the delay",
+                wait,
+            )
+            .into());
+        }
         if let Err(wait) = self
             .limiter
             .check(caller.tenant_id, caller.tenant_quota, now)
@@ -220,14 +229,6 @@ impl EdgeInner {
             return Err(ApiError::resource_exhausted(
                 "TENANT_RATE_LIMITED",
                 "the tenant's rate limit is reached; retry after the delay",
-                wait,
-            )
-            .into());
-        }
-        if let Err(wait) = self.limiter.check(caller.key_id, self.key_quota, now) {
-            return Err(ApiError::resource_exhausted(
-                "API_KEY_RATE_LIMITED",
-                "this API key's rate limit is reached; retry after the delay",
                 wait,
             )
             .into());

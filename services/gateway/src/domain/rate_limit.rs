@@ -54,7 +54,13 @@ impl Bucket {
 /// Buckets by id (a tenant or a key), each with its own quota.
 #[derive(Default)]
 pub struct RateLimiter {
-    buckets: Mutex<HashMap<Uuid, (Quota, Bucket)>>,
+    buckets: Mutex<Buckets>,
+}
+
+#[derive(Default)]
+struct Buckets {
+    by_id: HashMap<Uuid, (Quota, Bucket)>,
+    last_prune: Option<Instant>,
 }
 
 /// Above this many buckets, full ones are dropped: a full bucket is the
@@ -68,10 +74,19 @@ impl RateLimiter {
             .buckets
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if buckets.len() > PRUNE_ABOVE {
-            buckets.retain(|_, (quota, bucket)| !bucket.is_full(*quota, now));
+        // At most once a second, so a crowd of active buckets does not make
+        // every call scan them all.
+        let due = buckets
+            .last_prune
+            .is_none_or(|last| now.saturating_duration_since(last) >= Duration::from_secs(1));
+        if buckets.by_id.len() > PRUNE_ABOVE && due {
+            buckets
+                .by_id
+                .retain(|_, (quota, bucket)| !bucket.is_full(*quota, now));
+            buckets.last_prune = Some(now);
         }
         let (stored_quota, bucket) = buckets
+            .by_id
             .entry(id)
             .or_insert_with(|| (quota, Bucket::full(quota, now)));
         if *stored_quota != quota {
