@@ -1,7 +1,7 @@
 //! Conversions between protobuf well-known types and the types stored in
 //! PostgreSQL: `Struct` <-> JSON objects, `Timestamp` <-> `DateTime<Utc>`.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike as _, Utc};
 use prost_types::value::Kind;
 use prost_types::{ListValue, Struct, Timestamp, Value};
 use serde_json::{Map, Number, Value as Json};
@@ -86,10 +86,12 @@ fn json_to_value(json: &Json) -> Value {
     Value { kind: Some(kind) }
 }
 
-/// The instant of `timestamp`, or `None` when it is out of range.
+/// The instant of `timestamp`, or `None` when it is out of range: years 1
+/// to 9999, as google.protobuf.Timestamp defines (and PostgreSQL stores).
 pub fn to_datetime(timestamp: &Timestamp) -> Option<DateTime<Utc>> {
     let nanos = u32::try_from(timestamp.nanos).ok()?;
     DateTime::from_timestamp(timestamp.seconds, nanos)
+        .filter(|time| (1..=9999).contains(&time.year()))
 }
 
 pub fn to_timestamp(time: DateTime<Utc>) -> Timestamp {
