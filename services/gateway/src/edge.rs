@@ -24,6 +24,7 @@ use tower::ServiceExt as _;
 use tower::util::BoxCloneSyncService;
 
 use crate::auth::{Authenticator, Caller};
+use crate::domain::in_flight::InFlight;
 use crate::domain::methods::MethodTable;
 use crate::domain::rate_limit::{Quota, RateLimiter};
 
@@ -109,6 +110,7 @@ pub struct EdgeInner {
     pub authenticator: Authenticator,
     pub limiter: RateLimiter,
     pub key_quota: Quota,
+    pub in_flight: InFlight,
     pub methods: MethodTable,
     /// Upstreams by service name (`contacts`).
     pub upstreams: HashMap<String, Upstream>,
@@ -176,6 +178,16 @@ impl EdgeInner {
             .into());
         }
         self.admit(&caller)?;
+        let slot = self
+            .in_flight
+            .try_acquire(caller.tenant_id)
+            .ok_or_else(|| {
+                ApiError::resource_exhausted(
+                    "TENANT_CONCURRENCY_LIMITED",
+                    "the tenant has too many calls in flight; retry after the delay",
+                    std::time::Duration::from_millis(100),
+                )
+            })?;
         let upstream = self.upstreams.get(&rule.service).ok_or_else(|| {
             ApiError::unavailable(
                 "SERVICE_NOT_CONFIGURED",
@@ -207,7 +219,8 @@ impl EdgeInner {
             elapsed_us = started.elapsed().as_micros() as u64,
             "forwarded"
         );
-        Ok(response)
+        // The slot is held until the response, streams included, is done.
+        Ok(response.map(|body| Body::new(WithSlot { body, _slot: slot })))
     }
 
     /// The key's and then the tenant's token bucket: a key over its own
@@ -257,4 +270,30 @@ fn forwardable(mut request: http::Request<Body>, caller: &Caller) -> http::Reque
     }
     telemetry::inject_current_context_into_headers(headers);
     request
+}
+
+/// A response body that holds its tenant's in-flight slot until it ends.
+struct WithSlot {
+    body: Body,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl http_body::Body for WithSlot {
+    type Data = prost::bytes::Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
 }

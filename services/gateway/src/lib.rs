@@ -24,6 +24,7 @@ use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
 
+use crate::domain::in_flight::InFlight;
 use crate::domain::methods::MethodTable;
 use crate::domain::rate_limit::{Quota, RateLimiter};
 use crate::edge::{Edge, EdgeInner, LocalService, Upstream};
@@ -65,6 +66,9 @@ pub struct Config {
     /// Burst per API key.
     #[arg(long, env = "RAPPORT_KEY_RATE_BURST", default_value_t = 2000)]
     pub key_rate_burst: u32,
+    /// Calls one tenant may have in flight through one gateway replica.
+    #[arg(long, env = "RAPPORT_TENANT_MAX_IN_FLIGHT", default_value_t = 256)]
+    pub tenant_max_in_flight: u32,
     /// How long a key lookup is trusted, in milliseconds (at most 1000): the
     /// bound on how late a revocation or suspension can bite.
     #[arg(long, env = "RAPPORT_AUTH_CACHE_MS", default_value_t = 500)]
@@ -123,6 +127,7 @@ pub async fn serve(
             },
         ),
         limiter: RateLimiter::default(),
+        in_flight: InFlight::new(config.tenant_max_in_flight),
         key_quota: Quota {
             per_second: config.key_rate_per_second,
             burst: config.key_rate_burst,

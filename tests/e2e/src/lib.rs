@@ -54,6 +54,7 @@ impl Suite {
             tenant_rate_burst: 10_000,
             key_rate_per_second: 10_000,
             key_rate_burst: 10_000,
+            tenant_max_in_flight: 256,
             auth_cache_ms: 500,
             reflection: true,
             server: rapport_testkit::server_config(),

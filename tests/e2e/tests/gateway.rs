@@ -623,6 +623,54 @@ async fn a_client_deadline_reaches_the_service_and_cancels_its_work() {
 }
 
 #[tokio::test]
+async fn a_tenant_cannot_hold_more_calls_in_flight_than_its_share() {
+    let suite = Suite::start_with(|config| config.tenant_max_in_flight = 2).await;
+    let busy = suite.tenant(named("busy"), &["contacts:write"]).await;
+    let mut contacts = suite.client(&busy.secret).contacts();
+    let first = create(&mut contacts, "one@example.com").await;
+    let second = create(&mut contacts, "two@example.com").await;
+
+    // Two updates held in flight by row locks take both slots.
+    let mut locks = vec![
+        hold_row(&suite, "one@example.com").await,
+        hold_row(&suite, "two@example.com").await,
+    ];
+    let held: Vec<_> = [first.id.clone(), second.id.clone()]
+        .into_iter()
+        .map(|id| {
+            let mut contacts = contacts.clone();
+            tokio::spawn(async move { contacts.update_contact(rename(&id)).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let err = contacts
+        .list_contacts(ListContactsRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted);
+    assert_eq!(reason(&err), "TENANT_CONCURRENCY_LIMITED");
+    let other = suite.tenant(named("calm"), &["contacts:read"]).await;
+    suite
+        .client(&other.secret)
+        .contacts()
+        .list_contacts(ListContactsRequest::default())
+        .await
+        .expect("another tenant has its own slots");
+
+    for lock in &mut locks {
+        sqlx::query("COMMIT").execute(lock).await.unwrap();
+    }
+    for call in held {
+        call.await.unwrap().expect("the held calls finish");
+    }
+    contacts
+        .list_contacts(ListContactsRequest::default())
+        .await
+        .expect("finished calls free their slots");
+}
+
+#[tokio::test]
 async fn unconfigured_or_unreachable_services_are_unavailable() {
     let unconfigured = Suite::start_with(|config| config.upstreams.clear()).await;
     let key = unconfigured.tenant(named("acme"), &["contacts:read"]).await;
