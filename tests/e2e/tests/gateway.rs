@@ -573,6 +573,9 @@ async fn the_gateway_deadline_ends_a_call_with_deadline_exceeded() {
         .unwrap_err();
     assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
     assert!(started.elapsed() < Duration::from_secs(2));
+    // Cancellation travels client -> gateway -> service as stream resets;
+    // give it a moment before the lock is released.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     sqlx::query("ROLLBACK").execute(&mut lock).await.unwrap();
 
     // The upstream call was cancelled with it: the update never happened.
@@ -606,6 +609,9 @@ async fn a_client_deadline_reaches_the_service_and_cancels_its_work() {
         "{err:?}"
     );
     assert!(started.elapsed() < Duration::from_secs(2));
+    // Cancellation travels client -> gateway -> service as stream resets;
+    // give it a moment before the lock is released.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     sqlx::query("ROLLBACK").execute(&mut lock).await.unwrap();
 
     tokio::time::sleep(Duration::from_millis(200)).await;
