@@ -648,7 +648,7 @@ async fn a_tenant_cannot_hold_more_calls_in_flight_than_its_share() {
             tokio::spawn(async move { contacts.update_contact(rename(&id)).await })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
 
     let err = contacts
         .list_contacts(ListContactsRequest::default())
