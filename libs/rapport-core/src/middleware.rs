@@ -16,6 +16,13 @@ use crate::credential::{CREDENTIAL_HEADER, CredentialKey};
 use crate::error::ApiError;
 use crate::{request_id, telemetry};
 
+/// The service `poll_ready` prepared, for the call's future to own; a
+/// fresh clone stays behind for the next call (tower's usual pattern).
+fn take_ready<S: Clone>(service: &mut S) -> S {
+    let clone = service.clone();
+    std::mem::replace(service, clone)
+}
+
 /// Paths that need no credential: the platform's probes must work without one.
 const PUBLIC_PATH_PREFIXES: &[&str] = &["/grpc.health.v1.Health/"];
 
@@ -63,9 +70,7 @@ where
         );
         telemetry::set_parent_from_headers(&span, request.headers());
         let header_value = http::HeaderValue::from_str(&id).ok();
-        // The ready service goes into the future; a fresh clone stays behind.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let mut inner = take_ready(&mut self.inner);
         let started = Instant::now();
         Box::pin(request_id::scope(
             id,
@@ -169,8 +174,7 @@ where
                 }
             }
         }
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let mut inner = take_ready(&mut self.inner);
         Box::pin(inner.call(request))
     }
 }
@@ -230,8 +234,7 @@ where
             .get("grpc-timeout")
             .and_then(|value| parse_grpc_timeout(value.as_bytes()))
             .map_or(self.ceiling, |timeout| timeout.min(self.ceiling));
-        let clone = self.inner.clone();
-        let future = std::mem::replace(&mut self.inner, clone).call(request);
+        let future = take_ready(&mut self.inner).call(request);
         Box::pin(async move {
             match tokio::time::timeout(budget, future).await {
                 Ok(result) => result,

@@ -241,14 +241,15 @@ impl EventFeedService for Feed {
             )
             .into());
         }
-        // Fails now, rather than at the first read, for a cursor already expired.
-        self.page(req.from_position, &[]).await?;
+        // The first page is read now, so an expired cursor fails the call
+        // itself rather than the stream.
+        let first = self.page(req.from_position, &req.types).await?;
         let follow = Follow {
             feed: self.clone(),
             head: self.head.clone(),
             cursor: req.from_position,
             types: req.types,
-            buffered: VecDeque::new(),
+            buffered: first.into(),
         };
         let stream = futures::stream::try_unfold(follow, Follow::next);
         Ok(Response::new(Box::pin(stream)))

@@ -933,10 +933,11 @@ fn upsert_match<'a>(
         return None;
     }
     existing.iter().find(|c| {
-        c.fields.email.as_deref().is_some_and(|email| {
-            email.eq_ignore_ascii_case(&item.email)
-                || email.to_lowercase() == item.email.to_lowercase()
-        }) && (item.external_id.is_empty() || c.fields.external_id.is_none())
+        c.fields
+            .email
+            .as_deref()
+            .is_some_and(|email| email.to_lowercase() == item.email.to_lowercase())
+            && (item.external_id.is_empty() || c.fields.external_id.is_none())
     })
 }
 
