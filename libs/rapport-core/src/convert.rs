@@ -94,6 +94,21 @@ pub fn to_datetime(timestamp: &Timestamp) -> Option<DateTime<Utc>> {
         .filter(|time| (1..=9999).contains(&time.year()))
 }
 
+/// An optional request time: `None` when absent, and a violation naming
+/// `field` when it is out of range.
+pub fn optional_datetime(
+    timestamp: Option<&Timestamp>,
+    field: &str,
+    violations: &mut crate::Violations,
+) -> Option<DateTime<Utc>> {
+    let timestamp = timestamp?;
+    let time = to_datetime(timestamp);
+    if time.is_none() {
+        violations.add(field, "is not a valid timestamp");
+    }
+    time
+}
+
 pub fn to_timestamp(time: DateTime<Utc>) -> Timestamp {
     Timestamp {
         seconds: time.timestamp(),

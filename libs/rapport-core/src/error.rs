@@ -196,6 +196,11 @@ impl Violations {
         self.list.len()
     }
 
+    /// The fields named so far, in the order found.
+    pub fn fields(&self) -> Vec<String> {
+        self.list.iter().map(|v| v.field.clone()).collect()
+    }
+
     /// Parses a required id; a missing or malformed one is a violation.
     pub fn parse_id(&mut self, field: &str, value: &str) -> uuid::Uuid {
         if value.is_empty() {

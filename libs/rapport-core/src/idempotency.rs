@@ -12,7 +12,7 @@ use sha2::{Digest as _, Sha256};
 use sqlx::{AssertSqlSafe, PgConnection};
 use uuid::Uuid;
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, Violations};
 
 /// How long a request id is remembered.
 pub const RETENTION: &str = "24 hours";
@@ -44,7 +44,35 @@ pub struct FreshClaim {
     request_hash: Vec<u8>,
 }
 
+/// Adds a violation when `request_id` is too long to store.
+pub fn check_request_id(request_id: &str, violations: &mut Violations) {
+    if request_id.len() > MAX_REQUEST_ID_LEN {
+        violations.add(
+            "request_id",
+            format!("must be at most {MAX_REQUEST_ID_LEN} characters"),
+        );
+    }
+}
+
 impl IdempotencyTable {
+    /// [`Self::claim`] for calls that may omit `request_id` (then `None`:
+    /// the call is simply not idempotent).
+    pub async fn claim_if_requested<R: Message + Default>(
+        &self,
+        tx: &mut PgConnection,
+        tenant: Uuid,
+        operation: &'static str,
+        request_id: &str,
+        request: &impl Message,
+    ) -> ApiResult<Option<Claim<R>>> {
+        if request_id.is_empty() {
+            return Ok(None);
+        }
+        self.claim(tx, tenant, operation, request_id, request)
+            .await
+            .map(Some)
+    }
+
     /// Claims `request_id` for `operation` inside the caller's tenant
     /// transaction. Blocks while another transaction holds the same id.
     pub async fn claim<R: Message + Default>(

@@ -269,3 +269,25 @@ impl Future for Shutdown {
         std::pin::Pin::new(&mut self.0).poll(cx).map(|_| ())
     }
 }
+
+/// The field names of an INVALID_ARGUMENT status's violations; panics on
+/// any other code.
+pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
+    use tonic_types::StatusExt as _;
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    status
+        .get_error_details()
+        .bad_request()
+        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
+        .unwrap_or_default()
+}
+
+/// The `google.rpc.ErrorInfo.reason` of a status; empty without one.
+pub fn reason(status: &tonic::Status) -> String {
+    use tonic_types::StatusExt as _;
+    status
+        .get_error_details()
+        .error_info()
+        .map(|i| i.reason.clone())
+        .unwrap_or_default()
+}

@@ -4,17 +4,17 @@
 
 use std::pin::Pin;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use futures::Stream;
-use rapport_core::convert::to_datetime;
+use rapport_core::convert::optional_datetime;
 use rapport_core::db::{begin_tenant, begin_tenant_read, finish_read};
-use rapport_core::idempotency::{Claim, IdempotencyTable, MAX_REQUEST_ID_LEN};
+use rapport_core::idempotency::{Claim, IdempotencyTable, check_request_id};
 use rapport_core::pagination::{decode_token, next_page_token, page_size};
 use rapport_core::{Access, ApiError, ApiResult, TenantContext, Violations};
 use rapport_proto::common::v1::{Channel, LifecycleStage};
 use rapport_proto::contacts::v1::contacts_service_server::ContactsService;
 use rapport_proto::contacts::v1::*;
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgPool;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
@@ -243,14 +243,15 @@ impl ContactsApi {
         violations.check()?;
 
         let mut tx = begin_tenant(&self.pool, ctx.tenant_id).await?;
-        let claim = match claim(
-            &mut tx,
-            ctx.tenant_id,
-            "CreateContact",
-            &req.request_id,
-            &req,
-        )
-        .await?
+        let claim = match IDEMPOTENCY
+            .claim_if_requested(
+                &mut tx,
+                ctx.tenant_id,
+                "CreateContact",
+                &req.request_id,
+                &req,
+            )
+            .await?
         {
             Some(Claim::Replay(response)) => return Ok(response),
             Some(Claim::Fresh(claim)) => Some(claim),
@@ -390,7 +391,7 @@ impl ContactsApi {
             email: non_empty(req.email),
             tag: non_empty(req.tag),
             lifecycle_stage,
-            updated_since: optional_time(
+            updated_since: optional_datetime(
                 req.updated_since.as_ref(),
                 "updated_since",
                 &mut violations,
@@ -460,14 +461,15 @@ impl ContactsApi {
         violations.check()?;
 
         let mut tx = begin_tenant(&self.pool, ctx.tenant_id).await?;
-        let claim = match claim(
-            &mut tx,
-            ctx.tenant_id,
-            "BatchUpsertContacts",
-            &req.request_id,
-            &req,
-        )
-        .await?
+        let claim = match IDEMPOTENCY
+            .claim_if_requested(
+                &mut tx,
+                ctx.tenant_id,
+                "BatchUpsertContacts",
+                &req.request_id,
+                &req,
+            )
+            .await?
         {
             Some(Claim::Replay(response)) => return Ok(response),
             Some(Claim::Fresh(claim)) => Some(claim),
@@ -794,8 +796,8 @@ impl ContactsApi {
         let filter = EventFilter {
             types: req.types.clone(),
             channels,
-            start_time: optional_time(req.start_time.as_ref(), "start_time", &mut violations),
-            end_time: optional_time(req.end_time.as_ref(), "end_time", &mut violations),
+            start_time: optional_datetime(req.start_time.as_ref(), "start_time", &mut violations),
+            end_time: optional_datetime(req.end_time.as_ref(), "end_time", &mut violations),
         };
         violations.check()?;
 
@@ -899,23 +901,6 @@ impl ContactsApi {
     }
 }
 
-/// Claims `request_id` when the call has one.
-async fn claim<R: prost::Message + Default>(
-    tx: &mut PgConnection,
-    tenant: Uuid,
-    operation: &'static str,
-    request_id: &str,
-    request: &impl prost::Message,
-) -> ApiResult<Option<Claim<R>>> {
-    if request_id.is_empty() {
-        return Ok(None);
-    }
-    IDEMPOTENCY
-        .claim(tx, tenant, operation, request_id, request)
-        .await
-        .map(Some)
-}
-
 /// The upsert rule: match by external_id; else by email, unless that
 /// contact has a different external_id.
 fn upsert_match<'a>(
@@ -941,15 +926,6 @@ fn upsert_match<'a>(
     })
 }
 
-fn check_request_id(request_id: &str, violations: &mut Violations) {
-    if request_id.len() > MAX_REQUEST_ID_LEN {
-        violations.add(
-            "request_id",
-            format!("must be at most {MAX_REQUEST_ID_LEN} characters"),
-        );
-    }
-}
-
 fn check_etag(etag: &str, contact: &store::StoredContact) -> ApiResult<()> {
     if etag.is_empty() || etag == contact.etag() {
         return Ok(());
@@ -966,17 +942,4 @@ fn check_etag(etag: &str, contact: &store::StoredContact) -> ApiResult<()> {
 
 fn non_empty(text: String) -> Option<String> {
     (!text.is_empty()).then_some(text)
-}
-
-fn optional_time(
-    timestamp: Option<&prost_types::Timestamp>,
-    field: &str,
-    violations: &mut Violations,
-) -> Option<DateTime<Utc>> {
-    let timestamp = timestamp?;
-    let time = to_datetime(timestamp);
-    if time.is_none() {
-        violations.add(field, "is not a valid timestamp");
-    }
-    time
 }

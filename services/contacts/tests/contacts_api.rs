@@ -3,10 +3,11 @@
 
 mod common;
 
-use common::{Client, create, person, reason, violated_fields};
+use common::{Client, create, person};
 use prost_types::{FieldMask, Timestamp};
 use rapport_proto::common::v1::{Channel, LifecycleStage};
 use rapport_proto::contacts::v1::*;
+use rapport_testkit::{reason, violated_fields};
 use sqlx::Row as _;
 use tonic::Code;
 use uuid::Uuid;

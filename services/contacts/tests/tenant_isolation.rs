@@ -4,10 +4,11 @@
 
 mod common;
 
-use common::{create, person, reason, violated_fields};
+use common::{create, person};
 use prost_types::Timestamp;
 use rapport_proto::common::v1::{Channel, LifecycleStage};
 use rapport_proto::contacts::v1::*;
+use rapport_testkit::{reason, violated_fields};
 use sqlx::{Connection as _, PgConnection};
 use tonic::Code;
 use uuid::Uuid;

@@ -10,16 +10,9 @@ use rapport_e2e::{Suite, named, unknown_id};
 use rapport_proto::common::v1::Channel;
 use rapport_proto::contacts::v1::*;
 use rapport_proto::gateway::v1::*;
+use rapport_testkit::reason;
 use tonic::Code;
 use tonic_types::StatusExt as _;
-
-fn reason(status: &tonic::Status) -> String {
-    status
-        .get_error_details()
-        .error_info()
-        .map(|i| i.reason.clone())
-        .unwrap_or_default()
-}
 
 fn person(email: &str) -> Contact {
     Contact {

@@ -65,24 +65,3 @@ pub fn person(email: &str) -> Contact {
         ..Default::default()
     }
 }
-
-/// The field names of an INVALID_ARGUMENT status's violations.
-pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
-    use tonic_types::StatusExt as _;
-    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
-    status
-        .get_error_details()
-        .bad_request()
-        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
-        .unwrap_or_default()
-}
-
-/// The `ErrorInfo.reason` of a status.
-pub fn reason(status: &tonic::Status) -> String {
-    use tonic_types::StatusExt as _;
-    status
-        .get_error_details()
-        .error_info()
-        .map(|i| i.reason.clone())
-        .unwrap_or_default()
-}
