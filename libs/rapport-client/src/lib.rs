@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use rapport_core::credential::CREDENTIAL_HEADER;
 use rapport_proto::contacts::v1::contacts_service_client::ContactsServiceClient;
+use rapport_proto::feedback::v1::feedback_service_client::FeedbackServiceClient;
 use rapport_proto::gateway::v1::gateway_admin_service_client::GatewayAdminServiceClient;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
@@ -96,6 +97,11 @@ impl RapportClient {
 
     pub fn contacts(&self) -> ContactsServiceClient<Transport> {
         ContactsServiceClient::new(self.transport.clone())
+    }
+
+    /// Surveys, invitations, responses and summaries.
+    pub fn feedback(&self) -> FeedbackServiceClient<Transport> {
+        FeedbackServiceClient::new(self.transport.clone())
     }
 
     /// Tenants and API keys; needs the operator key as the API key.

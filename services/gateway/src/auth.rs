@@ -4,7 +4,7 @@
 //! the database sees one lookup per key per TTL however busy the key is.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use http::HeaderValue;
@@ -43,6 +43,9 @@ pub struct Authenticator {
     key: CredentialKey,
     cache: Cache<String, Option<Arc<KeyEntry>>>,
     default_quota: Quota,
+    /// The credential of public calls and when it was minted; re-minted
+    /// well before it expires.
+    public: std::sync::Mutex<(Instant, HeaderValue)>,
 }
 
 /// Lifetime of minted credentials: well beyond the cache TTL, well short of
@@ -60,12 +63,26 @@ impl Authenticator {
             .max_capacity(100_000)
             .time_to_live(cache_ttl)
             .build();
+        let public = std::sync::Mutex::new((Instant::now(), mint_public(&key)));
         Self {
             pool,
             key,
             cache,
             default_quota,
+            public,
         }
+    }
+
+    /// The credential forwarded with public calls: no tenant, no scope.
+    pub fn public_credential(&self) -> HeaderValue {
+        let mut public = self
+            .public
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if public.0.elapsed() > CREDENTIAL_TTL / 2 {
+            *public = (Instant::now(), mint_public(&self.key));
+        }
+        public.1.clone()
     }
 
     /// The caller behind the `authorization: Bearer <api key>` header.
@@ -154,6 +171,15 @@ impl Authenticator {
             }),
         })))
     }
+}
+
+fn mint_public(key: &CredentialKey) -> HeaderValue {
+    let grant = Grant {
+        tenant_id: None,
+        principal: "public".to_owned(),
+        scopes: Vec::new(),
+    };
+    HeaderValue::from_str(&key.mint(&grant, CREDENTIAL_TTL)).expect("a JWT is a valid header value")
 }
 
 fn positive_or(value: i32, default: u32) -> u32 {

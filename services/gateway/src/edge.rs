@@ -100,6 +100,10 @@ impl Upstream {
 pub type LocalService = BoxCloneSyncService<http::Request<Body>, http::Response<Body>, Infallible>;
 
 const REFLECTION_PREFIX: &str = "/grpc.reflection.";
+/// Who public calls are logged and limited as.
+const PUBLIC_PRINCIPAL: &str = "public";
+/// The rate-limit bucket and in-flight pool all public calls share.
+const PUBLIC_BUCKET: uuid::Uuid = uuid::Uuid::nil();
 
 #[derive(Clone)]
 pub struct Edge {
@@ -110,6 +114,8 @@ pub struct EdgeInner {
     pub authenticator: Authenticator,
     pub limiter: RateLimiter,
     pub key_quota: Quota,
+    /// The rate all public calls share.
+    pub public_quota: Quota,
     pub in_flight: InFlight,
     pub methods: MethodTable,
     /// Upstreams by service name (`contacts`).
@@ -161,19 +167,72 @@ impl EdgeInner {
         let rule = self.methods.get(&path).ok_or_else(|| {
             Status::unimplemented(format!("no method {path} is served behind this gateway"))
         })?;
-        let caller = self.authenticator.authenticate(request.headers()).await?;
+        let admission = if rule.public {
+            self.admit_public()?
+        } else {
+            self.admit_key_holder(request.headers(), &rule.service, rule.access)
+                .await?
+        };
+        let upstream = self.upstreams.get(&rule.service).ok_or_else(|| {
+            ApiError::unavailable(
+                "SERVICE_NOT_CONFIGURED",
+                format!(
+                    "the {} service is not available on this gateway",
+                    rule.service
+                ),
+            )
+        })?;
+
+        let request = forwardable(request, admission.credential);
+        let started = Instant::now();
+        let response = upstream.call(request).await.map_err(|error| {
+            tracing::warn!(service = %rule.service, %error, "upstream unreachable");
+            ApiError::unavailable(
+                "SERVICE_UNAVAILABLE",
+                format!(
+                    "the {} service is unreachable; retry with backoff",
+                    rule.service
+                ),
+            )
+        })?;
+        tracing::info!(
+            tenant_id = %admission.tenant_label,
+            key = %admission.principal,
+            method = %path,
+            // Present when the call failed before any message (trailers-only).
+            grpc_status = response.headers().get("grpc-status").and_then(|v| v.to_str().ok()).unwrap_or("-"),
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "forwarded"
+        );
+        // The slot is held until the response, streams included, is done.
+        Ok(response.map(|body| {
+            Body::new(WithSlot {
+                body,
+                _slot: admission.slot,
+            })
+        }))
+    }
+
+    /// Admits a call with an API key: authenticated, in scope, within the
+    /// key's and tenant's rates and the tenant's calls in flight.
+    async fn admit_key_holder(
+        &self,
+        headers: &http::HeaderMap,
+        service: &str,
+        access: Access,
+    ) -> Result<Admission, Status> {
+        let caller = self.authenticator.authenticate(headers).await?;
         let span = tracing::Span::current();
         span.record("tenant_id", tracing::field::display(caller.tenant_id));
         span.record("principal", caller.key_prefix.as_str());
-
-        if !caller.grant.allows(&rule.service, rule.access) {
-            let needed = match rule.access {
+        if !caller.grant.allows(service, access) {
+            let needed = match access {
                 Access::Read => "read",
                 Access::Write => "write",
             };
             return Err(ApiError::permission_denied(
                 "MISSING_SCOPE",
-                format!("this API key lacks the scope {}:{needed}", rule.service),
+                format!("this API key lacks the scope {service}:{needed}"),
             )
             .into());
         }
@@ -188,39 +247,43 @@ impl EdgeInner {
                     std::time::Duration::from_millis(100),
                 )
             })?;
-        let upstream = self.upstreams.get(&rule.service).ok_or_else(|| {
-            ApiError::unavailable(
-                "SERVICE_NOT_CONFIGURED",
-                format!(
-                    "the {} service is not available on this gateway",
-                    rule.service
-                ),
-            )
-        })?;
+        Ok(Admission {
+            credential: caller.credential.clone(),
+            tenant_label: caller.tenant_id.to_string(),
+            principal: caller.key_prefix.clone(),
+            slot,
+        })
+    }
 
-        let request = forwardable(request, &caller);
-        let started = Instant::now();
-        let response = upstream.call(request).await.map_err(|error| {
-            tracing::warn!(service = %rule.service, %error, "upstream unreachable");
-            ApiError::unavailable(
-                "SERVICE_UNAVAILABLE",
-                format!(
-                    "the {} service is unreachable; retry with backoff",
-                    rule.service
-                ),
+    /// Admits a public call (such as a customer answering a survey): no
+    /// key, so no tenant; all public calls share one rate and one pool of
+    /// slots, which keeps anonymous traffic from crowding out tenants.
+    fn admit_public(&self) -> Result<Admission, Status> {
+        tracing::Span::current().record("principal", PUBLIC_PRINCIPAL);
+        if let Err(wait) = self
+            .limiter
+            .check(PUBLIC_BUCKET, self.public_quota, Instant::now())
+        {
+            return Err(ApiError::resource_exhausted(
+                "PUBLIC_RATE_LIMITED",
+                "too many public calls right now; retry after the delay",
+                wait,
+            )
+            .into());
+        }
+        let slot = self.in_flight.try_acquire(PUBLIC_BUCKET).ok_or_else(|| {
+            ApiError::resource_exhausted(
+                "PUBLIC_CONCURRENCY_LIMITED",
+                "too many public calls in flight; retry after the delay",
+                std::time::Duration::from_millis(100),
             )
         })?;
-        tracing::info!(
-            tenant_id = %caller.tenant_id,
-            key = %caller.key_prefix,
-            method = %path,
-            // Present when the call failed before any message (trailers-only).
-            grpc_status = response.headers().get("grpc-status").and_then(|v| v.to_str().ok()).unwrap_or("-"),
-            elapsed_us = started.elapsed().as_micros() as u64,
-            "forwarded"
-        );
-        // The slot is held until the response, streams included, is done.
-        Ok(response.map(|body| Body::new(WithSlot { body, _slot: slot })))
+        Ok(Admission {
+            credential: self.authenticator.public_credential(),
+            tenant_label: "-".to_owned(),
+            principal: PUBLIC_PRINCIPAL.to_owned(),
+            slot,
+        })
     }
 
     /// The key's and then the tenant's token bucket: a key over its own
@@ -250,10 +313,22 @@ impl EdgeInner {
     }
 }
 
+/// What an admitted call forwards with, and the slot it holds.
+struct Admission {
+    credential: http::HeaderValue,
+    /// For the access log: the tenant id, or `-` for public calls.
+    tenant_label: String,
+    principal: String,
+    slot: tokio::sync::OwnedSemaphorePermit,
+}
+
 /// The request as the service should see it: no API key, no credential or
 /// internal header a client made up, the minted credential, the request id
 /// and the gateway's span as the trace parent.
-fn forwardable(mut request: http::Request<Body>, caller: &Caller) -> http::Request<Body> {
+fn forwardable(
+    mut request: http::Request<Body>,
+    credential: http::HeaderValue,
+) -> http::Request<Body> {
     let headers = request.headers_mut();
     headers.remove(http::header::AUTHORIZATION);
     let internal: Vec<http::HeaderName> = headers
@@ -264,7 +339,7 @@ fn forwardable(mut request: http::Request<Body>, caller: &Caller) -> http::Reque
     for name in internal {
         headers.remove(name);
     }
-    headers.insert(CREDENTIAL_HEADER, caller.credential.clone());
+    headers.insert(CREDENTIAL_HEADER, credential);
     if let Some(id) = request_id::current().and_then(|id| http::HeaderValue::from_str(&id).ok()) {
         headers.insert(REQUEST_ID_HEADER, id);
     }

@@ -66,7 +66,15 @@ pub struct Config {
     /// Burst per API key.
     #[arg(long, env = "RAPPORT_KEY_RATE_BURST", default_value_t = 2000)]
     pub key_rate_burst: u32,
-    /// Calls one tenant may have in flight through one gateway replica.
+    /// Public calls (survey answers) per second, all tenants together (per
+    /// gateway replica).
+    #[arg(long, env = "RAPPORT_PUBLIC_RATE_PER_SECOND", default_value_t = 500)]
+    pub public_rate_per_second: u32,
+    /// Burst of public calls.
+    #[arg(long, env = "RAPPORT_PUBLIC_RATE_BURST", default_value_t = 1000)]
+    pub public_rate_burst: u32,
+    /// Calls one tenant may have in flight through one gateway replica (and
+    /// public calls, all together).
     #[arg(long, env = "RAPPORT_TENANT_MAX_IN_FLIGHT", default_value_t = 256)]
     pub tenant_max_in_flight: u32,
     /// How long a key lookup is trusted, in milliseconds (at most 1000): the
@@ -131,6 +139,10 @@ pub async fn serve(
         key_quota: Quota {
             per_second: config.key_rate_per_second,
             burst: config.key_rate_burst,
+        },
+        public_quota: Quota {
+            per_second: config.public_rate_per_second,
+            burst: config.public_rate_burst,
         },
         // The admin service is the gateway's own; change feeds are internal.
         methods: MethodTable::from_descriptor_set(

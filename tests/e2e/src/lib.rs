@@ -1,6 +1,6 @@
 //! The whole suite on loopback for end-to-end tests: a database, the
-//! contacts service, and the gateway in front of it. Tests talk to the
-//! gateway only, as a client would.
+//! contacts and feedback services, and the gateway in front of them. Tests
+//! talk to the gateway only, as a client would.
 
 use std::time::Duration;
 
@@ -11,9 +11,10 @@ use uuid::Uuid;
 
 pub const OPERATOR_KEY: &str = "rapport-test-operator-key-0123456789abcdef";
 
-/// Fields drop in order: the gateway, then contacts, then the database.
+/// Fields drop in order: the gateway, then the services, then the database.
 pub struct Suite {
     pub gateway: TestServer,
+    pub feedback: TestServer,
     pub contacts: TestServer,
     pub db: TestDatabase,
 }
@@ -31,7 +32,7 @@ impl Suite {
     }
 
     /// Starts the suite with `adjust` applied to the gateway's configuration;
-    /// its upstreams point at the contacts service unless `adjust` changes them.
+    /// its upstreams point at the services unless `adjust` changes them.
     pub async fn start_with(adjust: impl FnOnce(&mut rapport_gateway::Config)) -> Self {
         let db = TestDatabase::create().await;
         let contacts_config = rapport_contacts::Config {
@@ -46,14 +47,32 @@ impl Suite {
             rapport_contacts::serve(&contacts_config, listener, shutdown).await
         })
         .await;
+        let feedback_config = rapport_feedback::Config {
+            listen_addr: "127.0.0.1:0".parse().expect("an address"),
+            contacts_url: format!("http://{}", contacts.addr),
+            server: rapport_testkit::server_config(),
+            database: db.config("rapport_feedback"),
+            credential: rapport_testkit::credential_config(),
+            telemetry: rapport_testkit::telemetry_config(),
+            feed_retention_hours: 168,
+        };
+        let feedback = TestServer::start(move |listener, shutdown| async move {
+            rapport_feedback::serve(&feedback_config, listener, shutdown).await
+        })
+        .await;
         let mut gateway_config = rapport_gateway::Config {
             listen_addr: "127.0.0.1:0".parse().expect("an address"),
-            upstreams: vec![("contacts".to_owned(), format!("http://{}", contacts.addr))],
+            upstreams: vec![
+                ("contacts".to_owned(), format!("http://{}", contacts.addr)),
+                ("feedback".to_owned(), format!("http://{}", feedback.addr)),
+            ],
             operator_key: OPERATOR_KEY.to_owned(),
             tenant_rate_per_second: 10_000,
             tenant_rate_burst: 10_000,
             key_rate_per_second: 10_000,
             key_rate_burst: 10_000,
+            public_rate_per_second: 10_000,
+            public_rate_burst: 10_000,
             tenant_max_in_flight: 256,
             auth_cache_ms: 500,
             reflection: true,
@@ -69,6 +88,7 @@ impl Suite {
         .await;
         Self {
             gateway,
+            feedback,
             contacts,
             db,
         }

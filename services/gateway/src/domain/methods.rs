@@ -1,12 +1,16 @@
 //! Which service and access each gRPC method needs, read from the proto
 //! contract rather than written per method: methods marked
-//! `idempotency_level = NO_SIDE_EFFECTS` need read access, all others write.
+//! `idempotency_level = NO_SIDE_EFFECTS` need read access, all others write,
+//! and methods marked `(rapport.api.v1.public) = true` need no API key.
 
 use std::collections::HashMap;
 
-use prost::Message as _;
+use prost_reflect::DescriptorPool;
 use prost_types::method_options::IdempotencyLevel;
 use rapport_core::credential::Access;
+
+/// The method option that marks a method as callable without an API key.
+const PUBLIC_OPTION: &str = "rapport.api.v1.public";
 
 /// What calling one method needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,6 +18,9 @@ pub struct MethodRule {
     /// The scope's service name, such as `contacts`.
     pub service: String,
     pub access: Access,
+    /// Answered for people outside the tenant: no API key, no scope; the
+    /// service checks the token in the request.
+    pub public: bool,
 }
 
 /// Every routable method by gRPC path (`/rapport.contacts.v1.ContactsService/GetContact`).
@@ -29,39 +36,43 @@ impl MethodTable {
         descriptor_set: &[u8],
         excluded_services: &[&str],
     ) -> anyhow::Result<Self> {
-        let set = prost_types::FileDescriptorSet::decode(descriptor_set)?;
+        // prost-reflect, unlike prost-types, keeps custom options.
+        let pool = DescriptorPool::decode(descriptor_set)?;
+        let public_option = pool.get_extension_by_name(PUBLIC_OPTION);
         let mut rules = HashMap::new();
-        for file in &set.file {
-            let package = file.package();
-            let Some(service) = package
+        for grpc_service in pool.services() {
+            let Some(service) = grpc_service
+                .package_name()
                 .strip_prefix("rapport.")
                 .and_then(|rest| rest.strip_suffix(".v1"))
             else {
                 continue;
             };
-            for grpc_service in &file.service {
-                let full_name = format!("{package}.{}", grpc_service.name());
-                if excluded_services.contains(&full_name.as_str()) {
-                    continue;
-                }
-                for method in &grpc_service.method {
-                    let read_only = method
-                        .options
-                        .as_ref()
-                        .is_some_and(|o| o.idempotency_level() == IdempotencyLevel::NoSideEffects);
-                    let access = if read_only {
-                        Access::Read
-                    } else {
-                        Access::Write
-                    };
-                    rules.insert(
-                        format!("/{full_name}/{}", method.name()),
-                        MethodRule {
-                            service: service.to_owned(),
-                            access,
-                        },
-                    );
-                }
+            if excluded_services.contains(&grpc_service.full_name()) {
+                continue;
+            }
+            for method in grpc_service.methods() {
+                let read_only = method
+                    .method_descriptor_proto()
+                    .options
+                    .as_ref()
+                    .is_some_and(|o| o.idempotency_level() == IdempotencyLevel::NoSideEffects);
+                let public = public_option.as_ref().is_some_and(|option| {
+                    method.options().get_extension(option).as_bool() == Some(true)
+                });
+                let access = if read_only {
+                    Access::Read
+                } else {
+                    Access::Write
+                };
+                rules.insert(
+                    format!("/{}/{}", grpc_service.full_name(), method.name()),
+                    MethodRule {
+                        service: service.to_owned(),
+                        access,
+                        public,
+                    },
+                );
             }
         }
         Ok(Self { rules })
@@ -92,22 +103,46 @@ mod tests {
             rule("/rapport.contacts.v1.ContactsService/GetContact"),
             Some(MethodRule {
                 service: "contacts".into(),
-                access: Access::Read
+                access: Access::Read,
+                public: false,
             })
         );
         assert_eq!(
             rule("/rapport.contacts.v1.ContactsService/ExportContact"),
             Some(MethodRule {
                 service: "contacts".into(),
-                access: Access::Read
+                access: Access::Read,
+                public: false,
             })
         );
         assert_eq!(
             rule("/rapport.contacts.v1.ContactsService/EraseContact"),
             Some(MethodRule {
                 service: "contacts".into(),
-                access: Access::Write
+                access: Access::Write,
+                public: false,
             })
+        );
+    }
+
+    #[test]
+    fn only_methods_marked_public_are_public() {
+        let table = table();
+        let public: Vec<_> = table
+            .rules
+            .iter()
+            .filter(|(_, rule)| rule.public)
+            .map(|(path, _)| path.as_str())
+            .collect();
+        assert_eq!(
+            public,
+            vec!["/rapport.feedback.v1.FeedbackService/SubmitResponse"]
+        );
+        assert_eq!(
+            table
+                .get("/rapport.feedback.v1.FeedbackService/GetSurveySummary")
+                .map(|rule| (rule.service.as_str(), rule.access, rule.public)),
+            Some(("feedback", Access::Read, false))
         );
     }
 

@@ -1,0 +1,219 @@
+//! The `rapport.feedback.v1.FeedbackService` implementation: each call is
+//! authorized, validated in full before anything is written, run in one
+//! transaction, and its errors mapped to gRPC statuses. The handlers live
+//! in one module per resource.
+
+mod invitations;
+mod responses;
+mod settings;
+mod summary;
+mod surveys;
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use rapport_core::credential::Grant;
+use rapport_core::idempotency::IdempotencyTable;
+use rapport_core::{Access, ApiError, ApiResult, TenantContext};
+use rapport_proto::feedback::v1::feedback_service_server::FeedbackService;
+use rapport_proto::feedback::v1::*;
+use sqlx::PgPool;
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+/// The scope service name: `feedback:read` / `feedback:write`.
+const SCOPE: &str = "feedback";
+const IDEMPOTENCY: IdempotencyTable = IdempotencyTable {
+    table: "feedback.idempotency_keys",
+};
+
+#[derive(Clone)]
+pub struct FeedbackApi {
+    pool: PgPool,
+}
+
+impl FeedbackApi {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+}
+
+pub(crate) type ApiStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+fn read<T>(request: &Request<T>) -> ApiResult<TenantContext> {
+    TenantContext::authorize(request, SCOPE, Access::Read)
+}
+
+fn write<T>(request: &Request<T>) -> ApiResult<TenantContext> {
+    TenantContext::authorize(request, SCOPE, Access::Write)
+}
+
+#[tonic::async_trait]
+impl FeedbackService for FeedbackApi {
+    async fn create_survey(
+        &self,
+        request: Request<CreateSurveyRequest>,
+    ) -> Result<Response<CreateSurveyResponse>, Status> {
+        let ctx = write(&request)?;
+        Ok(Response::new(
+            self.create_survey(&ctx, request.into_inner()).await?,
+        ))
+    }
+
+    async fn get_survey(
+        &self,
+        request: Request<GetSurveyRequest>,
+    ) -> Result<Response<GetSurveyResponse>, Status> {
+        let ctx = read(&request)?;
+        Ok(Response::new(
+            self.get_survey(&ctx, request.into_inner()).await?,
+        ))
+    }
+
+    async fn update_survey(
+        &self,
+        request: Request<UpdateSurveyRequest>,
+    ) -> Result<Response<UpdateSurveyResponse>, Status> {
+        let ctx = write(&request)?;
+        Ok(Response::new(
+            self.update_survey(&ctx, request.into_inner()).await?,
+        ))
+    }
+
+    async fn list_surveys(
+        &self,
+        request: Request<ListSurveysRequest>,
+    ) -> Result<Response<ListSurveysResponse>, Status> {
+        let ctx = read(&request)?;
+        Ok(Response::new(
+            self.list_surveys(&ctx, request.into_inner()).await?,
+        ))
+    }
+
+    async fn activate_survey(
+        &self,
+        request: Request<ActivateSurveyRequest>,
+    ) -> Result<Response<ActivateSurveyResponse>, Status> {
+        let ctx = write(&request)?;
+        let survey = self
+            .change_status(&ctx, &request.into_inner().id, SurveyStatus::Active)
+            .await?;
+        Ok(Response::new(ActivateSurveyResponse {
+            survey: Some(survey),
+        }))
+    }
+
+    async fn close_survey(
+        &self,
+        request: Request<CloseSurveyRequest>,
+    ) -> Result<Response<CloseSurveyResponse>, Status> {
+        let ctx = write(&request)?;
+        let survey = self
+            .change_status(&ctx, &request.into_inner().id, SurveyStatus::Closed)
+            .await?;
+        Ok(Response::new(CloseSurveyResponse {
+            survey: Some(survey),
+        }))
+    }
+
+    async fn create_invitations(
+        &self,
+        request: Request<CreateInvitationsRequest>,
+    ) -> Result<Response<CreateInvitationsResponse>, Status> {
+        let ctx = write(&request)?;
+        Ok(Response::new(
+            self.create_invitations(&ctx, request.into_inner()).await?,
+        ))
+    }
+
+    async fn get_feedback_settings(
+        &self,
+        request: Request<GetFeedbackSettingsRequest>,
+    ) -> Result<Response<GetFeedbackSettingsResponse>, Status> {
+        let ctx = read(&request)?;
+        Ok(Response::new(self.get_settings(&ctx).await?))
+    }
+
+    async fn update_feedback_settings(
+        &self,
+        request: Request<UpdateFeedbackSettingsRequest>,
+    ) -> Result<Response<UpdateFeedbackSettingsResponse>, Status> {
+        let ctx = write(&request)?;
+        Ok(Response::new(
+            self.update_settings(&ctx, request.into_inner()).await?,
+        ))
+    }
+
+    async fn submit_response(
+        &self,
+        request: Request<SubmitResponseRequest>,
+    ) -> Result<Response<SubmitResponseResponse>, Status> {
+        // Public: any gateway-minted credential admits it (it names no
+        // tenant); the token in the request decides what it may answer.
+        if request.extensions().get::<Arc<Grant>>().is_none() {
+            return Err(ApiError::unauthenticated(
+                "MISSING_CREDENTIAL",
+                "the call carries no credential",
+            )
+            .into());
+        }
+        Ok(Response::new(self.submit(request.into_inner()).await?))
+    }
+
+    async fn get_response(
+        &self,
+        request: Request<GetResponseRequest>,
+    ) -> Result<Response<GetResponseResponse>, Status> {
+        let ctx = read(&request)?;
+        Ok(Response::new(
+            self.get_response(&ctx, request.into_inner()).await?,
+        ))
+    }
+
+    async fn list_responses(
+        &self,
+        request: Request<ListResponsesRequest>,
+    ) -> Result<Response<ListResponsesResponse>, Status> {
+        let ctx = read(&request)?;
+        Ok(Response::new(
+            self.list_responses(&ctx, request.into_inner()).await?,
+        ))
+    }
+
+    type ExportResponsesStream = ApiStream<ExportResponsesResponse>;
+
+    async fn export_responses(
+        &self,
+        request: Request<ExportResponsesRequest>,
+    ) -> Result<Response<Self::ExportResponsesStream>, Status> {
+        let ctx = read(&request)?;
+        Ok(Response::new(self.export(ctx, request.into_inner()).await?))
+    }
+
+    async fn tag_response(
+        &self,
+        request: Request<TagResponseRequest>,
+    ) -> Result<Response<TagResponseResponse>, Status> {
+        let ctx = write(&request)?;
+        Ok(Response::new(self.tag(&ctx, request.into_inner()).await?))
+    }
+
+    async fn get_survey_summary(
+        &self,
+        request: Request<GetSurveySummaryRequest>,
+    ) -> Result<Response<GetSurveySummaryResponse>, Status> {
+        let ctx = read(&request)?;
+        Ok(Response::new(
+            self.summary(&ctx, request.into_inner()).await?,
+        ))
+    }
+}
+
+fn survey_not_found(id: Uuid) -> ApiError {
+    ApiError::not_found("SURVEY_NOT_FOUND", format!("survey {id} does not exist"))
+}
+
+fn non_empty(text: String) -> Option<String> {
+    (!text.is_empty()).then_some(text)
+}

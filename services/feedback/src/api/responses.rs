@@ -1,0 +1,455 @@
+//! Response RPCs: the public SubmitResponse, and get, list, tag and export.
+
+use chrono::{Duration, Utc};
+use rapport_core::convert::{optional_datetime, to_timestamp};
+use rapport_core::db::{
+    begin_tenant, begin_tenant_read, begin_with_settings, finish_read, set_local,
+};
+use rapport_core::pagination::{decode_token, next_page_token, page_size};
+use rapport_core::{ApiError, ApiResult, TenantContext, Violations};
+use rapport_events::OutboxEvent;
+use rapport_proto::feedback::v1::answer::Value;
+use rapport_proto::feedback::v1::*;
+use uuid::Uuid;
+
+use super::{ApiStream, FeedbackApi, non_empty, survey_not_found};
+use crate::domain::answer;
+use crate::domain::score::nps_category;
+use crate::domain::survey::{self as rules, MAX_QUESTIONS, headline_question, is_theme_tag};
+use crate::domain::token::{self, TokenKind};
+use crate::events;
+use crate::export;
+use crate::store::invitation::{self as invitations, NewInvitation, StoredInvitation};
+use crate::store::response::{self as store, ResponseFilter, StoredResponse};
+use crate::store::survey::StoredSurvey;
+
+/// Most tags added or removed in one TagResponse call.
+const MAX_TAG_CHANGES: usize = 20;
+/// Longest language tag accepted.
+const MAX_LANGUAGE_LEN: usize = 35;
+
+impl FeedbackApi {
+    pub(super) async fn submit(
+        &self,
+        req: SubmitResponseRequest,
+    ) -> ApiResult<SubmitResponseResponse> {
+        let now = Utc::now();
+        let Some(kind) = token::kind_of(&req.token) else {
+            return Err(invalid_token());
+        };
+        let mut violations = Violations::default();
+        if req.answers.len() > MAX_QUESTIONS {
+            violations.add("answers", format!("at most {MAX_QUESTIONS} answers"));
+        }
+        if req.language.len() > MAX_LANGUAGE_LEN {
+            violations.add("language", "is not one of the survey's languages");
+        }
+        violations.check()?;
+
+        let hash = token::hash(&req.token);
+        let mut tx = begin_with_settings(&self.pool, &[("app.token_hash", &hash)]).await?;
+        let (invitation, survey) = match kind {
+            TokenKind::Invitation => {
+                let found = invitations::find_by_token(&mut tx)
+                    .await?
+                    .ok_or_else(invalid_token)?;
+                enter_tenant(&mut tx, found.tenant_id).await?;
+                let invitation = invitations::lock(&mut tx, found.id)
+                    .await?
+                    .ok_or_else(invalid_token)?;
+                let survey = crate::store::survey::get(&mut tx, invitation.survey_id, false)
+                    .await?
+                    .ok_or_else(|| survey_not_found(invitation.survey_id))?;
+                (Some(invitation), survey)
+            }
+            TokenKind::AnonymousLink => {
+                let survey = crate::store::survey::find_by_anonymous_token(&mut tx)
+                    .await?
+                    .ok_or_else(invalid_token)?;
+                enter_tenant(&mut tx, survey.tenant_id).await?;
+                (None, survey)
+            }
+        };
+        let tenant = survey.tenant_id;
+        if survey.status() != SurveyStatus::Active {
+            return Err(ApiError::failed_precondition(
+                "SURVEY_NOT_ACTIVE",
+                "this survey is not taking responses",
+            ));
+        }
+        let existing = match &invitation {
+            Some(invitation) => {
+                if invitation.complete_time.is_some() {
+                    return Err(already_completed());
+                }
+                if invitation.expire_time <= now {
+                    return Err(ApiError::failed_precondition(
+                        "INVITATION_EXPIRED",
+                        "this invitation has expired and can no longer be answered",
+                    ));
+                }
+                store::for_invitation(&mut tx, invitation.id).await?
+            }
+            None => None,
+        };
+        if existing.as_ref().is_some_and(StoredResponse::is_completed) {
+            return Err(already_completed());
+        }
+
+        let mut violations = Violations::default();
+        let language = pick_language(&survey, existing.as_ref(), &req.language, &mut violations);
+        let saved = match &existing {
+            Some(response) => store::answers(&mut tx, &[response.id])
+                .await?
+                .remove(&response.id)
+                .unwrap_or_default(),
+            None => Vec::new(),
+        };
+        let answers = answer::assemble(
+            &survey.survey,
+            saved,
+            &req.answers,
+            req.complete,
+            &mut violations,
+        );
+        violations.check()?;
+
+        // An anonymous link hands out an invitation of its own, whose token
+        // continues the response.
+        let (invitation, resume_token) = match invitation {
+            Some(invitation) => (invitation, String::new()),
+            None => {
+                let (resume_token, token_hash) = token::generate(TokenKind::Invitation);
+                let ttl = Duration::days(i64::from(rules::invitation_ttl_days(&survey.survey)));
+                let created = invitations::insert(
+                    &mut tx,
+                    tenant,
+                    survey.id,
+                    true,
+                    i16::try_from(survey.survey.channel).unwrap_or_default(),
+                    &[NewInvitation {
+                        id: Uuid::now_v7(),
+                        contact_id: None,
+                        token_hash,
+                    }],
+                    now,
+                    now + ttl,
+                )
+                .await?;
+                let invitation = created.into_iter().next().ok_or_else(|| {
+                    ApiError::internal(anyhow::anyhow!("inserting an invitation returned no row"))
+                })?;
+                (invitation, resume_token)
+            }
+        };
+        let status = if req.complete {
+            ResponseStatus::Completed
+        } else {
+            ResponseStatus::Partial
+        };
+        let headline = headline_question(&survey.survey).map(|q| q.id.as_str());
+        let response = StoredResponse {
+            id: existing.as_ref().map_or_else(Uuid::now_v7, |r| r.id),
+            survey_id: survey.id,
+            invitation_id: invitation.id,
+            contact_id: invitation.contact_id,
+            anonymous: invitation.anonymous,
+            channel: invitation.channel,
+            touchpoint: survey.survey.touchpoint.clone(),
+            language,
+            status: status as i16,
+            score: answers
+                .iter()
+                .find(|a| Some(a.question_id.as_str()) == headline)
+                .and_then(answer::score)
+                .and_then(|score| i16::try_from(score).ok()),
+            has_comment: answers
+                .iter()
+                .any(|a| matches!(a.value, Some(Value::Text(_)))),
+            tags: existing.map(|r| r.tags).unwrap_or_default(),
+            start_time: now,
+            update_time: now,
+            complete_time: req.complete.then_some(now),
+        };
+        store::save(&mut tx, tenant, &response, &answers).await?;
+        if req.complete {
+            invitations::mark_completed(&mut tx, invitation.id, now).await?;
+            let submitted = submitted_event(&survey, &invitation, &response, &answers);
+            crate::OUTBOX
+                .write(
+                    &mut tx,
+                    tenant,
+                    vec![OutboxEvent::new(
+                        events::RESPONSE_SUBMITTED,
+                        response.id,
+                        &submitted,
+                    )],
+                    now,
+                )
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(SubmitResponseResponse {
+            response_id: response.id.to_string(),
+            status: status.into(),
+            resume_token: if req.complete {
+                String::new()
+            } else {
+                resume_token
+            },
+        })
+    }
+
+    pub(super) async fn get_response(
+        &self,
+        ctx: &TenantContext,
+        req: GetResponseRequest,
+    ) -> ApiResult<GetResponseResponse> {
+        let mut violations = Violations::default();
+        let id = violations.parse_id("id", &req.id);
+        violations.check()?;
+        let mut tx = begin_tenant_read(&self.pool, ctx.tenant_id).await?;
+        let response = store::get(&mut tx, id)
+            .await?
+            .ok_or_else(|| response_not_found(id))?;
+        let mut answers = store::answers(&mut tx, &[id]).await?;
+        finish_read(tx);
+        Ok(GetResponseResponse {
+            response: Some(response.to_proto(answers.remove(&id).unwrap_or_default())),
+        })
+    }
+
+    pub(super) async fn list_responses(
+        &self,
+        ctx: &TenantContext,
+        req: ListResponsesRequest,
+    ) -> ApiResult<ListResponsesResponse> {
+        let mut violations = Violations::default();
+        let limit = page_size(req.page_size, "page_size", &mut violations);
+        let filter_bytes = prost::Message::encode_to_vec(&ListResponsesRequest {
+            page_size: 0,
+            page_token: String::new(),
+            ..req.clone()
+        });
+        let before: Option<Uuid> = decode_token(
+            &req.page_token,
+            &filter_bytes,
+            "page_token",
+            &mut violations,
+        );
+        let optional_id = |field: &str, value: &str, violations: &mut Violations| {
+            (!value.is_empty()).then(|| violations.parse_id(field, value))
+        };
+        let status = match ResponseStatus::try_from(req.status) {
+            Ok(ResponseStatus::Unspecified) => None,
+            Ok(status) => Some(status),
+            Err(_) => {
+                violations.add("status", "is not a known response status");
+                None
+            }
+        };
+        if let (Some(min), Some(max)) = (req.min_score, req.max_score)
+            && min > max
+        {
+            violations.add("min_score", "must not exceed max_score");
+        }
+        let filter = ResponseFilter {
+            survey_id: optional_id("survey_id", &req.survey_id, &mut violations),
+            contact_id: optional_id("contact_id", &req.contact_id, &mut violations),
+            touchpoint: non_empty(req.touchpoint),
+            start_time: optional_datetime(req.start_time.as_ref(), "start_time", &mut violations),
+            end_time: optional_datetime(req.end_time.as_ref(), "end_time", &mut violations),
+            min_score: req.min_score,
+            max_score: req.max_score,
+            has_comment: req.has_comment,
+            status,
+        };
+        violations.check()?;
+
+        let mut tx = begin_tenant_read(&self.pool, ctx.tenant_id).await?;
+        let mut responses = store::list(&mut tx, &filter, before, limit + 1).await?;
+        let next_page_token = next_page_token(&mut responses, limit, |r| r.id, &filter_bytes);
+        let ids: Vec<Uuid> = responses.iter().map(|r| r.id).collect();
+        let mut answers = store::answers(&mut tx, &ids).await?;
+        finish_read(tx);
+        Ok(ListResponsesResponse {
+            responses: responses
+                .iter()
+                .map(|r| r.to_proto(answers.remove(&r.id).unwrap_or_default()))
+                .collect(),
+            next_page_token,
+        })
+    }
+
+    pub(super) async fn tag(
+        &self,
+        ctx: &TenantContext,
+        req: TagResponseRequest,
+    ) -> ApiResult<TagResponseResponse> {
+        let mut violations = Violations::default();
+        let id = violations.parse_id("id", &req.id);
+        if req.add_tags.is_empty() && req.remove_tags.is_empty() {
+            violations.add("add_tags", "name a tag to add or remove");
+        }
+        for (field, tags) in [
+            ("add_tags", &req.add_tags),
+            ("remove_tags", &req.remove_tags),
+        ] {
+            if tags.len() > MAX_TAG_CHANGES {
+                violations.add(field, format!("at most {MAX_TAG_CHANGES} tags per call"));
+            }
+            for (i, tag) in tags.iter().enumerate() {
+                if !is_theme_tag(tag) {
+                    violations.add(
+                        format!("{field}[{i}]"),
+                        "must be 1 to 64 lowercase letters, digits, '-' or '_', such as \"pricing\"",
+                    );
+                }
+            }
+        }
+        violations.check()?;
+
+        let mut tx = begin_tenant(&self.pool, ctx.tenant_id).await?;
+        let response = store::retag(&mut tx, id, &req.add_tags, &req.remove_tags)
+            .await?
+            .ok_or_else(|| response_not_found(id))?;
+        let mut answers = store::answers(&mut tx, &[id]).await?;
+        tx.commit().await?;
+        Ok(TagResponseResponse {
+            response: Some(response.to_proto(answers.remove(&id).unwrap_or_default())),
+        })
+    }
+
+    pub(super) async fn export(
+        &self,
+        ctx: TenantContext,
+        req: ExportResponsesRequest,
+    ) -> ApiResult<ApiStream<ExportResponsesResponse>> {
+        let mut violations = Violations::default();
+        let survey_id = violations.parse_id("survey_id", &req.survey_id);
+        violations.check()?;
+        // The survey is read up front so a bad id fails the call itself.
+        let mut tx = begin_tenant_read(&self.pool, ctx.tenant_id).await?;
+        let survey = crate::store::survey::get(&mut tx, survey_id, false)
+            .await?
+            .ok_or_else(|| survey_not_found(survey_id))?;
+        finish_read(tx);
+        Ok(export::csv_stream(
+            self.pool.clone(),
+            ctx.tenant_id,
+            survey.survey,
+            req.completed_only,
+        ))
+    }
+}
+
+/// Leaves token-lookup mode for the token's tenant.
+async fn enter_tenant(tx: &mut sqlx::PgConnection, tenant: Uuid) -> ApiResult<()> {
+    set_local(
+        tx,
+        &[
+            ("app.token_hash", ""),
+            ("app.tenant_id", &tenant.to_string()),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The language to record: the one asked for, else the one already
+/// recorded, else the survey's default.
+fn pick_language(
+    survey: &StoredSurvey,
+    existing: Option<&StoredResponse>,
+    requested: &str,
+    violations: &mut Violations,
+) -> String {
+    if !requested.is_empty() {
+        if !survey.survey.languages.iter().any(|l| l == requested) {
+            violations.add(
+                "language",
+                format!(
+                    "{requested:?} is not one of the survey's languages {:?}",
+                    survey.survey.languages
+                ),
+            );
+        }
+        return requested.to_owned();
+    }
+    existing
+        .map(|r| r.language.clone())
+        .or_else(|| survey.survey.languages.first().cloned())
+        .unwrap_or_default()
+}
+
+fn submitted_event(
+    survey: &StoredSurvey,
+    invitation: &StoredInvitation,
+    response: &StoredResponse,
+    answers: &[Answer],
+) -> ResponseSubmitted {
+    let scores = survey
+        .survey
+        .questions
+        .iter()
+        .filter_map(|question| {
+            let (min, max) = rules::scale(question)?;
+            let score = answers
+                .iter()
+                .find(|a| a.question_id == question.id)
+                .and_then(answer::score)?;
+            let nps_category = if question.kind() == QuestionKind::Nps {
+                nps_category(score)
+            } else {
+                NpsCategory::Unspecified
+            };
+            Some(ScoreAnswered {
+                question_id: question.id.clone(),
+                kind: question.kind,
+                score,
+                scale_min: min,
+                scale_max: max,
+                nps_category: nps_category.into(),
+            })
+        })
+        .collect();
+    ResponseSubmitted {
+        response_id: response.id.to_string(),
+        survey_id: survey.id.to_string(),
+        invitation_id: if invitation.anonymous {
+            String::new()
+        } else {
+            invitation.id.to_string()
+        },
+        contact_id: invitation
+            .contact_id
+            .map(|id| id.to_string())
+            .unwrap_or_default(),
+        touchpoint: response.touchpoint.clone(),
+        channel: response.channel.into(),
+        complete_time: response.complete_time.map(to_timestamp),
+        scores,
+        has_comment: response.has_comment,
+    }
+}
+
+fn invalid_token() -> ApiError {
+    ApiError::unauthenticated(
+        "INVALID_SURVEY_TOKEN",
+        "the token is not a valid survey invitation or link; check the link you were sent",
+    )
+}
+
+fn already_completed() -> ApiError {
+    ApiError::failed_precondition(
+        "RESPONSE_ALREADY_COMPLETED",
+        "this invitation was already answered; the first answer stands",
+    )
+}
+
+fn response_not_found(id: Uuid) -> ApiError {
+    ApiError::not_found(
+        "RESPONSE_NOT_FOUND",
+        format!("response {id} does not exist"),
+    )
+}

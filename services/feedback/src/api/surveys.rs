@@ -1,0 +1,300 @@
+//! Survey RPCs: create, get, update, list, activate and close.
+
+use chrono::Utc;
+use rapport_core::convert::to_timestamp;
+use rapport_core::db::{begin_tenant, begin_tenant_read, finish_read};
+use rapport_core::idempotency::{Claim, check_request_id};
+use rapport_core::pagination::{decode_token, next_page_token, page_size};
+use rapport_core::{ApiError, ApiResult, TenantContext, Violations};
+use rapport_events::OutboxEvent;
+use rapport_proto::feedback::v1::*;
+use uuid::Uuid;
+
+use super::{FeedbackApi, IDEMPOTENCY, non_empty, survey_not_found};
+use crate::domain::survey as rules;
+use crate::domain::token::{self, TokenKind};
+use crate::events;
+use crate::store::survey::{self as store, AnonymousLink, StoredSurvey, SurveyFilter};
+
+/// Fields UpdateSurvey may change.
+const UPDATABLE: &[&str] = &[
+    "name",
+    "touchpoint",
+    "channel",
+    "languages",
+    "title",
+    "questions",
+    "fatigue_days",
+    "anonymous_link_enabled",
+    "invitation_ttl_days",
+];
+
+impl FeedbackApi {
+    pub(super) async fn create_survey(
+        &self,
+        ctx: &TenantContext,
+        req: CreateSurveyRequest,
+    ) -> ApiResult<CreateSurveyResponse> {
+        let now = Utc::now();
+        let mut violations = Violations::default();
+        let mut survey = req.survey.clone().unwrap_or_default();
+        if req.survey.is_none() {
+            violations.add("survey", "is required");
+        } else {
+            rules::validate(&survey, "survey", &mut violations);
+        }
+        check_request_id(&req.request_id, &mut violations);
+        violations.check()?;
+        rules::normalize(&mut survey);
+
+        let mut tx = begin_tenant(&self.pool, ctx.tenant_id).await?;
+        let claim = match IDEMPOTENCY
+            .claim_if_requested(
+                &mut tx,
+                ctx.tenant_id,
+                "CreateSurvey",
+                &req.request_id,
+                &req,
+            )
+            .await?
+        {
+            Some(Claim::Replay(response)) => return Ok(response),
+            Some(Claim::Fresh(claim)) => Some(claim),
+            None => None,
+        };
+        let link = survey
+            .anonymous_link_enabled
+            .then(|| token::generate(TokenKind::AnonymousLink));
+        let stored = store::insert(
+            &mut tx,
+            ctx.tenant_id,
+            Uuid::now_v7(),
+            &survey,
+            AnonymousLink {
+                token: link.as_ref().map(|(token, _)| token.as_str()),
+                hash: link.as_ref().map(|(_, hash)| hash.as_str()),
+            },
+            now,
+        )
+        .await?;
+        let response = CreateSurveyResponse {
+            survey: Some(stored.survey),
+        };
+        if let Some(claim) = claim {
+            claim
+                .complete(&mut tx, ctx.tenant_id, &response, &[stored.id])
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(response)
+    }
+
+    pub(super) async fn get_survey(
+        &self,
+        ctx: &TenantContext,
+        req: GetSurveyRequest,
+    ) -> ApiResult<GetSurveyResponse> {
+        let mut violations = Violations::default();
+        let id = violations.parse_id("id", &req.id);
+        violations.check()?;
+        let mut tx = begin_tenant_read(&self.pool, ctx.tenant_id).await?;
+        let stored = store::get(&mut tx, id, false)
+            .await?
+            .ok_or_else(|| survey_not_found(id))?;
+        finish_read(tx);
+        Ok(GetSurveyResponse {
+            survey: Some(stored.survey),
+        })
+    }
+
+    pub(super) async fn update_survey(
+        &self,
+        ctx: &TenantContext,
+        req: UpdateSurveyRequest,
+    ) -> ApiResult<UpdateSurveyResponse> {
+        let now = Utc::now();
+        let mut violations = Violations::default();
+        let patch = req.survey.unwrap_or_default();
+        let id = violations.parse_id("survey.id", &patch.id);
+        let paths = req.update_mask.map(|mask| mask.paths).unwrap_or_default();
+        if paths.is_empty() {
+            violations.add("update_mask", "name at least one field to update");
+        }
+        for path in &paths {
+            if !UPDATABLE.contains(&path.as_str()) {
+                violations.add(
+                    "update_mask",
+                    format!("{path:?} is not an updatable field; use one of {UPDATABLE:?}"),
+                );
+            }
+        }
+        violations.check()?;
+
+        let mut tx = begin_tenant(&self.pool, ctx.tenant_id).await?;
+        let existing = store::get(&mut tx, id, true)
+            .await?
+            .ok_or_else(|| survey_not_found(id))?;
+        check_etag(&req.etag, &existing)?;
+        let mut updated = existing.survey.clone();
+        apply_paths(&mut updated, patch, &paths);
+        let mut violations = Violations::default();
+        rules::validate(&updated, "survey", &mut violations);
+        violations.check()?;
+        rules::normalize(&mut updated);
+        if updated.questions != existing.survey.questions
+            && store::has_responses(&mut tx, id).await?
+            && let Some(reason) = rules::meaning_change(&existing.survey, &updated)
+        {
+            return Err(ApiError::failed_precondition(
+                "SURVEY_HAS_RESPONSES",
+                format!("{reason}; create a new survey for a different question"),
+            ));
+        }
+        let new_link = (updated.anonymous_link_enabled != existing.survey.anonymous_link_enabled)
+            .then(|| {
+                updated
+                    .anonymous_link_enabled
+                    .then(|| token::generate(TokenKind::AnonymousLink))
+            });
+        let link = new_link.as_ref().map(|link| AnonymousLink {
+            token: link.as_ref().map(|(token, _)| token.as_str()),
+            hash: link.as_ref().map(|(_, hash)| hash.as_str()),
+        });
+        let stored = store::update(&mut tx, id, &updated, link, now).await?;
+        tx.commit().await?;
+        Ok(UpdateSurveyResponse {
+            survey: Some(stored.survey),
+        })
+    }
+
+    pub(super) async fn list_surveys(
+        &self,
+        ctx: &TenantContext,
+        req: ListSurveysRequest,
+    ) -> ApiResult<ListSurveysResponse> {
+        let mut violations = Violations::default();
+        let limit = page_size(req.page_size, "page_size", &mut violations);
+        let filter_bytes = prost::Message::encode_to_vec(&ListSurveysRequest {
+            page_size: 0,
+            page_token: String::new(),
+            ..req.clone()
+        });
+        let before: Option<Uuid> = decode_token(
+            &req.page_token,
+            &filter_bytes,
+            "page_token",
+            &mut violations,
+        );
+        let status = match SurveyStatus::try_from(req.status) {
+            Ok(SurveyStatus::Unspecified) => None,
+            Ok(status) => Some(status),
+            Err(_) => {
+                violations.add("status", "is not a known survey status");
+                None
+            }
+        };
+        violations.check()?;
+        let filter = SurveyFilter {
+            status,
+            touchpoint: non_empty(req.touchpoint),
+        };
+        let mut tx = begin_tenant_read(&self.pool, ctx.tenant_id).await?;
+        let mut surveys = store::list(&mut tx, &filter, before, limit + 1).await?;
+        finish_read(tx);
+        let next_page_token = next_page_token(&mut surveys, limit, |s| s.id, &filter_bytes);
+        Ok(ListSurveysResponse {
+            surveys: surveys.into_iter().map(|s| s.survey).collect(),
+            next_page_token,
+        })
+    }
+
+    /// Activates or closes a survey. Repeating the current status is a
+    /// no-op; a draft cannot be closed and an empty survey cannot open.
+    pub(super) async fn change_status(
+        &self,
+        ctx: &TenantContext,
+        id: &str,
+        target: SurveyStatus,
+    ) -> ApiResult<Survey> {
+        let now = Utc::now();
+        let mut violations = Violations::default();
+        let id = violations.parse_id("id", id);
+        violations.check()?;
+
+        let mut tx = begin_tenant(&self.pool, ctx.tenant_id).await?;
+        let existing = store::get(&mut tx, id, true)
+            .await?
+            .ok_or_else(|| survey_not_found(id))?;
+        if existing.status() == target {
+            return Ok(existing.survey);
+        }
+        match target {
+            SurveyStatus::Active if existing.survey.questions.is_empty() => {
+                return Err(ApiError::failed_precondition(
+                    "SURVEY_HAS_NO_QUESTIONS",
+                    format!("survey {id} has no questions; add some before activating it"),
+                ));
+            }
+            SurveyStatus::Closed if existing.status() == SurveyStatus::Draft => {
+                return Err(ApiError::failed_precondition(
+                    "SURVEY_NOT_ACTIVE",
+                    format!("survey {id} is a draft; only an active survey can be closed"),
+                ));
+            }
+            _ => {}
+        }
+        let stored = store::set_status(&mut tx, id, target, now).await?;
+        if target == SurveyStatus::Closed {
+            let (completed_count, _) =
+                crate::store::response::status_counts(&mut tx, id, None, None).await?;
+            let closed = SurveyClosed {
+                survey_id: id.to_string(),
+                close_time: Some(to_timestamp(now)),
+                completed_count,
+            };
+            crate::OUTBOX
+                .write(
+                    &mut tx,
+                    ctx.tenant_id,
+                    vec![OutboxEvent::new(events::SURVEY_CLOSED, id, &closed)],
+                    now,
+                )
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(stored.survey)
+    }
+}
+
+fn apply_paths(survey: &mut Survey, patch: Survey, paths: &[String]) {
+    for path in paths {
+        match path.as_str() {
+            "name" => survey.name.clone_from(&patch.name),
+            "touchpoint" => survey.touchpoint.clone_from(&patch.touchpoint),
+            "channel" => survey.channel = patch.channel,
+            "languages" => survey.languages.clone_from(&patch.languages),
+            "title" => survey.title.clone_from(&patch.title),
+            "questions" => survey.questions.clone_from(&patch.questions),
+            "fatigue_days" => survey.fatigue_days = patch.fatigue_days,
+            "anonymous_link_enabled" => {
+                survey.anonymous_link_enabled = patch.anonymous_link_enabled;
+            }
+            "invitation_ttl_days" => survey.invitation_ttl_days = patch.invitation_ttl_days,
+            _ => {}
+        }
+    }
+}
+
+fn check_etag(etag: &str, survey: &StoredSurvey) -> ApiResult<()> {
+    if etag.is_empty() || etag == survey.survey.etag {
+        return Ok(());
+    }
+    Err(ApiError::failed_precondition(
+        "ETAG_MISMATCH",
+        format!(
+            "survey {} changed since etag {etag} was read; get it again and retry",
+            survey.id
+        ),
+    )
+    .with_metadata("current_etag", &survey.survey.etag))
+}

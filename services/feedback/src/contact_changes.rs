@@ -1,0 +1,144 @@
+//! Applies the contacts change feed: an erased contact's personal data
+//! leaves its responses (scores stay, anonymous, for the aggregate KPIs),
+//! and a merged contact's responses move to the survivor.
+
+use chrono::Utc;
+use futures::FutureExt as _;
+use futures::future::BoxFuture;
+use prost::Name;
+use rapport_core::convert::to_datetime;
+use rapport_events::consumer::Handler;
+use rapport_proto::contacts::v1::{ContactErased, ContactMerged};
+use rapport_proto::events::v1::EventEnvelope;
+use rapport_proto::feedback::v1::{InvitationSent, ResponseSubmitted};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+pub const CONTACT_ERASED: &str = "contact.erased";
+pub const CONTACT_MERGED: &str = "contact.merged";
+
+/// The consumer's name, which keys its cursor.
+pub const CONSUMER: &str = "feedback.contacts";
+
+pub struct ContactChanges;
+
+impl Handler for ContactChanges {
+    fn apply<'a>(
+        &'a self,
+        tx: &'a mut PgConnection,
+        event: &'a EventEnvelope,
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        async move {
+            let tenant = Uuid::parse_str(&event.tenant_id)?;
+            let payload = event.payload.clone().unwrap_or_default();
+            match event.r#type.as_str() {
+                CONTACT_ERASED => {
+                    let erased: ContactErased = payload.to_msg()?;
+                    let when = event
+                        .occur_time
+                        .as_ref()
+                        .and_then(to_datetime)
+                        .unwrap_or_else(Utc::now);
+                    erase(tx, tenant, Uuid::parse_str(&erased.contact_id)?, when).await
+                }
+                CONTACT_MERGED => {
+                    let merged: ContactMerged = payload.to_msg()?;
+                    merge(
+                        tx,
+                        Uuid::parse_str(&merged.duplicate_id)?,
+                        Uuid::parse_str(&merged.survivor_id)?,
+                    )
+                    .await
+                }
+                _ => Ok(()),
+            }
+        }
+        .boxed()
+    }
+}
+
+async fn erase(
+    tx: &mut PgConnection,
+    tenant: Uuid,
+    contact: Uuid,
+    when: chrono::DateTime<Utc>,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "INSERT INTO feedback.erased_contacts (tenant_id, contact_id, erase_time) \
+         VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+    )
+    .bind(tenant)
+    .bind(contact)
+    .bind(when)
+    .execute(&mut *tx)
+    .await?;
+    let responses: Vec<Uuid> = sqlx::query_scalar(
+        "UPDATE feedback.responses SET contact_id = NULL WHERE contact_id = $1 RETURNING id",
+    )
+    .bind(contact)
+    .fetch_all(&mut *tx)
+    .await?;
+    sqlx::query(
+        "UPDATE feedback.answers SET text = '' WHERE response_id = ANY($1) AND text IS NOT NULL",
+    )
+    .bind(&responses)
+    .execute(&mut *tx)
+    .await?;
+    let invitations: Vec<Uuid> = sqlx::query_scalar(
+        "UPDATE feedback.invitations SET contact_id = NULL WHERE contact_id = $1 RETURNING id",
+    )
+    .bind(contact)
+    .fetch_all(&mut *tx)
+    .await?;
+    // Stored CreateInvitations replies name the contact (and hold tokens).
+    sqlx::query("DELETE FROM feedback.idempotency_keys WHERE subject_ids && $1")
+        .bind(&invitations)
+        .execute(&mut *tx)
+        .await?;
+    let aggregates: Vec<Uuid> = responses.into_iter().chain(invitations).collect();
+    forget_contact_in_feed(tx, &aggregates).await
+}
+
+/// Rewrites the retained feed events about `aggregates` without their
+/// contact id: the scores stay on the feed, the person does not.
+async fn forget_contact_in_feed(tx: &mut PgConnection, aggregates: &[Uuid]) -> anyhow::Result<()> {
+    let events: Vec<(Uuid, Vec<u8>)> = sqlx::query_as(
+        "SELECT event_id, payload FROM feedback.outbox WHERE aggregate_id = ANY($1) FOR UPDATE",
+    )
+    .bind(aggregates)
+    .fetch_all(&mut *tx)
+    .await?;
+    for (event_id, bytes) in events {
+        let any = <prost_types::Any as prost::Message>::decode(bytes.as_slice())?;
+        let rewritten = if any.type_url == ResponseSubmitted::type_url() {
+            let mut payload: ResponseSubmitted = any.to_msg()?;
+            payload.contact_id.clear();
+            prost_types::Any::from_msg(&payload)?
+        } else if any.type_url == InvitationSent::type_url() {
+            let mut payload: InvitationSent = any.to_msg()?;
+            payload.contact_id.clear();
+            prost_types::Any::from_msg(&payload)?
+        } else {
+            continue;
+        };
+        sqlx::query("UPDATE feedback.outbox SET payload = $2 WHERE event_id = $1")
+            .bind(event_id)
+            .bind(prost::Message::encode_to_vec(&rewritten))
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
+}
+
+async fn merge(tx: &mut PgConnection, duplicate: Uuid, survivor: Uuid) -> anyhow::Result<()> {
+    for table in ["feedback.responses", "feedback.invitations"] {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE {table} SET contact_id = $2 WHERE contact_id = $1"
+        )))
+        .bind(duplicate)
+        .bind(survivor)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
+}

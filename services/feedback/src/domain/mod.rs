@@ -1,0 +1,8 @@
+//! Pure feedback logic: no I/O.
+
+pub mod answer;
+pub mod fatigue;
+pub mod score;
+pub mod summary;
+pub mod survey;
+pub mod token;

@@ -1,0 +1,187 @@
+//! A survey's responses as CSV: a header row, then one row per response in
+//! id (creation) order, in chunks read in short transactions of their own
+//! so that a slow reader holds no connection.
+
+use futures::StreamExt as _;
+use rapport_core::ApiError;
+use rapport_core::db::{begin_tenant_read, finish_read};
+use rapport_proto::common::v1::Channel;
+use rapport_proto::feedback::v1::answer::Value;
+use rapport_proto::feedback::v1::{Answer, ExportResponsesResponse, ResponseStatus, Survey};
+use sqlx::PgPool;
+use tonic::Status;
+use uuid::Uuid;
+
+use crate::store::response::{self as store, StoredResponse};
+
+/// Responses per chunk.
+const CHUNK: i64 = 500;
+
+/// Columns before the one-per-question columns.
+const FIXED_COLUMNS: [&str; 12] = [
+    "response_id",
+    "invitation_id",
+    "contact_id",
+    "status",
+    "channel",
+    "touchpoint",
+    "language",
+    "score",
+    "tags",
+    "start_time",
+    "update_time",
+    "complete_time",
+];
+
+pub fn csv_stream(
+    pool: PgPool,
+    tenant: Uuid,
+    survey: Survey,
+    completed_only: bool,
+) -> crate::api::ApiStream<ExportResponsesResponse> {
+    let header = header(&survey);
+    let survey_id = Uuid::parse_str(&survey.id).unwrap_or_default();
+    let chunks = futures::stream::try_unfold(Some(None), move |after: Option<Option<Uuid>>| {
+        let pool = pool.clone();
+        let survey = survey.clone();
+        async move {
+            let Some(after) = after else { return Ok(None) };
+            let mut tx = begin_tenant_read(&pool, tenant)
+                .await
+                .map_err(ApiError::from)?;
+            let page = store::export_page(&mut tx, survey_id, completed_only, after, CHUNK)
+                .await
+                .map_err(ApiError::from)?;
+            let ids: Vec<Uuid> = page.iter().map(|r| r.id).collect();
+            let mut answers = store::answers(&mut tx, &ids)
+                .await
+                .map_err(ApiError::from)?;
+            finish_read(tx);
+            if page.is_empty() {
+                return Ok(None);
+            }
+            let next = (page.len() as i64 == CHUNK).then(|| page.last().map(|r| r.id));
+            let rows: Vec<Vec<String>> = page
+                .iter()
+                .map(|r| row(&survey, r, &answers.remove(&r.id).unwrap_or_default()))
+                .collect();
+            Ok::<_, Status>(Some((encode(&rows)?, next)))
+        }
+    });
+    let header = futures::stream::once(async move { encode(&[header]) });
+    Box::pin(header.chain(chunks))
+}
+
+fn header(survey: &Survey) -> Vec<String> {
+    FIXED_COLUMNS
+        .iter()
+        .map(|c| (*c).to_owned())
+        .chain(survey.questions.iter().map(|q| format!("q_{}", q.id)))
+        .collect()
+}
+
+fn row(survey: &Survey, response: &StoredResponse, answers: &[Answer]) -> Vec<String> {
+    let time = |t: Option<chrono::DateTime<chrono::Utc>>| {
+        t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+            .unwrap_or_default()
+    };
+    let status = ResponseStatus::try_from(i32::from(response.status))
+        .map(|s| {
+            s.as_str_name()
+                .trim_start_matches("RESPONSE_STATUS_")
+                .to_lowercase()
+        })
+        .unwrap_or_default();
+    let channel = Channel::try_from(i32::from(response.channel))
+        .map(|c| {
+            c.as_str_name()
+                .trim_start_matches("CHANNEL_")
+                .to_lowercase()
+        })
+        .unwrap_or_default();
+    let mut row = vec![
+        response.id.to_string(),
+        if response.anonymous {
+            String::new()
+        } else {
+            response.invitation_id.to_string()
+        },
+        response
+            .contact_id
+            .map(|id| id.to_string())
+            .unwrap_or_default(),
+        status,
+        channel,
+        response.touchpoint.clone(),
+        response.language.clone(),
+        response.score.map(|s| s.to_string()).unwrap_or_default(),
+        response.tags.join(";"),
+        time(Some(response.start_time)),
+        time(Some(response.update_time)),
+        time(response.complete_time),
+    ];
+    row.extend(survey.questions.iter().map(|question| {
+        match answers
+            .iter()
+            .find(|a| a.question_id == question.id)
+            .and_then(|a| a.value.as_ref())
+        {
+            Some(Value::Score(score)) => score.to_string(),
+            Some(Value::Choices(selection)) => selection.choice_ids.join(";"),
+            Some(Value::Text(text)) => defuse_formula(text),
+            None => String::new(),
+        }
+    }));
+    row
+}
+
+/// Respondents write free text, and spreadsheets run cells that start like
+/// a formula: such a cell gets a leading apostrophe (OWASP's advice for CSV
+/// injection), which spreadsheets show as text.
+fn defuse_formula(text: &str) -> String {
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{text}")
+    } else {
+        text.to_owned()
+    }
+}
+
+fn encode(rows: &[Vec<String>]) -> Result<ExportResponsesResponse, Status> {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    for row in rows {
+        writer
+            .write_record(row)
+            .map_err(|e| Status::from(ApiError::internal(e)))?;
+    }
+    let csv_chunk = writer
+        .into_inner()
+        .map_err(|e| Status::from(ApiError::internal(anyhow::anyhow!("{e}"))))?;
+    Ok(ExportResponsesResponse { csv_chunk })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formulas_in_free_text_are_defused() {
+        assert_eq!(defuse_formula("=HYPERLINK(\"x\")"), "'=HYPERLINK(\"x\")");
+        assert_eq!(defuse_formula("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(defuse_formula("great = fast"), "great = fast");
+    }
+
+    #[test]
+    fn fields_with_commas_quotes_and_newlines_are_quoted() {
+        let chunk = encode(&[vec![
+            "plain".into(),
+            "a, b".into(),
+            "say \"hi\"".into(),
+            "two\nlines".into(),
+        ]])
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(chunk.csv_chunk).unwrap(),
+            "plain,\"a, b\",\"say \"\"hi\"\"\",\"two\nlines\"\n"
+        );
+    }
+}

@@ -1,0 +1,8 @@
+//! sqlx queries on the `feedback` schema only. Every function runs inside
+//! the caller's transaction, which has set the tenant (or, for a
+//! respondent's token lookup, `app.token_hash`).
+
+pub mod invitation;
+pub mod response;
+pub mod settings;
+pub mod survey;

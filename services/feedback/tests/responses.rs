@@ -1,0 +1,635 @@
+//! Invitations, public submission, listing, tagging, export and the summary,
+//! against PostgreSQL.
+
+mod common;
+
+use common::*;
+use futures::StreamExt as _;
+use prost_types::FieldMask;
+use rapport_proto::feedback::v1::question_summary::Figures;
+use rapport_proto::feedback::v1::*;
+use rapport_testkit::{reason, violated_fields};
+use tonic::Code;
+use uuid::Uuid;
+
+#[tokio::test]
+async fn an_invitation_is_answered_in_parts_and_only_once() {
+    let harness = start().await;
+    let mut client = harness.client(Uuid::now_v7());
+    let mut public = harness.public();
+    let survey = active_survey(&mut client, nps_survey()).await;
+    let contact = Uuid::now_v7();
+    let invited = invite(&mut client, &survey, &[contact]).await;
+    let invitation = &invited.invitations[0];
+    assert!(invitation.token.starts_with("fbi_"));
+    assert_eq!(invitation.contact_id, contact.to_string());
+
+    // A detractor saves a score first, then explains and completes.
+    let partial = submit(&mut public, &invitation.token, vec![score("nps", 3)], false)
+        .await
+        .unwrap();
+    assert_eq!(partial.status(), ResponseStatus::Partial);
+    assert!(partial.resume_token.is_empty());
+    let done = submit(
+        &mut public,
+        &invitation.token,
+        vec![
+            text("why", "Too slow"),
+            choices("topics", &["speed", "staff"]),
+        ],
+        true,
+    )
+    .await
+    .unwrap();
+    assert_eq!(done.response_id, partial.response_id);
+    assert_eq!(done.status(), ResponseStatus::Completed);
+
+    // The second completion is refused and the first answer stands.
+    let again = submit(&mut public, &invitation.token, vec![score("nps", 10)], true)
+        .await
+        .unwrap_err();
+    assert_eq!(again.code(), Code::FailedPrecondition);
+    assert_eq!(reason(&again), "RESPONSE_ALREADY_COMPLETED");
+    let response = client
+        .get_response(GetResponseRequest {
+            id: done.response_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .response
+        .unwrap();
+    assert_eq!(response.score, Some(3));
+    assert_eq!(response.contact_id, contact.to_string());
+    assert_eq!(response.touchpoint, "post-support");
+    assert_eq!(response.invitation_id, invitation.id);
+    assert_eq!(
+        response
+            .answers
+            .iter()
+            .map(|a| a.question_id.as_str())
+            .collect::<Vec<_>>(),
+        vec!["nps", "why", "topics"]
+    );
+    assert!(response.complete_time.is_some());
+}
+
+#[tokio::test]
+async fn bad_answers_name_the_question_and_store_nothing() {
+    let harness = start().await;
+    let mut client = harness.client(Uuid::now_v7());
+    let mut public = harness.public();
+    let survey = active_survey(&mut client, nps_survey()).await;
+    let invited = invite(&mut client, &survey, &[Uuid::now_v7()]).await;
+    let token = &invited.invitations[0].token;
+
+    let status = submit(
+        &mut public,
+        token,
+        vec![
+            score("nps", 11),
+            choices("topics", &["colour"]),
+            score("csat", 4),
+        ],
+        false,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(violated_fields(&status), vec!["answers[0]", "answers[1]"]);
+    assert!(status.message().contains("\"nps\""), "{}", status.message());
+    assert!(status.message().contains("0..10"), "{}", status.message());
+
+    // A detractor must say why before completing.
+    let status = submit(&mut public, token, vec![score("nps", 2)], true)
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&status), vec!["answers"]);
+    assert!(status.message().contains("\"why\" is required"));
+
+    // A promoter is not asked why.
+    let status = submit(
+        &mut public,
+        token,
+        vec![score("nps", 10), text("why", "no reason")],
+        false,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(violated_fields(&status), vec!["answers[1]"]);
+
+    let listed = client
+        .list_responses(ListResponsesRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed.responses.is_empty(), "nothing was stored");
+
+    let status = submit(&mut public, "fbi_not-a-real-token", vec![], true)
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+    let forged = format!("fbi_{}", "A".repeat(43));
+    let status = submit(&mut public, &forged, vec![], true)
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&status), "INVALID_SURVEY_TOKEN");
+}
+
+#[tokio::test]
+async fn a_closed_survey_takes_no_answers_and_no_invitations() {
+    let harness = start().await;
+    let mut client = harness.client(Uuid::now_v7());
+    let survey = active_survey(&mut client, nps_survey()).await;
+    let invited = invite(&mut client, &survey, &[Uuid::now_v7()]).await;
+    client
+        .close_survey(CloseSurveyRequest {
+            id: survey.id.clone(),
+        })
+        .await
+        .unwrap();
+    let status = submit(
+        &mut harness.public(),
+        &invited.invitations[0].token,
+        vec![score("nps", 9)],
+        true,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(reason(&status), "SURVEY_NOT_ACTIVE");
+    let status = client
+        .create_invitations(CreateInvitationsRequest {
+            survey_id: survey.id,
+            contact_ids: vec![Uuid::now_v7().to_string()],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&status), "SURVEY_NOT_ACTIVE");
+}
+
+#[tokio::test]
+async fn expired_invitations_cannot_be_answered() {
+    let harness = start().await;
+    let mut client = harness.client(Uuid::now_v7());
+    let survey = active_survey(&mut client, nps_survey()).await;
+    let invited = invite(&mut client, &survey, &[Uuid::now_v7()]).await;
+    let mut admin = harness.db.admin().await;
+    sqlx::query("UPDATE feedback.invitations SET expire_time = now() - interval '1 second'")
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let status = submit(
+        &mut harness.public(),
+        &invited.invitations[0].token,
+        vec![score("nps", 9)],
+        true,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(reason(&status), "INVITATION_EXPIRED");
+}
+
+#[tokio::test]
+async fn fatigue_rules_skip_and_report_contacts() {
+    let harness = start().await;
+    let mut client = harness.client(Uuid::now_v7());
+    let mut public = harness.public();
+    let mut first = nps_survey();
+    first.fatigue_days = 30;
+    let first = active_survey(&mut client, first).await;
+    let second = active_survey(&mut client, nps_survey()).await;
+    let [a, b, c] = [Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7()];
+
+    let invited = invite(&mut client, &first, &[a, b]).await;
+    assert_eq!(invited.invitations.len(), 2);
+    // a answers; b leaves the invitation open.
+    submit(
+        &mut public,
+        &invited.invitations[0].token,
+        vec![score("nps", 9)],
+        true,
+    )
+    .await
+    .unwrap();
+
+    let again = invite(&mut client, &first, &[a, b, c]).await;
+    let skipped: Vec<(String, SkipReason)> = again
+        .skipped
+        .iter()
+        .map(|s| (s.contact_id.clone(), s.reason()))
+        .collect();
+    assert_eq!(
+        skipped,
+        vec![
+            (a.to_string(), SkipReason::SurveyFatigue),
+            (b.to_string(), SkipReason::AlreadyInvited),
+        ]
+    );
+    assert!(again.skipped.iter().all(|s| s.last_invite_time.is_some()));
+    assert_eq!(again.invitations.len(), 1);
+    assert_eq!(again.invitations[0].contact_id, c.to_string());
+
+    // No tenant rule yet: a may be asked about another survey.
+    let other = invite(&mut client, &second, &[a]).await;
+    assert_eq!(other.invitations.len(), 1);
+
+    client
+        .update_feedback_settings(UpdateFeedbackSettingsRequest {
+            settings: Some(FeedbackSettings { fatigue_days: 7 }),
+            update_mask: Some(FieldMask {
+                paths: vec!["fatigue_days".into()],
+            }),
+        })
+        .await
+        .unwrap();
+    let third = active_survey(&mut client, nps_survey()).await;
+    let fresh = Uuid::now_v7();
+    let tenant_rule = invite(&mut client, &third, &[c, fresh]).await;
+    assert_eq!(tenant_rule.skipped.len(), 1);
+    assert_eq!(tenant_rule.skipped[0].reason(), SkipReason::TenantFatigue);
+    assert_eq!(tenant_rule.invitations[0].contact_id, fresh.to_string());
+}
+
+#[tokio::test]
+async fn invitations_are_idempotent_and_bounded() {
+    let harness = start().await;
+    let mut client = harness.client(Uuid::now_v7());
+    let survey = active_survey(&mut client, nps_survey()).await;
+    let request = CreateInvitationsRequest {
+        survey_id: survey.id.clone(),
+        contact_ids: vec![Uuid::now_v7().to_string(), Uuid::now_v7().to_string()],
+        request_id: "batch-1".into(),
+        ..Default::default()
+    };
+    let first = client
+        .create_invitations(request.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    let retry = client
+        .create_invitations(request)
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first, retry, "a retry hands out the same invitations");
+    assert!(retry.skipped.is_empty());
+
+    let too_many = client
+        .create_invitations(CreateInvitationsRequest {
+            survey_id: survey.id.clone(),
+            contact_ids: (0..1001).map(|_| Uuid::now_v7().to_string()).collect(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&too_many), vec!["contact_ids"]);
+    let repeated = Uuid::now_v7().to_string();
+    let status = client
+        .create_invitations(CreateInvitationsRequest {
+            survey_id: survey.id,
+            contact_ids: vec![repeated.clone(), "nope".into(), repeated],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        violated_fields(&status),
+        vec!["contact_ids[1]", "contact_ids[2]"]
+    );
+}
+
+#[tokio::test]
+async fn an_anonymous_link_starts_responses_that_can_be_resumed() {
+    let harness = start().await;
+    let mut client = harness.client(Uuid::now_v7());
+    let mut public = harness.public();
+    let mut survey = nps_survey();
+    survey.anonymous_link_enabled = true;
+    let survey = active_survey(&mut client, survey).await;
+    let link = survey.anonymous_link_token.clone();
+    assert!(link.starts_with("fba_"));
+
+    let first = submit(&mut public, &link, vec![score("nps", 4)], false)
+        .await
+        .unwrap();
+    assert!(first.resume_token.starts_with("fbi_"));
+    let finished = submit(
+        &mut public,
+        &first.resume_token,
+        vec![text("why", "Price")],
+        true,
+    )
+    .await
+    .unwrap();
+    assert_eq!(finished.response_id, first.response_id);
+    // The link itself starts a new response each time.
+    let second = submit(&mut public, &link, vec![score("nps", 10)], true)
+        .await
+        .unwrap();
+    assert_ne!(second.response_id, first.response_id);
+    assert!(second.resume_token.is_empty());
+
+    let response = client
+        .get_response(GetResponseRequest {
+            id: first.response_id,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .response
+        .unwrap();
+    assert!(response.contact_id.is_empty());
+    assert!(response.invitation_id.is_empty());
+
+    // Anonymous answers are not invitations: no response rate.
+    let summary = client
+        .get_survey_summary(GetSurveySummaryRequest {
+            survey_id: survey.id,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .summary
+        .unwrap();
+    assert_eq!(summary.completed_count, 2);
+    assert_eq!(summary.invited_count, 0);
+    assert_eq!(summary.response_rate, None);
+}
+
+#[tokio::test]
+async fn responses_are_filtered_tagged_and_exported() {
+    let harness = start().await;
+    let mut client = harness.client(Uuid::now_v7());
+    let mut public = harness.public();
+    let survey = active_survey(&mut client, nps_survey()).await;
+    let contacts = [Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7()];
+    let invited = invite(&mut client, &survey, &contacts).await;
+    let tokens: Vec<&str> = invited
+        .invitations
+        .iter()
+        .map(|i| i.token.as_str())
+        .collect();
+    let detractor = submit(
+        &mut public,
+        tokens[0],
+        vec![score("nps", 2), text("why", "=cmd|' /C calc'!A0, \"slow\"")],
+        true,
+    )
+    .await
+    .unwrap();
+    submit(
+        &mut public,
+        tokens[1],
+        vec![score("nps", 9), score("csat", 5)],
+        true,
+    )
+    .await
+    .unwrap();
+    submit(&mut public, tokens[2], vec![score("nps", 8)], false)
+        .await
+        .unwrap();
+
+    let list = |filter: ListResponsesRequest| {
+        let mut client = client.clone();
+        async move {
+            client
+                .list_responses(filter)
+                .await
+                .unwrap()
+                .into_inner()
+                .responses
+                .into_iter()
+                .map(|r| r.score.unwrap_or(-1))
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(list(ListResponsesRequest::default()).await, vec![8, 9, 2]);
+    assert_eq!(
+        list(ListResponsesRequest {
+            max_score: Some(6),
+            ..Default::default()
+        })
+        .await,
+        vec![2]
+    );
+    assert_eq!(
+        list(ListResponsesRequest {
+            has_comment: Some(true),
+            ..Default::default()
+        })
+        .await,
+        vec![2]
+    );
+    assert_eq!(
+        list(ListResponsesRequest {
+            status: ResponseStatus::Completed.into(),
+            min_score: Some(7),
+            ..Default::default()
+        })
+        .await,
+        vec![9]
+    );
+    assert_eq!(
+        list(ListResponsesRequest {
+            contact_id: contacts[1].to_string(),
+            touchpoint: "post-support".into(),
+            ..Default::default()
+        })
+        .await,
+        vec![9]
+    );
+    assert_eq!(
+        list(ListResponsesRequest {
+            touchpoint: "onboarding".into(),
+            ..Default::default()
+        })
+        .await,
+        Vec::<i32>::new()
+    );
+
+    let tagged = client
+        .tag_response(TagResponseRequest {
+            id: detractor.response_id.clone(),
+            add_tags: vec!["support".into(), "pricing".into()],
+            remove_tags: vec![],
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .response
+        .unwrap();
+    assert_eq!(tagged.tags, vec!["pricing", "support"]);
+    let retagged = client
+        .tag_response(TagResponseRequest {
+            id: detractor.response_id.clone(),
+            add_tags: vec![],
+            remove_tags: vec!["pricing".into()],
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .response
+        .unwrap();
+    assert_eq!(retagged.tags, vec!["support"]);
+    let bad = client
+        .tag_response(TagResponseRequest {
+            id: detractor.response_id.clone(),
+            add_tags: vec!["Bad Tag".into()],
+            remove_tags: vec![],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&bad), vec!["add_tags[0]"]);
+
+    let mut stream = client
+        .export_responses(ExportResponsesRequest {
+            survey_id: survey.id.clone(),
+            completed_only: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut csv = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        csv.extend(chunk.unwrap().csv_chunk);
+    }
+    let csv = String::from_utf8(csv).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 3, "header and two completed responses:\n{csv}");
+    assert!(lines[0].starts_with("response_id,invitation_id,contact_id,status,"));
+    assert!(lines[0].ends_with(",q_nps,q_why,q_csat,q_topics"));
+    assert!(lines[1].starts_with(&detractor.response_id));
+    assert!(lines[1].contains(",completed,email,post-support,en,2,support,"));
+    // The formula is defused and the quotes and comma escaped.
+    assert!(
+        lines[1].ends_with(",2,\"'=cmd|' /C calc'!A0, \"\"slow\"\"\",,"),
+        "{}",
+        lines[1]
+    );
+}
+
+#[tokio::test]
+async fn the_summary_counts_answers_per_question() {
+    let harness = start().await;
+    let mut client = harness.client(Uuid::now_v7());
+    let mut public = harness.public();
+    let survey = active_survey(&mut client, nps_survey()).await;
+    let contacts: Vec<Uuid> = (0..6).map(|_| Uuid::now_v7()).collect();
+    let invited = invite(&mut client, &survey, &contacts).await;
+    let token = |i: usize| invited.invitations[i].token.clone();
+    // NPS: 10, 9, 8, 3 → 2 promoters, 1 passive, 1 detractor of 4: NPS 25.
+    // CSAT answered by two (5 and 2): 50%, mean 3.5; skipped by two.
+    // Topics: price twice, speed once, by two responses.
+    let answers = [
+        vec![
+            score("nps", 10),
+            score("csat", 5),
+            choices("topics", &["price", "speed"]),
+        ],
+        vec![score("nps", 9)],
+        vec![
+            score("nps", 8),
+            score("csat", 2),
+            choices("topics", &["price"]),
+        ],
+        vec![score("nps", 3), text("why", "Waited a week")],
+    ];
+    for (i, answers) in answers.into_iter().enumerate() {
+        submit(&mut public, &token(i), answers, true).await.unwrap();
+    }
+    // One partial, one never answered.
+    submit(&mut public, &token(4), vec![score("nps", 0)], false)
+        .await
+        .unwrap();
+
+    let summary = client
+        .get_survey_summary(GetSurveySummaryRequest {
+            survey_id: survey.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .summary
+        .unwrap();
+    assert_eq!(summary.completed_count, 4);
+    assert_eq!(summary.partial_count, 1);
+    assert_eq!(summary.invited_count, 6);
+    assert_eq!(summary.invitations_completed_count, 4);
+    assert!((summary.response_rate.unwrap() - 4.0 / 6.0).abs() < 1e-9);
+
+    let by_id = |id: &str| {
+        summary
+            .questions
+            .iter()
+            .find(|q| q.question_id == id)
+            .unwrap()
+            .clone()
+    };
+    let nps = by_id("nps");
+    let Some(Figures::Nps(figures)) = nps.figures else {
+        panic!("nps figures")
+    };
+    assert_eq!(
+        (figures.promoters, figures.passives, figures.detractors),
+        (2, 1, 1)
+    );
+    assert!((figures.nps - 25.0).abs() < 1e-9);
+    // p = 0.5, d = 0.25: variance 0.75 − 0.0625 = 0.6875; margin
+    // 1.959964 × √(0.6875 / 4) × 100 = 81.26.
+    assert!(
+        (figures.margin_of_error - 81.26).abs() < 0.01,
+        "{}",
+        figures.margin_of_error
+    );
+
+    let csat = by_id("csat");
+    assert_eq!((csat.answered_count, csat.skipped_count), (2, 2));
+    let Some(Figures::Csat(figures)) = csat.figures else {
+        panic!("csat figures")
+    };
+    assert!((figures.csat_percent - 50.0).abs() < 1e-9);
+    assert!((figures.mean - 3.5).abs() < 1e-9);
+
+    let why = by_id("why");
+    assert_eq!((why.answered_count, why.skipped_count), (1, 3));
+    let topics = by_id("topics");
+    let Some(Figures::Choice(figures)) = topics.figures else {
+        panic!("choice figures")
+    };
+    let counts: Vec<(String, i64)> = figures
+        .counts
+        .into_iter()
+        .map(|c| (c.choice_id, c.count))
+        .collect();
+    assert_eq!(
+        counts,
+        vec![
+            ("price".into(), 2),
+            ("speed".into(), 1),
+            ("staff".into(), 0)
+        ]
+    );
+
+    // A range before any completion holds nothing.
+    let empty = client
+        .get_survey_summary(GetSurveySummaryRequest {
+            survey_id: survey.id,
+            start_time: Some(prost_types::Timestamp {
+                seconds: 0,
+                nanos: 0,
+            }),
+            end_time: Some(prost_types::Timestamp {
+                seconds: 1,
+                nanos: 0,
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .summary
+        .unwrap();
+    assert_eq!(empty.completed_count, 0);
+    assert!(empty.questions.iter().all(|q| q.figures.is_none()));
+}
