@@ -184,10 +184,12 @@ impl<H: Handler> Consumer<H> {
                 .map(|m| m.head_position)
                 .max()
                 .unwrap_or_default();
+            // Progress messages carry no event but move the cursor past
+            // events the type filter left out.
+            let through = batch.iter().map(|m| m.position).max().unwrap_or_default();
             let events: Vec<EventEnvelope> = batch.into_iter().filter_map(|m| m.event).collect();
-            if let Some(last) = self.apply(&events).await? {
-                self.lag.store(head - last, Ordering::Relaxed);
-            }
+            let cursor = self.apply(&events, through).await?;
+            self.lag.store(head - cursor, Ordering::Relaxed);
         }
         Ok(())
     }
@@ -210,13 +212,10 @@ impl<H: Handler> Consumer<H> {
         Ok(position)
     }
 
-    /// Applies `events` (in feed order) once: in one transaction that also
-    /// moves the cursor past the last, skipping any at or before the cursor
-    /// (a redelivery). Returns the new cursor.
-    async fn apply(&self, events: &[EventEnvelope]) -> anyhow::Result<Option<i64>> {
-        let Some(last) = events.last() else {
-            return Ok(None);
-        };
+    /// Applies `events` (in feed order) once, in one transaction that also
+    /// moves the cursor to `through` (at or past the last event), skipping
+    /// any at or before the cursor (a redelivery). Returns the new cursor.
+    async fn apply(&self, events: &[EventEnvelope], through: i64) -> anyhow::Result<i64> {
         let mut tx = self.pool.begin().await?;
         let cursor: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
             "SELECT position FROM {} WHERE consumer = $1 FOR UPDATE",
@@ -225,8 +224,9 @@ impl<H: Handler> Consumer<H> {
         .bind(&self.name)
         .fetch_one(&mut *tx)
         .await?;
-        if last.position <= cursor {
-            return Ok(Some(cursor));
+        let through = events.iter().map(|e| e.position).fold(through, i64::max);
+        if through <= cursor {
+            return Ok(cursor);
         }
         for event in events.iter().filter(|event| event.position > cursor) {
             set_local(&mut tx, &[("app.tenant_id", &event.tenant_id)]).await?;
@@ -239,7 +239,7 @@ impl<H: Handler> Consumer<H> {
             self.cursor_table
         )))
         .bind(&self.name)
-        .bind(last.position)
+        .bind(through)
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -249,7 +249,7 @@ impl<H: Handler> Consumer<H> {
             self.name
         );
         tx.commit().await?;
-        Ok(Some(last.position))
+        Ok(through)
     }
 }
 

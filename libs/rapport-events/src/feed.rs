@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use futures::Stream;
@@ -29,6 +29,10 @@ use crate::outbox::Outbox;
 const PAGE: i64 = 500;
 /// The longest a follower waits before looking again without a wake-up.
 const IDLE_CHECK: Duration = Duration::from_secs(1);
+/// The least time between progress messages: a filtered subscriber learns
+/// it may move its cursor past left-out events about once a second, not
+/// once per commit.
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Serves one producer's feed. Followers wait on the newest position,
 /// which one listener per process learns from the sequencer's
@@ -132,38 +136,69 @@ impl Row {
     }
 }
 
+/// One page of a subscription.
+struct Page {
+    /// The matching events, in position order.
+    rows: Vec<Row>,
+    /// The position through which the page looked: no later event is
+    /// missing from `rows`, matching or not.
+    scanned_through: i64,
+    head: i64,
+}
+
 impl Feed {
-    /// The next events after `after`, or FEED_CURSOR_EXPIRED when events
-    /// after it were pruned. The rows are read before the prune mark, so a
-    /// prune that removed any of them is always seen.
-    async fn page(&self, after: i64, types: &[String]) -> Result<Vec<Row>, Status> {
+    /// The next events after `after` that match `types` (all when empty),
+    /// up to the head as it was when the page was read, or
+    /// FEED_CURSOR_EXPIRED when events after `after` were pruned.
+    ///
+    /// The head is read first, so every position up to it has committed
+    /// and the rows are complete up to it; the prune mark is read last, so a
+    /// prune that removed any of the rows is always seen.
+    async fn page(&self, after: i64, types: &[String]) -> Result<Page, Status> {
         let mut tx = begin_with_settings(&self.pool, &[("app.feed", "on")])
             .await
             .map_err(ApiError::from)?;
-        let rows = sqlx::query_as(AssertSqlSafe(format!(
+        let state = |column: &str| {
+            AssertSqlSafe(format!(
+                "SELECT {column} FROM {}",
+                self.outbox.state_table()
+            ))
+        };
+        let head: i64 = sqlx::query_scalar(state("last_position"))
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(ApiError::from)?;
+        let rows: Vec<Row> = sqlx::query_as(AssertSqlSafe(format!(
             "SELECT tenant_id, event_id, position, type, aggregate_id, occur_time, payload FROM {} \
-             WHERE position > $1 AND (cardinality($2::text[]) = 0 OR type = ANY($2)) \
-             ORDER BY position LIMIT $3",
+             WHERE position > $1 AND position <= $2 \
+               AND (cardinality($3::text[]) = 0 OR type = ANY($3)) \
+             ORDER BY position LIMIT $4",
             self.outbox.table()
         )))
         .bind(after)
+        .bind(head)
         .bind(types)
         .bind(PAGE)
         .fetch_all(&mut *tx)
         .await
         .map_err(ApiError::from)?;
-        let pruned: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
-            "SELECT pruned_through FROM {}",
-            self.outbox.state_table()
-        )))
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(ApiError::from)?;
+        let pruned: i64 = sqlx::query_scalar(state("pruned_through"))
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(ApiError::from)?;
         tx.commit().await.map_err(ApiError::from)?;
         if after < pruned {
             return Err(expired(after, pruned, self.outbox.producer));
         }
-        Ok(rows)
+        let scanned_through = match rows.last() {
+            Some(last) if rows.len() as i64 == PAGE => last.position,
+            _ => head.max(after),
+        };
+        Ok(Page {
+            rows,
+            scanned_through,
+            head,
+        })
     }
 }
 
@@ -184,35 +219,70 @@ type FeedStream = Pin<Box<dyn Stream<Item = Result<SubscribeResponse, Status>> +
 struct Follow {
     feed: Feed,
     head: watch::Receiver<i64>,
+    /// The position the subscriber has been told of.
     cursor: i64,
+    /// The position through which the feed has looked; beyond `cursor`
+    /// when the filter left events out.
+    scanned_through: i64,
+    last_head: i64,
     types: Vec<String>,
     buffered: VecDeque<Row>,
+    /// When the subscriber last got a message, to space progress messages.
+    last_sent: Instant,
 }
 
 impl Follow {
-    /// The next event: from the buffer, else the next page, else after the
-    /// head moves (or a second passes, as a safety net).
+    /// The next message: an event from the buffer, else progress past
+    /// events the filter left out (at most once per [`PROGRESS_INTERVAL`]),
+    /// else the next page, else after the head moves (or a second passes,
+    /// as a safety net).
     async fn next(mut self) -> Result<Option<(SubscribeResponse, Self)>, Status> {
         loop {
             if let Some(row) = self.buffered.pop_front() {
                 self.cursor = row.position;
-                let head_position = (*self.head.borrow()).max(row.position);
+                let head_position = (*self.head.borrow()).max(self.last_head).max(row.position);
                 let event = row.into_envelope(self.feed.outbox.producer);
-                return Ok(Some((
-                    SubscribeResponse {
-                        event: Some(event),
-                        head_position,
-                    },
-                    self,
-                )));
+                return Ok(Some(self.send(Some(event), head_position)));
             }
-            let rows = self.feed.page(self.cursor, &self.types).await?;
-            if rows.is_empty() {
-                // Nothing after the cursor that matches: wait for news.
+            if self.scanned_through > self.cursor && self.last_sent.elapsed() >= PROGRESS_INTERVAL {
+                self.cursor = self.scanned_through;
+                let head_position = self.last_head.max(self.cursor);
+                return Ok(Some(self.send(None, head_position)));
+            }
+            // Later pages start where the last one stopped looking, so
+            // left-out events are read once, not at every wake-up.
+            let page = self
+                .feed
+                .page(self.scanned_through.max(self.cursor), &self.types)
+                .await?;
+            let moved = page.scanned_through > self.scanned_through;
+            self.last_head = page.head;
+            self.scanned_through = page.scanned_through.max(self.scanned_through);
+            if page.rows.is_empty() && !moved {
+                // Nothing new: wait for news.
                 let _ = tokio::time::timeout(IDLE_CHECK, self.head.changed()).await;
+            } else if page.rows.is_empty() {
+                // Only left-out events: progress is due once its interval
+                // has passed, news or not.
+                let wait = PROGRESS_INTERVAL.saturating_sub(self.last_sent.elapsed());
+                let _ = tokio::time::timeout(wait, self.head.changed()).await;
             }
-            self.buffered.extend(rows);
+            self.buffered.extend(page.rows);
         }
+    }
+
+    fn send(
+        mut self,
+        event: Option<EventEnvelope>,
+        head_position: i64,
+    ) -> (SubscribeResponse, Self) {
+        self.last_sent = Instant::now();
+        let message = SubscribeResponse {
+            event,
+            head_position,
+            position: self.cursor,
+        };
+        (message, self)
     }
 }
 
@@ -248,8 +318,11 @@ impl EventFeedService for Feed {
             feed: self.clone(),
             head: self.head.clone(),
             cursor: req.from_position,
+            scanned_through: first.scanned_through,
+            last_head: first.head,
             types: req.types,
-            buffered: first.into(),
+            buffered: first.rows.into(),
+            last_sent: Instant::now(),
         };
         let stream = futures::stream::try_unfold(follow, Follow::next);
         Ok(Response::new(Box::pin(stream)))

@@ -347,12 +347,21 @@ fn consumer(
     pool: PgPool,
     channel: tonic::transport::Channel,
 ) -> Consumer<Sink> {
+    filtered_consumer(h, pool, channel, vec![])
+}
+
+fn filtered_consumer(
+    h: &common::Harness,
+    pool: PgPool,
+    channel: tonic::transport::Channel,
+    types: Vec<String>,
+) -> Consumer<Sink> {
     let _ = h;
     Consumer::new(
         "sink",
         "sink.feed_cursors",
         "contacts",
-        vec![],
+        types,
         pool,
         channel,
         CredentialKey::new(TEST_CREDENTIAL_SECRET).unwrap(),
@@ -427,6 +436,76 @@ async fn a_consumer_killed_mid_stream_resumes_without_loss_or_repeats() {
         (1501, 1501),
         "every event applied once, none twice"
     );
+    run.abort();
+}
+
+#[tokio::test]
+async fn a_filtered_subscription_moves_past_what_it_leaves_out() {
+    let h = common::start().await;
+    let mut client = h.client(Uuid::now_v7());
+    // contact.created at 1 and 2, 300 page views, another contact at 303,
+    // then 20 more page views.
+    common::create(&mut client, common::person("first@example.com")).await;
+    let contact = common::create(&mut client, common::person("views@example.com")).await;
+    write_events(&mut client, &contact.id, 300, "v").await;
+    common::create(&mut client, common::person("last@example.com")).await;
+    write_events(&mut client, &contact.id, 20, "u").await;
+    let mut stream = feed_client(&h)
+        .subscribe(SubscribeRequest {
+            from_position: 0,
+            types: vec!["contact.created".into()],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut created = Vec::new();
+    let progress = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let message = stream.message().await.unwrap().unwrap();
+            match message.event {
+                Some(event) => {
+                    assert_eq!(message.position, event.position);
+                    created.push(event.position);
+                }
+                None => return message,
+            }
+        }
+    })
+    .await
+    .expect("a progress message arrives");
+    assert_eq!(created, vec![1, 2, 303]);
+    // Progress past the 20 left-out views, to the head.
+    assert_eq!(progress.position, 323);
+    assert_eq!(progress.head_position, 323);
+
+    // A consumer's cursor follows progress, so a restart does not rescan.
+    let pool = sink(&h).await;
+    let consumer = filtered_consumer(
+        &h,
+        pool.clone(),
+        h.server.channel.clone(),
+        vec!["contact.created".into()],
+    );
+    let run = tokio::spawn(async move { consumer.run(std::future::pending()).await });
+    wait_for_applied(&pool, 3).await;
+    write_events(&mut client, &contact.id, 50, "w").await;
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let cursor: i64 = sqlx::query_scalar(
+                "SELECT position FROM sink.feed_cursors WHERE consumer = 'sink'",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            if cursor == 373 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the cursor moves past the left-out events");
+    assert_eq!(applied(&pool).await, (3, 303));
     run.abort();
 }
 

@@ -180,13 +180,16 @@ async fn a_survey_goes_from_creation_to_summary_and_feed_through_the_gateway() {
         .await
         .unwrap()
         .into_inner();
-    let event = tokio::time::timeout(Duration::from_secs(10), stream.next())
-        .await
-        .expect("the event arrives")
-        .unwrap()
-        .unwrap()
-        .event
-        .unwrap();
+    // Progress messages (no event) may come first: skip them.
+    let event = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Some(event) = stream.next().await.unwrap().unwrap().event {
+                return event;
+            }
+        }
+    })
+    .await
+    .expect("the event arrives");
     assert_eq!(event.tenant_id, key.tenant_id);
     let payload: ResponseSubmitted = event.payload.unwrap().to_msg().unwrap();
     assert_eq!(payload.response_id, answered.response_id);
