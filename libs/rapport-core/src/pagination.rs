@@ -18,7 +18,7 @@ pub const MAX_PAGE_SIZE: i64 = 1000;
 
 /// The page size to use for a requested one: the default for 0, at most
 /// [`MAX_PAGE_SIZE`]; negative sizes are a violation of `field`.
-pub fn page_size(requested: i32, field: &str, violations: &mut Violations) -> i64 {
+fn page_size(requested: i32, field: &str, violations: &mut Violations) -> i64 {
     match i64::from(requested) {
         0 => DEFAULT_PAGE_SIZE,
         size if size < 0 => {
@@ -26,6 +26,47 @@ pub fn page_size(requested: i32, field: &str, violations: &mut Violations) -> i6
             DEFAULT_PAGE_SIZE
         }
         size => size.min(MAX_PAGE_SIZE),
+    }
+}
+
+/// The paging of one List call: how many items to return, where to start,
+/// and the filters its tokens are bound to.
+pub struct Page<C> {
+    pub limit: i64,
+    /// The position after which this page starts; `None` for the first.
+    pub after: Option<C>,
+    filter: Vec<u8>,
+}
+
+impl<C: Serialize + DeserializeOwned> Page<C> {
+    /// Reads a request's `page_size` and `page_token`. `filters` is the
+    /// request with both cleared: a token only continues the same query.
+    pub fn read(
+        page_size_requested: i32,
+        page_token: &str,
+        filters: &impl prost::Message,
+        violations: &mut Violations,
+    ) -> Self {
+        let limit = page_size(page_size_requested, "page_size", violations);
+        let filter = filters.encode_to_vec();
+        let after = decode_token(page_token, &filter, "page_token", violations);
+        Self {
+            limit,
+            after,
+            filter,
+        }
+    }
+
+    /// How many items to fetch: one more than the page, to know whether
+    /// another page follows.
+    pub fn fetch(&self) -> i64 {
+        self.limit + 1
+    }
+
+    /// Trims `items` (fetched with [`Self::fetch`]) to the page and returns
+    /// the next page's token, or "" on the last page.
+    pub fn next_token<T>(&self, items: &mut Vec<T>, cursor: impl Fn(&T) -> C) -> String {
+        next_page_token(items, self.limit, cursor, &self.filter)
     }
 }
 
@@ -43,7 +84,7 @@ fn fingerprint(filter: &[u8]) -> String {
 }
 
 /// The token for the page that starts after `after`, under `filter`.
-pub fn encode_token<C: Serialize>(after: &C, filter: &[u8]) -> String {
+fn encode_token<C: Serialize>(after: &C, filter: &[u8]) -> String {
     let token = Token {
         after,
         filter: fingerprint(filter),
@@ -53,7 +94,7 @@ pub fn encode_token<C: Serialize>(after: &C, filter: &[u8]) -> String {
 
 /// The position in `token` (`None` for the first page). A token that is not
 /// ours, or was made for other filters, is a violation of `field`.
-pub fn decode_token<C: DeserializeOwned>(
+fn decode_token<C: DeserializeOwned>(
     token: &str,
     filter: &[u8],
     field: &str,
@@ -84,7 +125,7 @@ pub fn decode_token<C: DeserializeOwned>(
 
 /// Trims a page that was fetched with one item more than `limit` and
 /// returns the token of the next page, or "" when this is the last one.
-pub fn next_page_token<T, C: Serialize>(
+fn next_page_token<T, C: Serialize>(
     items: &mut Vec<T>,
     limit: i64,
     cursor: impl Fn(&T) -> C,

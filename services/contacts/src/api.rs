@@ -9,7 +9,7 @@ use futures::Stream;
 use rapport_core::convert::optional_datetime;
 use rapport_core::db::{begin_tenant, begin_tenant_read, finish_read};
 use rapport_core::idempotency::{Claim, IdempotencyTable, check_request_id};
-use rapport_core::pagination::{decode_token, next_page_token, page_size};
+use rapport_core::pagination::Page;
 use rapport_core::{Access, ApiError, ApiResult, TenantContext, Violations};
 use rapport_proto::common::v1::{Channel, LifecycleStage};
 use rapport_proto::contacts::v1::contacts_service_server::ContactsService;
@@ -367,16 +367,14 @@ impl ContactsApi {
         req: ListContactsRequest,
     ) -> ApiResult<ListContactsResponse> {
         let mut violations = Violations::default();
-        let limit = page_size(req.page_size, "page_size", &mut violations);
-        let filter_bytes = prost::Message::encode_to_vec(&ListContactsRequest {
-            page_size: 0,
-            page_token: String::new(),
-            ..req.clone()
-        });
-        let after: Option<Uuid> = decode_token(
+        let page: Page<Uuid> = Page::read(
+            req.page_size,
             &req.page_token,
-            &filter_bytes,
-            "page_token",
+            &ListContactsRequest {
+                page_size: 0,
+                page_token: String::new(),
+                ..req.clone()
+            },
             &mut violations,
         );
         let lifecycle_stage = match LifecycleStage::try_from(req.lifecycle_stage) {
@@ -400,9 +398,9 @@ impl ContactsApi {
         violations.check()?;
 
         let mut tx = begin_tenant_read(&self.pool, ctx.tenant_id).await?;
-        let mut contacts = store::list_contacts(&mut tx, &filter, after, limit + 1).await?;
+        let mut contacts = store::list_contacts(&mut tx, &filter, page.after, page.fetch()).await?;
         finish_read(tx);
-        let next_page_token = next_page_token(&mut contacts, limit, |c| c.id, &filter_bytes);
+        let next_page_token = page.next_token(&mut contacts, |c| c.id);
         Ok(ListContactsResponse {
             contacts: contacts
                 .iter()
@@ -689,17 +687,21 @@ impl ContactsApi {
     ) -> ApiResult<(Vec<store::HistoryEntry>, String)> {
         let mut violations = Violations::default();
         let id = violations.parse_id("contact_id", contact_id);
-        let limit = page_size(requested_size, "page_size", &mut violations);
-        let filter_bytes = id.as_bytes().to_vec();
-        let after: Option<Uuid> =
-            decode_token(page_token, &filter_bytes, "page_token", &mut violations);
+        // A token continues the history of the same contact only.
+        let page: Page<Uuid> = Page::read(
+            requested_size,
+            page_token,
+            &contact_id.to_owned(),
+            &mut violations,
+        );
         violations.check()?;
 
         let mut tx = begin_tenant_read(&self.pool, ctx.tenant_id).await?;
         store::lookup(&mut tx, id, false).await?.into_found(id)?;
-        let mut entries = store::list_history(&mut tx, history, id, after, limit + 1, true).await?;
+        let mut entries =
+            store::list_history(&mut tx, history, id, page.after, page.fetch(), true).await?;
         finish_read(tx);
-        let next_page_token = next_page_token(&mut entries, limit, |(id, _)| *id, &filter_bytes);
+        let next_page_token = page.next_token(&mut entries, |(id, _)| *id);
         Ok((
             entries.into_iter().map(|(_, entry)| entry).collect(),
             next_page_token,
@@ -769,16 +771,14 @@ impl ContactsApi {
     ) -> ApiResult<ListEventsResponse> {
         let mut violations = Violations::default();
         let id = violations.parse_id("contact_id", &req.contact_id);
-        let limit = page_size(req.page_size, "page_size", &mut violations);
-        let filter_bytes = prost::Message::encode_to_vec(&ListEventsRequest {
-            page_size: 0,
-            page_token: String::new(),
-            ..req.clone()
-        });
-        let before: Option<TimelineCursor> = decode_token(
+        let page: Page<TimelineCursor> = Page::read(
+            req.page_size,
             &req.page_token,
-            &filter_bytes,
-            "page_token",
+            &ListEventsRequest {
+                page_size: 0,
+                page_token: String::new(),
+                ..req.clone()
+            },
             &mut violations,
         );
         for (i, kind) in req.types.iter().enumerate() {
@@ -803,10 +803,9 @@ impl ContactsApi {
 
         let mut tx = begin_tenant_read(&self.pool, ctx.tenant_id).await?;
         store::lookup(&mut tx, id, false).await?.into_found(id)?;
-        let mut events = store::list_events(&mut tx, id, &filter, before, limit + 1).await?;
+        let mut events = store::list_events(&mut tx, id, &filter, page.after, page.fetch()).await?;
         finish_read(tx);
-        let next_page_token =
-            next_page_token(&mut events, limit, |(cursor, _)| *cursor, &filter_bytes);
+        let next_page_token = page.next_token(&mut events, |(cursor, _)| *cursor);
         Ok(ListEventsResponse {
             events: events.into_iter().map(|(_, e)| e).collect(),
             next_page_token,

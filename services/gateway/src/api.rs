@@ -4,7 +4,7 @@
 use chrono::Utc;
 use rapport_core::convert::to_datetime;
 use rapport_core::credential::Scope;
-use rapport_core::pagination::{decode_token, next_page_token, page_size};
+use rapport_core::pagination::Page;
 use rapport_core::{ApiError, ApiResult, Violations};
 use rapport_proto::gateway::v1::gateway_admin_service_server::GatewayAdminService;
 use rapport_proto::gateway::v1::*;
@@ -135,18 +135,16 @@ impl GatewayAdminService for AdminApi {
     ) -> Result<Response<ListTenantsResponse>, Status> {
         let req = request.into_inner();
         let mut violations = Violations::default();
-        let limit = page_size(req.page_size, "page_size", &mut violations);
-        let after: Option<Uuid> =
-            decode_token(&req.page_token, b"tenants", "page_token", &mut violations);
+        let page: Page<Uuid> = Page::read(req.page_size, &req.page_token, &(), &mut violations);
         violations.check()?;
         let mut tx = store::begin_operator(&self.pool)
             .await
             .map_err(ApiError::from)?;
-        let mut tenants = store::list_tenants(&mut tx, after, limit + 1)
+        let mut tenants = store::list_tenants(&mut tx, page.after, page.fetch())
             .await
             .map_err(ApiError::from)?;
         tx.commit().await.map_err(ApiError::from)?;
-        let next_page_token = next_page_token(&mut tenants, limit, |t| t.id, b"tenants");
+        let next_page_token = page.next_token(&mut tenants, |t| t.id);
         Ok(Response::new(ListTenantsResponse {
             tenants: tenants.iter().map(store::TenantRow::to_proto).collect(),
             next_page_token,
@@ -248,22 +246,22 @@ impl GatewayAdminService for AdminApi {
         let req = request.into_inner();
         let mut violations = Violations::default();
         let tenant_id = violations.parse_id("tenant_id", &req.tenant_id);
-        let limit = page_size(req.page_size, "page_size", &mut violations);
-        let after: Option<Uuid> = decode_token(
+        // A token continues the keys of the same tenant only.
+        let page: Page<Uuid> = Page::read(
+            req.page_size,
             &req.page_token,
-            tenant_id.as_bytes(),
-            "page_token",
+            &req.tenant_id,
             &mut violations,
         );
         violations.check()?;
         let mut tx = store::begin_operator(&self.pool)
             .await
             .map_err(ApiError::from)?;
-        let mut keys = store::list_keys(&mut tx, tenant_id, after, limit + 1)
+        let mut keys = store::list_keys(&mut tx, tenant_id, page.after, page.fetch())
             .await
             .map_err(ApiError::from)?;
         tx.commit().await.map_err(ApiError::from)?;
-        let next_page_token = next_page_token(&mut keys, limit, |k| k.id, tenant_id.as_bytes());
+        let next_page_token = page.next_token(&mut keys, |k| k.id);
         Ok(Response::new(ListApiKeysResponse {
             api_keys: keys.iter().map(store::KeyRow::to_proto).collect(),
             next_page_token,

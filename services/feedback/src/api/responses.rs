@@ -5,7 +5,7 @@ use rapport_core::convert::{optional_datetime, to_timestamp};
 use rapport_core::db::{
     begin_tenant, begin_tenant_read, begin_with_settings, finish_read, set_local,
 };
-use rapport_core::pagination::{decode_token, next_page_token, page_size};
+use rapport_core::pagination::Page;
 use rapport_core::{ApiError, ApiResult, TenantContext, Violations};
 use rapport_events::OutboxEvent;
 use rapport_proto::feedback::v1::answer::Value;
@@ -225,16 +225,14 @@ impl FeedbackApi {
         req: ListResponsesRequest,
     ) -> ApiResult<ListResponsesResponse> {
         let mut violations = Violations::default();
-        let limit = page_size(req.page_size, "page_size", &mut violations);
-        let filter_bytes = prost::Message::encode_to_vec(&ListResponsesRequest {
-            page_size: 0,
-            page_token: String::new(),
-            ..req.clone()
-        });
-        let before: Option<Uuid> = decode_token(
+        let page: Page<Uuid> = Page::read(
+            req.page_size,
             &req.page_token,
-            &filter_bytes,
-            "page_token",
+            &ListResponsesRequest {
+                page_size: 0,
+                page_token: String::new(),
+                ..req.clone()
+            },
             &mut violations,
         );
         let optional_id = |field: &str, value: &str, violations: &mut Violations| {
@@ -267,8 +265,8 @@ impl FeedbackApi {
         violations.check()?;
 
         let mut tx = begin_tenant_read(&self.pool, ctx.tenant_id).await?;
-        let mut responses = store::list(&mut tx, &filter, before, limit + 1).await?;
-        let next_page_token = next_page_token(&mut responses, limit, |r| r.id, &filter_bytes);
+        let mut responses = store::list(&mut tx, &filter, page.after, page.fetch()).await?;
+        let next_page_token = page.next_token(&mut responses, |r| r.id);
         let ids: Vec<Uuid> = responses.iter().map(|r| r.id).collect();
         let mut answers = store::answers(&mut tx, &ids).await?;
         finish_read(tx);

@@ -4,7 +4,7 @@ use chrono::Utc;
 use rapport_core::convert::to_timestamp;
 use rapport_core::db::{begin_tenant, begin_tenant_read, finish_read};
 use rapport_core::idempotency::{Claim, check_request_id};
-use rapport_core::pagination::{decode_token, next_page_token, page_size};
+use rapport_core::pagination::Page;
 use rapport_core::{ApiError, ApiResult, TenantContext, Violations};
 use rapport_events::OutboxEvent;
 use rapport_proto::feedback::v1::*;
@@ -173,16 +173,14 @@ impl FeedbackApi {
         req: ListSurveysRequest,
     ) -> ApiResult<ListSurveysResponse> {
         let mut violations = Violations::default();
-        let limit = page_size(req.page_size, "page_size", &mut violations);
-        let filter_bytes = prost::Message::encode_to_vec(&ListSurveysRequest {
-            page_size: 0,
-            page_token: String::new(),
-            ..req.clone()
-        });
-        let before: Option<Uuid> = decode_token(
+        let page: Page<Uuid> = Page::read(
+            req.page_size,
             &req.page_token,
-            &filter_bytes,
-            "page_token",
+            &ListSurveysRequest {
+                page_size: 0,
+                page_token: String::new(),
+                ..req.clone()
+            },
             &mut violations,
         );
         let status = match SurveyStatus::try_from(req.status) {
@@ -199,9 +197,9 @@ impl FeedbackApi {
             touchpoint: non_empty(req.touchpoint),
         };
         let mut tx = begin_tenant_read(&self.pool, ctx.tenant_id).await?;
-        let mut surveys = store::list(&mut tx, &filter, before, limit + 1).await?;
+        let mut surveys = store::list(&mut tx, &filter, page.after, page.fetch()).await?;
         finish_read(tx);
-        let next_page_token = next_page_token(&mut surveys, limit, |s| s.id, &filter_bytes);
+        let next_page_token = page.next_token(&mut surveys, |s| s.id);
         Ok(ListSurveysResponse {
             surveys: surveys.into_iter().map(|s| s.survey).collect(),
             next_page_token,

@@ -20,7 +20,6 @@ macro_rules! survey_columns {
 pub struct StoredSurvey {
     pub tenant_id: Uuid,
     pub id: Uuid,
-    pub revision: i64,
     /// Every field filled, ids and times included.
     pub survey: Survey,
 }
@@ -72,7 +71,6 @@ impl SurveyRow {
         Ok(StoredSurvey {
             tenant_id: self.tenant_id,
             id: self.id,
-            revision: self.revision,
             survey,
         })
     }
