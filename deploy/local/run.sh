@@ -38,7 +38,7 @@ export RAPPORT_OPERATOR_KEY=$(secret .run/operator-key)
 export RAPPORT_MIGRATE_DATABASE_URL=$migrate_url
 export RUST_LOG=${RUST_LOG:-info}
 
-cargo build --bins -p rapport-contacts -p rapport-gateway -p rapport-client
+cargo build --bins -p rapport-contacts -p rapport-feedback -p rapport-gateway -p rapport-client
 
 pids=()
 stop() {
@@ -54,9 +54,14 @@ DATABASE_URL=$(url_for "$admin_url" "$database" rapport_contacts) \
 RAPPORT_CONTACTS_LISTEN_ADDR=127.0.0.1:50061 \
   target/debug/rapport-contacts & pids+=($!)
 
+DATABASE_URL=$(url_for "$admin_url" "$database" rapport_feedback) \
+RAPPORT_FEEDBACK_LISTEN_ADDR=127.0.0.1:50062 \
+RAPPORT_CONTACTS_URL=http://127.0.0.1:50061 \
+  target/debug/rapport-feedback & pids+=($!)
+
 DATABASE_URL=$(url_for "$admin_url" "$database" rapport_gateway) \
 RAPPORT_GATEWAY_LISTEN_ADDR=127.0.0.1:50051 \
-RAPPORT_UPSTREAMS=contacts=http://127.0.0.1:50061 \
+RAPPORT_UPSTREAMS=contacts=http://127.0.0.1:50061,feedback=http://127.0.0.1:50062 \
   target/debug/rapport-gateway & pids+=($!)
 
 # A demo tenant and API key, kept in .run/ across runs.
@@ -77,6 +82,7 @@ cat <<MSG
 Rapport is running (Ctrl-C stops it):
   gateway   127.0.0.1:50051   the door: API keys, gRPC and gRPC-Web
   contacts  127.0.0.1:50061   rapport.contacts.v1.ContactsService (behind the gateway)
+  feedback  127.0.0.1:50062   rapport.feedback.v1.FeedbackService (behind the gateway)
 PostgreSQL: $migrate_url
 
 Demo tenant $tenant. To call it:

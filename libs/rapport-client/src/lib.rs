@@ -31,13 +31,16 @@ pub enum Auth {
     /// An internal credential, for calls straight to a service (operators
     /// and local development; see `rapport_core::credential`).
     Credential(String),
+    /// Nothing: only the gateway's public methods (a customer answering a
+    /// survey with the token in the request) accept such calls.
+    Public,
 }
 
 /// Adds the credential, and the default deadline when the call has none.
 #[derive(Clone)]
 pub struct CallContext {
-    header: &'static str,
-    value: MetadataValue<Ascii>,
+    /// The header and value that authenticate calls, if any.
+    credential: Option<(&'static str, MetadataValue<Ascii>)>,
     timeout: Duration,
 }
 
@@ -46,9 +49,9 @@ impl tonic::service::Interceptor for CallContext {
         &mut self,
         mut request: tonic::Request<()>,
     ) -> Result<tonic::Request<()>, tonic::Status> {
-        request
-            .metadata_mut()
-            .insert(self.header, self.value.clone());
+        if let Some((header, value)) = &self.credential {
+            request.metadata_mut().insert(*header, value.clone());
+        }
         if !request.metadata().contains_key("grpc-timeout") {
             request.set_timeout(self.timeout);
         }
@@ -78,17 +81,18 @@ impl RapportClient {
 
     /// Uses an existing channel; `timeout` is the deadline of calls that set none.
     pub fn with_channel(channel: Channel, auth: Auth, timeout: Duration) -> anyhow::Result<Self> {
-        let (header, token) = match auth {
-            Auth::ApiKey(key) => ("authorization", format!("Bearer {key}")),
-            Auth::Credential(token) => (CREDENTIAL_HEADER, token),
-        };
-        let value = MetadataValue::try_from(token.as_str())?;
+        let credential = match auth {
+            Auth::ApiKey(key) => Some(("authorization", format!("Bearer {key}"))),
+            Auth::Credential(token) => Some((CREDENTIAL_HEADER, token)),
+            Auth::Public => None,
+        }
+        .map(|(header, token)| MetadataValue::try_from(token.as_str()).map(|value| (header, value)))
+        .transpose()?;
         Ok(Self {
             transport: InterceptedService::new(
                 channel,
                 CallContext {
-                    header,
-                    value,
+                    credential,
                     timeout,
                 },
             ),

@@ -4,6 +4,8 @@
 
 #![allow(clippy::print_stdout)] // A CLI: printing is its output.
 
+mod feedback;
+
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -57,6 +59,9 @@ enum Command {
     /// Contacts: profiles, consent, lifecycle stage, timeline.
     #[command(subcommand)]
     Contacts(ContactsCommand),
+    /// Feedback: surveys, invitations, answers, summaries.
+    #[command(subcommand)]
+    Feedback(feedback::FeedbackCommand),
     /// Tenants (needs the operator key).
     #[command(subcommand)]
     Tenants(TenantsCommand),
@@ -234,7 +239,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         return match cli.command {
             Command::Tenants(command) => tenants(&client, command).await,
             Command::Keys(command) => keys(&client, command).await,
-            Command::Contacts(_) => unreachable!("matched above"),
+            Command::Contacts(_) | Command::Feedback(_) => unreachable!("matched above"),
         };
     }
     let auth = match (&cli.api_key, &cli.credential_secret) {
@@ -248,6 +253,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Auth::Credential(CredentialKey::new(secret)?.mint(&grant, Duration::from_secs(300)))
         }
         (Some(key), None) => Auth::ApiKey(key.clone()),
+        (None, None) if matches!(&cli.command, Command::Feedback(c) if feedback::is_public(c)) => {
+            Auth::Public
+        }
         (None, None) => anyhow::bail!(
             "set --api-key (or RAPPORT_API_KEY), or --credential-secret with --tenant"
         ),
@@ -257,6 +265,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .with_context(|| format!("connecting to {}", cli.endpoint))?;
     match cli.command {
         Command::Contacts(command) => contacts(&client, command).await,
+        Command::Feedback(command) => feedback::run(&client, command).await,
         Command::Tenants(_) | Command::Keys(_) => unreachable!("handled above"),
     }
 }
