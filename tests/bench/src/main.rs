@@ -9,6 +9,7 @@
 
 mod contacts;
 mod feed;
+mod feedback;
 mod gateway;
 mod load;
 mod process;
@@ -41,6 +42,13 @@ struct Args {
     /// RecordEvents calls for the ingest run.
     #[arg(long, default_value_t = 200)]
     batches: usize,
+    /// Invitations made for the SubmitResponse run: one token per call, so
+    /// at least the calls the run can make.
+    #[arg(long, default_value_t = 40_000)]
+    submit_invitations: usize,
+    /// Responses the summary is timed over (and a tenth of it first).
+    #[arg(long, default_value_t = 1_000_000)]
+    summary_responses: i64,
 }
 
 #[tokio::main]
@@ -62,5 +70,6 @@ async fn main() -> anyhow::Result<()> {
     let stack = stack::Stack::start(&admin_url).await?;
     let ids = contacts::run(&args, &stack).await?;
     feed::run(&args, &stack, ids.clone()).await?;
-    gateway::run(&args, &stack, ids).await
+    gateway::run(&args, &stack, ids).await?;
+    feedback::run(&args, &stack).await
 }

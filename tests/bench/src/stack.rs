@@ -1,6 +1,6 @@
-//! The suite the benchmarks drive: a fresh database, the contacts service
-//! and the gateway in front of it, each its own release process, and one
-//! tenant reachable both directly and through the gateway.
+//! The suite the benchmarks drive: a fresh database, the contacts and
+//! feedback services and the gateway in front of them, each its own release
+//! process, and one tenant reachable both directly and through the gateway.
 
 use std::time::Duration;
 
@@ -18,6 +18,8 @@ const OPERATOR_KEY: &str = "rapport-bench-operator-key-0123456789abcdef";
 
 pub struct Stack {
     pub contacts: ServiceProcess,
+    /// Kept so the process lives as long as the stack; reached through the gateway.
+    _feedback: ServiceProcess,
     pub gateway: ServiceProcess,
     /// The benchmark tenant's API key, for calls through the gateway.
     pub api_key: String,
@@ -48,17 +50,31 @@ impl Stack {
             &common("rapport_contacts"),
         )
         .await?;
+        let mut feedback_env = common("rapport_feedback");
+        feedback_env.push(("RAPPORT_CONTACTS_URL", format!("http://{}", contacts.addr)));
+        let feedback = ServiceProcess::start(
+            "rapport-feedback",
+            "RAPPORT_FEEDBACK_LISTEN_ADDR",
+            &feedback_env,
+        )
+        .await?;
         let mut gateway_env = common("rapport_gateway");
         gateway_env.extend([
             ("RAPPORT_OPERATOR_KEY", OPERATOR_KEY.to_owned()),
             (
                 "RAPPORT_UPSTREAMS",
-                format!("contacts=http://{}", contacts.addr),
+                format!(
+                    "contacts=http://{},feedback=http://{}",
+                    contacts.addr, feedback.addr
+                ),
             ),
             // Limits far above what this machine can send: the benchmark
             // measures the hop, not the limiter refusing calls.
             ("RAPPORT_KEY_RATE_PER_SECOND", "1000000".to_owned()),
             ("RAPPORT_KEY_RATE_BURST", "1000000".to_owned()),
+            ("RAPPORT_PUBLIC_RATE_PER_SECOND", "1000000".to_owned()),
+            ("RAPPORT_PUBLIC_RATE_BURST", "1000000".to_owned()),
+            ("RAPPORT_TENANT_MAX_IN_FLIGHT", "1024".to_owned()),
         ]);
         let gateway = ServiceProcess::start(
             "rapport-gateway",
@@ -92,7 +108,7 @@ impl Stack {
             .create_api_key(CreateApiKeyRequest {
                 tenant_id: tenant.id.clone(),
                 display_name: "bench".into(),
-                scopes: vec!["contacts:write".into()],
+                scopes: vec!["contacts:write".into(), "feedback:write".into()],
                 expire_time: None,
             })
             .await?
@@ -108,6 +124,7 @@ impl Stack {
         );
         Ok(Self {
             contacts,
+            _feedback: feedback,
             gateway,
             api_key: key.secret,
             direct_credential,
@@ -148,16 +165,30 @@ async fn clients(
     auth: Auth,
     connections: usize,
 ) -> anyhow::Result<Vec<ContactsServiceClient<Transport>>> {
+    Ok(connect(process, auth, connections)
+        .await?
+        .iter()
+        .map(RapportClient::contacts)
+        .collect())
+}
+
+/// `connections` clients of `process`, each on its own HTTP/2 connection.
+pub async fn connect(
+    process: &ServiceProcess,
+    auth: Auth,
+    connections: usize,
+) -> anyhow::Result<Vec<RapportClient>> {
     let mut clients = Vec::with_capacity(connections);
     for _ in 0..connections {
-        // A connection each: one HTTP/2 connection per client.
         let channel = Endpoint::from_shared(format!("http://{}", process.addr))?
             .tcp_nodelay(true)
             .connect()
             .await?;
-        clients.push(
-            RapportClient::with_channel(channel, auth.clone(), Duration::from_secs(30))?.contacts(),
-        );
+        clients.push(RapportClient::with_channel(
+            channel,
+            auth.clone(),
+            Duration::from_secs(30),
+        )?);
     }
     Ok(clients)
 }
