@@ -22,9 +22,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         compiler.encode_file_descriptor_set(),
     )?;
 
-    // Type names let event payloads travel as google.protobuf.Any.
+    // Type names let event payloads travel as google.protobuf.Any. Maps are
+    // ordered, so that a message always encodes to the same bytes: retries
+    // are recognised by a hash of the request.
     let mut config = tonic_prost_build::Config::new();
     config.enable_type_names();
+    config.btree_map(["."]);
     tonic_prost_build::configure()
         .include_file("rapport.rs")
         .compile_fds_with_config(compiler.file_descriptor_set(), config)?;

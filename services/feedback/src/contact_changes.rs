@@ -57,12 +57,17 @@ impl Handler for ContactChanges {
     }
 }
 
+/// Forgets `contact`. Locks in the order the API takes them, so it neither
+/// deadlocks with nor misses a call in flight: the contact's invitation
+/// lock (as CreateInvitations), then its invitations (as SubmitResponse,
+/// whose response row it waits for), then their responses.
 async fn erase(
     tx: &mut PgConnection,
     tenant: Uuid,
     contact: Uuid,
     when: chrono::DateTime<Utc>,
 ) -> anyhow::Result<()> {
+    crate::store::invitation::lock_contacts(tx, tenant, &[contact]).await?;
     sqlx::query(
         "INSERT INTO feedback.erased_contacts (tenant_id, contact_id, erase_time) \
          VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
@@ -72,8 +77,15 @@ async fn erase(
     .bind(when)
     .execute(&mut *tx)
     .await?;
+    let invitations: Vec<Uuid> = sqlx::query_scalar(
+        "UPDATE feedback.invitations SET contact_id = NULL WHERE contact_id = $1 RETURNING id",
+    )
+    .bind(contact)
+    .fetch_all(&mut *tx)
+    .await?;
     let responses: Vec<Uuid> = sqlx::query_scalar(
-        "UPDATE feedback.responses SET contact_id = NULL WHERE contact_id = $1 RETURNING id",
+        "UPDATE feedback.responses SET contact_id = NULL, has_comment = false \
+         WHERE contact_id = $1 RETURNING id",
     )
     .bind(contact)
     .fetch_all(&mut *tx)
@@ -84,18 +96,14 @@ async fn erase(
     .bind(&responses)
     .execute(&mut *tx)
     .await?;
-    let invitations: Vec<Uuid> = sqlx::query_scalar(
-        "UPDATE feedback.invitations SET contact_id = NULL WHERE contact_id = $1 RETURNING id",
-    )
-    .bind(contact)
-    .fetch_all(&mut *tx)
-    .await?;
-    // Stored CreateInvitations replies name the contact (and hold tokens).
+    // CreateInvitations replies kept for retries name the contact (invited
+    // or skipped) and hold the tokens.
+    let subjects: Vec<Uuid> = invitations.iter().copied().chain([contact]).collect();
     sqlx::query("DELETE FROM feedback.idempotency_keys WHERE subject_ids && $1")
-        .bind(&invitations)
+        .bind(&subjects)
         .execute(&mut *tx)
         .await?;
-    let aggregates: Vec<Uuid> = responses.into_iter().chain(invitations).collect();
+    let aggregates: Vec<Uuid> = invitations.into_iter().chain(responses).collect();
     forget_contact_in_feed(tx, &aggregates).await
 }
 

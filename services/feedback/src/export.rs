@@ -139,7 +139,9 @@ fn row(survey: &Survey, response: &StoredResponse, answers: &[Answer]) -> Vec<St
 /// a formula: such a cell gets a leading apostrophe (OWASP's advice for CSV
 /// injection), which spreadsheets show as text.
 fn defuse_formula(text: &str) -> String {
-    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+    // Spreadsheets skip leading blanks before reading a formula.
+    let start = text.trim_start_matches([' ', '\t', '\r', '\n']);
+    if start.len() != text.len() || start.starts_with(['=', '+', '-', '@']) {
         format!("'{text}")
     } else {
         text.to_owned()
@@ -168,6 +170,7 @@ mod tests {
         assert_eq!(defuse_formula("=HYPERLINK(\"x\")"), "'=HYPERLINK(\"x\")");
         assert_eq!(defuse_formula("@SUM(A1)"), "'@SUM(A1)");
         assert_eq!(defuse_formula("great = fast"), "great = fast");
+        assert_eq!(defuse_formula("\n =1+1"), "'\n =1+1");
     }
 
     #[test]

@@ -117,6 +117,17 @@ async fn bad_answers_name_the_question_and_store_nothing() {
     .unwrap_err();
     assert_eq!(violated_fields(&status), vec!["answers[1]"]);
 
+    // Text PostgreSQL cannot store is bad input, not an internal error.
+    let status = submit(
+        &mut public,
+        token,
+        vec![score("nps", 3), text("why", "a\0b")],
+        false,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(violated_fields(&status), vec!["answers[1]"]);
+
     let listed = client
         .list_responses(ListResponsesRequest::default())
         .await
@@ -611,6 +622,42 @@ async fn the_summary_counts_answers_per_question() {
             ("staff".into(), 0)
         ]
     );
+
+    // Today as a whole day (from the running counts) and the minutes
+    // around now (counted from the answers) both hold every response.
+    let today = chrono::Utc::now()
+        .date_naive()
+        .and_time(chrono::NaiveTime::MIN)
+        .and_utc();
+    let now = chrono::Utc::now();
+    for (from, to) in [
+        (today, today + chrono::Duration::days(1)),
+        (
+            now - chrono::Duration::minutes(5),
+            now + chrono::Duration::minutes(5),
+        ),
+    ] {
+        let ranged = client
+            .get_survey_summary(GetSurveySummaryRequest {
+                survey_id: survey.id.clone(),
+                start_time: Some(rapport_core::convert::to_timestamp(from)),
+                end_time: Some(rapport_core::convert::to_timestamp(to)),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .summary
+            .unwrap();
+        assert_eq!(
+            (
+                ranged.questions.clone(),
+                ranged.completed_count,
+                ranged.invited_count
+            ),
+            (summary.questions.clone(), 4, 6),
+            "{from}..{to}"
+        );
+    }
 
     // A range before any completion holds nothing.
     let empty = client

@@ -78,12 +78,31 @@ async fn a_survey_is_created_read_and_listed() {
     assert!(page.next_page_token.is_empty());
 }
 
+/// The NPS survey in English and Brazilian Portuguese.
+fn bilingual_survey() -> Survey {
+    let mut survey = nps_survey();
+    survey.languages.push("pt-BR".into());
+    let translate = |texts: &mut std::collections::BTreeMap<String, String>| {
+        let english = texts["en"].clone();
+        texts.insert("pt-BR".into(), format!("{english} (pt)"));
+    };
+    translate(&mut survey.title);
+    for question in &mut survey.questions {
+        translate(&mut question.text);
+        for choice in &mut question.choices {
+            translate(&mut choice.label);
+        }
+    }
+    survey
+}
+
 #[tokio::test]
 async fn create_is_idempotent_by_request_id() {
     let harness = start().await;
     let mut client = harness.client(Uuid::now_v7());
+    // Several languages: maps must encode the same way on every retry.
     let request = CreateSurveyRequest {
-        survey: Some(nps_survey()),
+        survey: Some(bilingual_survey()),
         request_id: "survey-1".into(),
     };
     let first = client

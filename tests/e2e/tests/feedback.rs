@@ -3,7 +3,7 @@
 //! through the public SubmitResponse with no key, and the summary and the
 //! change feed show the answer.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use futures::StreamExt as _;
@@ -20,8 +20,8 @@ use rapport_proto::feedback::v1::*;
 use rapport_testkit::reason;
 use tonic::Code;
 
-fn english(text: &str) -> HashMap<String, String> {
-    HashMap::from([("en".to_owned(), text.to_owned())])
+fn english(text: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([("en".to_owned(), text.to_owned())])
 }
 
 fn nps_survey() -> Survey {

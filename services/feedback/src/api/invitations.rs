@@ -17,7 +17,9 @@ use crate::domain::fatigue::{self, FatigueRules, PastInvitation};
 use crate::domain::survey::invitation_ttl_days;
 use crate::domain::token::{self, TokenKind};
 use crate::events;
+use crate::store::counts::{self, Increment};
 use crate::store::invitation::{self as store, NewInvitation};
+use crate::store::survey::Lock;
 
 /// Most contacts one CreateInvitations call takes.
 pub const MAX_INVITATIONS: usize = 1000;
@@ -68,7 +70,8 @@ impl FeedbackApi {
             Some(Claim::Fresh(claim)) => Some(claim),
             None => None,
         };
-        let survey = crate::store::survey::get(&mut tx, survey_id, false)
+        // Shared: a concurrent close waits for these invitations, or they for it.
+        let survey = crate::store::survey::get(&mut tx, survey_id, Lock::Share)
             .await?
             .ok_or_else(|| survey_not_found(survey_id))?;
         if survey.status() != SurveyStatus::Active {
@@ -103,6 +106,7 @@ impl FeedbackApi {
         let mut response = CreateInvitationsResponse::default();
         let mut new = Vec::new();
         let mut tokens = Vec::new();
+        let requested = contacts.clone();
         for contact in contacts {
             let skip = if erased.contains(&contact) {
                 Some((SkipReason::ContactErased, None))
@@ -166,12 +170,30 @@ impl FeedbackApi {
         crate::OUTBOX
             .write(&mut tx, ctx.tenant_id, outbox, now)
             .await?;
+        if !stored.is_empty() {
+            counts::add(
+                &mut tx,
+                ctx.tenant_id,
+                survey_id,
+                vec![Increment::metric(
+                    now.date_naive(),
+                    counts::INVITED,
+                    stored.len() as i64,
+                )],
+            )
+            .await?;
+        }
         if let Some(claim) = claim {
             // The stored copy holds the tokens, so that a retry can hand
-            // them out again; it is dropped after the retention window.
-            let ids: Vec<Uuid> = stored.iter().map(|i| i.id).collect();
+            // them out again; it goes after the retention window, or when
+            // one of the contacts it names is erased.
+            let subjects: Vec<Uuid> = stored
+                .iter()
+                .map(|i| i.id)
+                .chain(requested.iter().copied())
+                .collect();
             claim
-                .complete(&mut tx, ctx.tenant_id, &response, &ids)
+                .complete(&mut tx, ctx.tenant_id, &response, &subjects)
                 .await?;
         }
         tx.commit().await?;

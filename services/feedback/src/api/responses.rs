@@ -1,6 +1,6 @@
 //! Response RPCs: the public SubmitResponse, and get, list, tag and export.
 
-use chrono::{Duration, Utc};
+use chrono::{DateTime, Duration, Utc};
 use rapport_core::convert::{optional_datetime, to_timestamp};
 use rapport_core::db::{
     begin_tenant, begin_tenant_read, begin_with_settings, finish_read, set_local,
@@ -19,12 +19,15 @@ use crate::domain::survey::{self as rules, MAX_QUESTIONS, headline_question, is_
 use crate::domain::token::{self, TokenKind};
 use crate::events;
 use crate::export;
+use crate::store::counts::{self, Increment};
 use crate::store::invitation::{self as invitations, NewInvitation, StoredInvitation};
 use crate::store::response::{self as store, ResponseFilter, StoredResponse};
-use crate::store::survey::StoredSurvey;
+use crate::store::survey::{Lock, StoredSurvey};
 
 /// Most tags added or removed in one TagResponse call.
 const MAX_TAG_CHANGES: usize = 20;
+/// Most tags a response holds.
+const MAX_TAGS: usize = 50;
 /// Longest language tag accepted.
 const MAX_LANGUAGE_LEN: usize = 35;
 
@@ -44,11 +47,18 @@ impl FeedbackApi {
         if req.language.len() > MAX_LANGUAGE_LEN {
             violations.add("language", "is not one of the survey's languages");
         }
+        // Each call with a link starts a response: an empty one is not kept.
+        if kind == TokenKind::AnonymousLink && req.answers.is_empty() {
+            violations.add(
+                "answers",
+                "a response begun from a survey link needs an answer",
+            );
+        }
         violations.check()?;
 
         let hash = token::hash(&req.token);
         let mut tx = begin_with_settings(&self.pool, &[("app.token_hash", &hash)]).await?;
-        let (invitation, survey) = match kind {
+        let (invitation, survey_id) = match kind {
             TokenKind::Invitation => {
                 let found = invitations::find_by_token(&mut tx)
                     .await?
@@ -57,19 +67,22 @@ impl FeedbackApi {
                 let invitation = invitations::lock(&mut tx, found.id)
                     .await?
                     .ok_or_else(invalid_token)?;
-                let survey = crate::store::survey::get(&mut tx, invitation.survey_id, false)
-                    .await?
-                    .ok_or_else(|| survey_not_found(invitation.survey_id))?;
-                (Some(invitation), survey)
+                let survey_id = invitation.survey_id;
+                (Some(invitation), survey_id)
             }
             TokenKind::AnonymousLink => {
-                let survey = crate::store::survey::find_by_anonymous_token(&mut tx)
+                let found = crate::store::survey::find_by_anonymous_token(&mut tx)
                     .await?
                     .ok_or_else(invalid_token)?;
-                enter_tenant(&mut tx, survey.tenant_id).await?;
-                (None, survey)
+                enter_tenant(&mut tx, found.tenant_id).await?;
+                (None, found.id)
             }
         };
+        // Shared until commit: an update or close of the survey waits for
+        // this answer, or this answer for it (and then reads the new state).
+        let survey = crate::store::survey::get(&mut tx, survey_id, Lock::Share)
+            .await?
+            .ok_or_else(|| survey_not_found(survey_id))?;
         let tenant = survey.tenant_id;
         if survey.status() != SurveyStatus::Active {
             return Err(ApiError::failed_precondition(
@@ -166,11 +179,17 @@ impl FeedbackApi {
             has_comment: answers
                 .iter()
                 .any(|a| matches!(a.value, Some(Value::Text(_)))),
-            tags: existing.map(|r| r.tags).unwrap_or_default(),
+            tags: existing
+                .as_ref()
+                .map(|r| r.tags.clone())
+                .unwrap_or_default(),
             start_time: now,
             update_time: now,
             complete_time: req.complete.then_some(now),
         };
+        if existing.is_some() {
+            store::clear_answers(&mut tx, response.id).await?;
+        }
         store::save(&mut tx, tenant, &response, &answers).await?;
         if req.complete {
             invitations::mark_completed(&mut tx, invitation.id, now).await?;
@@ -187,6 +206,15 @@ impl FeedbackApi {
                     now,
                 )
                 .await?;
+            // Last: the rows it adds to are the most shared, so they are
+            // held for the commit only.
+            counts::add(
+                &mut tx,
+                tenant,
+                survey.id,
+                completion_counts(&invitation, &answers, now),
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok(SubmitResponseResponse {
@@ -311,6 +339,13 @@ impl FeedbackApi {
         let response = store::retag(&mut tx, id, &req.add_tags, &req.remove_tags)
             .await?
             .ok_or_else(|| response_not_found(id))?;
+        if response.tags.len() > MAX_TAGS {
+            // Dropping the transaction undoes the change.
+            return Err(ApiError::invalid_field(
+                "add_tags",
+                format!("a response holds at most {MAX_TAGS} tags"),
+            ));
+        }
         let mut answers = store::answers(&mut tx, &[id]).await?;
         tx.commit().await?;
         Ok(TagResponseResponse {
@@ -328,7 +363,7 @@ impl FeedbackApi {
         violations.check()?;
         // The survey is read up front so a bad id fails the call itself.
         let mut tx = begin_tenant_read(&self.pool, ctx.tenant_id).await?;
-        let survey = crate::store::survey::get(&mut tx, survey_id, false)
+        let survey = crate::store::survey::get(&mut tx, survey_id, Lock::None)
             .await?
             .ok_or_else(|| survey_not_found(survey_id))?;
         finish_read(tx);
@@ -429,6 +464,41 @@ fn submitted_event(
         scores,
         has_comment: response.has_comment,
     }
+}
+
+/// What completing a response with `answers` adds to its survey's counts.
+fn completion_counts(
+    invitation: &StoredInvitation,
+    answers: &[Answer],
+    now: DateTime<Utc>,
+) -> Vec<Increment> {
+    let day = now.date_naive();
+    let mut increments = vec![Increment::metric(day, counts::COMPLETED, 1)];
+    if !invitation.anonymous {
+        increments.push(Increment::metric(
+            invitation.create_time.date_naive(),
+            counts::INVITED_COMPLETED,
+            1,
+        ));
+    }
+    for answer in answers {
+        let answered = Increment::metric(day, &answer.question_id, 1);
+        match &answer.value {
+            Some(Value::Score(score)) => increments.push(Increment {
+                score: i16::try_from(*score).unwrap_or(counts::NO_SCORE),
+                ..answered
+            }),
+            Some(Value::Choices(selection)) => {
+                increments.extend(selection.choice_ids.iter().map(|choice| Increment {
+                    choice_id: choice.clone(),
+                    ..answered.clone()
+                }));
+                increments.push(answered);
+            }
+            _ => increments.push(answered),
+        }
+    }
+    increments
 }
 
 fn invalid_token() -> ApiError {

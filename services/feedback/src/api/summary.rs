@@ -1,4 +1,5 @@
-//! GetSurveySummary: counts and scores straight from the stored answers.
+//! GetSurveySummary: counts and scores from the running counts, and from
+//! the stored answers for parts of days.
 
 use rapport_core::convert::optional_datetime;
 use rapport_core::db::{begin_tenant_read, finish_read};
@@ -6,8 +7,10 @@ use rapport_core::{ApiResult, TenantContext, Violations};
 use rapport_proto::feedback::v1::*;
 
 use super::{FeedbackApi, survey_not_found};
-use crate::domain::summary::question_summaries;
+use crate::domain::summary::{question_summaries, split_range};
 use crate::domain::survey::is_choice;
+use crate::store::counts::{self, Totals};
+use crate::store::survey::Lock;
 use crate::store::{invitation, response};
 
 impl FeedbackApi {
@@ -28,27 +31,47 @@ impl FeedbackApi {
         violations.check()?;
 
         let mut tx = begin_tenant_read(&self.pool, ctx.tenant_id).await?;
-        let survey = crate::store::survey::get(&mut tx, survey_id, false)
+        let survey = crate::store::survey::get(&mut tx, survey_id, Lock::None)
             .await?
             .ok_or_else(|| survey_not_found(survey_id))?;
         let with_choices = survey.survey.questions.iter().any(|q| is_choice(q.kind()));
-        let (completed_count, partial_count) =
-            response::status_counts(&mut tx, survey_id, start, end).await?;
-        let (invited_count, invitations_completed_count) =
-            invitation::counts(&mut tx, survey_id, start, end).await?;
-        let (scores, picks) =
-            response::answer_counts(&mut tx, survey_id, start, end, with_choices).await?;
+        // Whole days come from the running counts, the rest of the range
+        // from the responses themselves.
+        let split = split_range(start, end);
+        let mut totals = match split.days {
+            Some((from, to)) => counts::read(&mut tx, survey_id, from, to).await?,
+            None => Totals::default(),
+        };
+        for (edge_start, edge_end) in split.edges {
+            totals.completed +=
+                response::completed_count(&mut tx, survey_id, edge_start, edge_end).await?;
+            let (invited, invited_completed) =
+                invitation::counts(&mut tx, survey_id, edge_start, edge_end).await?;
+            totals.invited += invited;
+            totals.invited_completed += invited_completed;
+            let (scores, picks) =
+                response::answer_counts(&mut tx, survey_id, edge_start, edge_end, with_choices)
+                    .await?;
+            totals.scores.extend(scores);
+            totals.picks.extend(picks);
+        }
+        let partial_count = response::partial_count(&mut tx, survey_id, start, end).await?;
         finish_read(tx);
         Ok(GetSurveySummaryResponse {
             summary: Some(SurveySummary {
                 survey_id: survey_id.to_string(),
-                completed_count,
+                completed_count: totals.completed,
                 partial_count,
-                invited_count,
-                invitations_completed_count,
-                response_rate: (invited_count > 0)
-                    .then(|| invitations_completed_count as f64 / invited_count as f64),
-                questions: question_summaries(&survey.survey, completed_count, &scores, &picks),
+                invited_count: totals.invited,
+                invitations_completed_count: totals.invited_completed,
+                response_rate: (totals.invited > 0)
+                    .then(|| totals.invited_completed as f64 / totals.invited as f64),
+                questions: question_summaries(
+                    &survey.survey,
+                    totals.completed,
+                    &totals.scores,
+                    &totals.picks,
+                ),
             }),
         })
     }

@@ -14,7 +14,7 @@ use super::{FeedbackApi, IDEMPOTENCY, non_empty, survey_not_found};
 use crate::domain::survey as rules;
 use crate::domain::token::{self, TokenKind};
 use crate::events;
-use crate::store::survey::{self as store, AnonymousLink, StoredSurvey, SurveyFilter};
+use crate::store::survey::{self as store, AnonymousLink, Lock, StoredSurvey, SurveyFilter};
 
 /// Fields UpdateSurvey may change.
 const UPDATABLE: &[&str] = &[
@@ -98,7 +98,7 @@ impl FeedbackApi {
         let id = violations.parse_id("id", &req.id);
         violations.check()?;
         let mut tx = begin_tenant_read(&self.pool, ctx.tenant_id).await?;
-        let stored = store::get(&mut tx, id, false)
+        let stored = store::get(&mut tx, id, Lock::None)
             .await?
             .ok_or_else(|| survey_not_found(id))?;
         finish_read(tx);
@@ -131,7 +131,7 @@ impl FeedbackApi {
         violations.check()?;
 
         let mut tx = begin_tenant(&self.pool, ctx.tenant_id).await?;
-        let existing = store::get(&mut tx, id, true)
+        let existing = store::get(&mut tx, id, Lock::Update)
             .await?
             .ok_or_else(|| survey_not_found(id))?;
         check_etag(&req.etag, &existing)?;
@@ -220,7 +220,7 @@ impl FeedbackApi {
         violations.check()?;
 
         let mut tx = begin_tenant(&self.pool, ctx.tenant_id).await?;
-        let existing = store::get(&mut tx, id, true)
+        let existing = store::get(&mut tx, id, Lock::Update)
             .await?
             .ok_or_else(|| survey_not_found(id))?;
         if existing.status() == target {
@@ -243,8 +243,9 @@ impl FeedbackApi {
         }
         let stored = store::set_status(&mut tx, id, target, now).await?;
         if target == SurveyStatus::Closed {
-            let (completed_count, _) =
-                crate::store::response::status_counts(&mut tx, id, None, None).await?;
+            let completed_count = crate::store::counts::read(&mut tx, id, None, None)
+                .await?
+                .completed;
             let closed = SurveyClosed {
                 survey_id: id.to_string(),
                 close_time: Some(to_timestamp(now)),

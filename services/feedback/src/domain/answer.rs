@@ -106,6 +106,8 @@ fn check(question: &Question, value: Option<&Value>) -> Result<(), String> {
             let max = text_max_length(question);
             if text.trim().is_empty() {
                 Err("text must not be blank; leave the question out to skip it".into())
+            } else if text.contains('\0') {
+                Err("text must not contain NUL characters".into())
             } else if text.chars().count() > max {
                 Err(format!("text must be at most {max} characters"))
             } else {

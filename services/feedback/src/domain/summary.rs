@@ -3,6 +3,8 @@
 
 use std::collections::HashMap;
 
+use chrono::{DateTime, Days, NaiveDate, NaiveTime, Utc};
+
 use rapport_proto::feedback::v1::question_summary::Figures;
 use rapport_proto::feedback::v1::{
     ChoiceCount, ChoiceFigures, QuestionKind, QuestionSummary, Survey,
@@ -10,6 +12,56 @@ use rapport_proto::feedback::v1::{
 
 use super::score::{self, Distribution};
 use super::survey::scale;
+
+/// A summary's time range, split into whole UTC days (read from the
+/// running counts) and the parts of days at its edges (counted from the
+/// responses themselves).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RangeSplit {
+    /// Whole days `from..to`, unbounded where `None`; `None` when the range
+    /// holds no whole day.
+    pub days: Option<(Option<NaiveDate>, Option<NaiveDate>)>,
+    /// Bounded stretches before and after the whole days.
+    pub edges: Vec<(DateTime<Utc>, DateTime<Utc>)>,
+}
+
+/// Splits `start..end` (either unbounded) into whole days and edges.
+pub fn split_range(start: Option<DateTime<Utc>>, end: Option<DateTime<Utc>>) -> RangeSplit {
+    let midnight = |day: NaiveDate| day.and_time(NaiveTime::MIN).and_utc();
+    // The first whole day starts at or after `start`; the last ends by `end`.
+    let first = start.map(|s| {
+        let day = s.date_naive();
+        if midnight(day) == s {
+            day
+        } else {
+            day.checked_add_days(Days::new(1)).unwrap_or(day)
+        }
+    });
+    let last = end.map(|e| e.date_naive());
+    if let (Some(first), Some(last), Some(start), Some(end)) = (first, last, start, end)
+        && first >= last
+    {
+        return RangeSplit {
+            days: None,
+            edges: vec![(start, end)],
+        };
+    }
+    let mut edges = Vec::new();
+    if let (Some(start), Some(first)) = (start, first)
+        && start < midnight(first)
+    {
+        edges.push((start, midnight(first)));
+    }
+    if let (Some(end), Some(last)) = (end, last)
+        && midnight(last) < end
+    {
+        edges.push((midnight(last), end));
+    }
+    RangeSplit {
+        days: Some((first, last)),
+        edges,
+    }
+}
 
 /// Completed answers to one question with one score (`None` for unscored
 /// answers).
@@ -95,6 +147,69 @@ pub fn question_summaries(
 mod tests {
     use super::*;
     use rapport_proto::feedback::v1::{Choice, Question};
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text).unwrap().to_utc()
+    }
+
+    fn day(text: &str) -> NaiveDate {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn ranges_split_into_whole_days_and_edges() {
+        assert_eq!(
+            split_range(None, None),
+            RangeSplit {
+                days: Some((None, None)),
+                edges: vec![]
+            }
+        );
+        // 1 March 18:00 to 4 March 06:00: 2 and 3 March whole, two edges.
+        assert_eq!(
+            split_range(
+                Some(at("2026-03-01T18:00:00Z")),
+                Some(at("2026-03-04T06:00:00Z"))
+            ),
+            RangeSplit {
+                days: Some((Some(day("2026-03-02")), Some(day("2026-03-04")))),
+                edges: vec![
+                    (at("2026-03-01T18:00:00Z"), at("2026-03-02T00:00:00Z")),
+                    (at("2026-03-04T00:00:00Z"), at("2026-03-04T06:00:00Z")),
+                ]
+            }
+        );
+        // Midnight to midnight: whole days only.
+        assert_eq!(
+            split_range(
+                Some(at("2026-03-01T00:00:00Z")),
+                Some(at("2026-03-03T00:00:00Z"))
+            ),
+            RangeSplit {
+                days: Some((Some(day("2026-03-01")), Some(day("2026-03-03")))),
+                edges: vec![]
+            }
+        );
+        // Within one day: an edge only.
+        assert_eq!(
+            split_range(
+                Some(at("2026-03-01T08:00:00Z")),
+                Some(at("2026-03-01T09:00:00Z"))
+            ),
+            RangeSplit {
+                days: None,
+                edges: vec![(at("2026-03-01T08:00:00Z"), at("2026-03-01T09:00:00Z"))]
+            }
+        );
+        // Open end: whole days from the next midnight on.
+        assert_eq!(
+            split_range(Some(at("2026-03-01T08:00:00Z")), None),
+            RangeSplit {
+                days: Some((Some(day("2026-03-02")), None)),
+                edges: vec![(at("2026-03-01T08:00:00Z"), at("2026-03-02T00:00:00Z"))]
+            }
+        );
+    }
 
     fn question(id: &str, kind: QuestionKind) -> Question {
         Question {

@@ -1,7 +1,7 @@
 //! Surveys: what a valid survey is, the scale of each question kind, and
 //! which edits keep the meaning of the answers already given.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use rapport_core::Violations;
 use rapport_proto::common::v1::Channel;
@@ -74,11 +74,10 @@ pub fn headline_question(survey: &Survey) -> Option<&Question> {
 /// `prefix`.
 pub fn validate(survey: &Survey, prefix: &str, violations: &mut Violations) {
     let field = |name: &str| format!("{prefix}.{name}");
-    let name_chars = survey.name.trim().chars().count();
-    if name_chars == 0 || survey.name.chars().count() > MAX_NAME_CHARS {
+    if !is_text(&survey.name, MAX_NAME_CHARS) {
         violations.add(
             field("name"),
-            format!("must be 1 to {MAX_NAME_CHARS} characters"),
+            format!("must be 1 to {MAX_NAME_CHARS} characters, without control characters"),
         );
     }
     if !is_label(&survey.touchpoint, true) {
@@ -156,17 +155,17 @@ fn validate_languages(languages: &[String], field: &str, violations: &mut Violat
 
 /// A text per survey language, and none for other languages.
 fn check_texts(
-    texts: &HashMap<String, String>,
+    texts: &BTreeMap<String, String>,
     languages: &[&str],
     field: &str,
     violations: &mut Violations,
 ) {
     for language in languages {
         match texts.get(*language) {
-            Some(text) if !text.trim().is_empty() && text.chars().count() <= MAX_TEXT_CHARS => {}
+            Some(text) if is_text(text, MAX_TEXT_CHARS) => {}
             Some(_) => violations.add(
                 format!("{field}[{language}]"),
-                format!("must be 1 to {MAX_TEXT_CHARS} characters"),
+                format!("must be 1 to {MAX_TEXT_CHARS} characters, without control characters"),
             ),
             None => violations.add(field, format!("needs a text in {language:?}")),
         }
@@ -382,7 +381,24 @@ pub fn meaning_change(before: &Survey, after: &Survey) -> Option<String> {
             ));
         }
     }
+    let headline = |survey| headline_question(survey).map(|q| q.id.clone());
+    if headline(before) != headline(after) {
+        return Some(format!(
+            "the first scored question ({:?}) gives each response its score and cannot change; add scored questions after it",
+            headline(before).unwrap_or_default()
+        ));
+    }
     None
+}
+
+/// Text a person reads: not blank, at most `max` characters, and no control
+/// characters but line breaks and tabs (PostgreSQL cannot store NUL).
+fn is_text(text: &str, max: usize) -> bool {
+    !text.trim().is_empty()
+        && text.chars().count() <= max
+        && !text
+            .chars()
+            .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
 }
 
 /// `[a-z0-9_]` (and `-` when `dashes`), 1 to 64 characters.
@@ -413,8 +429,8 @@ mod tests {
     use super::*;
     use rapport_proto::feedback::v1::Choice;
 
-    fn texts(text: &str) -> HashMap<String, String> {
-        HashMap::from([("en".to_owned(), text.to_owned())])
+    fn texts(text: &str) -> BTreeMap<String, String> {
+        BTreeMap::from([("en".to_owned(), text.to_owned())])
     }
 
     fn question(id: &str, kind: QuestionKind) -> Question {
@@ -592,6 +608,16 @@ mod tests {
             meaning_change(&before, &choice_removed)
                 .unwrap()
                 .contains("\"blue\"")
+        );
+
+        let mut headline_moved = before.clone();
+        headline_moved
+            .questions
+            .insert(0, question("first", QuestionKind::Nps));
+        assert!(
+            meaning_change(&before, &headline_moved)
+                .unwrap()
+                .contains("first scored question")
         );
 
         let mut rekinded = before.clone();

@@ -2,9 +2,10 @@
 //!
 //! `fbi_<43 base64url>` answers one invitation (and continues an anonymous
 //! response); `fba_<43 base64url>` is a survey's anonymous link. Each has
-//! 256 random bits, so a SHA-256 of the token is a safe lookup key: only the
-//! hash is stored for invitations, and finding a row by hash leaks nothing
-//! a timing attack could use.
+//! 256 random bits, so a SHA-256 of the token is a safe lookup key: the
+//! invitations table holds only the hash (the CreateInvitations reply kept
+//! for retries holds the tokens for a day), and finding a row by hash leaks
+//! nothing a timing attack could use.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

@@ -177,18 +177,17 @@ pub async fn erased_among(tx: &mut PgConnection, contacts: &[Uuid]) -> sqlx::Res
         .await
 }
 
-/// Invitations to contacts issued in the range, and how many were answered.
+/// Invitations to contacts issued in the range, and how many were answered:
+/// for the parts of days the running counts cannot answer.
 pub async fn counts(
     tx: &mut PgConnection,
     survey: Uuid,
-    start: Option<DateTime<Utc>>,
-    end: Option<DateTime<Utc>>,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
 ) -> sqlx::Result<(i64, i64)> {
     sqlx::query_as(
         "SELECT count(*), count(complete_time) FROM feedback.invitations \
-         WHERE survey_id = $1 AND NOT anonymous \
-           AND ($2::timestamptz IS NULL OR create_time >= $2) \
-           AND ($3::timestamptz IS NULL OR create_time < $3)",
+         WHERE survey_id = $1 AND NOT anonymous AND create_time >= $2 AND create_time < $3",
     )
     .bind(survey)
     .bind(start)

@@ -92,7 +92,17 @@ pub async fn get(tx: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<StoredR
     .await
 }
 
-/// Inserts or replaces a response's row and its answers (in survey order).
+/// Removes a response's answers, before [`save`] writes them anew.
+pub async fn clear_answers(tx: &mut PgConnection, response: Uuid) -> sqlx::Result<()> {
+    sqlx::query("DELETE FROM feedback.answers WHERE response_id = $1")
+        .bind(response)
+        .execute(tx)
+        .await?;
+    Ok(())
+}
+
+/// Inserts or updates a response's row and inserts its answers (in survey
+/// order); a response saved before has its answers cleared first.
 pub async fn save(
     tx: &mut PgConnection,
     tenant: Uuid,
@@ -125,10 +135,6 @@ pub async fn save(
     .bind(response.complete_time)
     .execute(&mut *tx)
     .await?;
-    sqlx::query("DELETE FROM feedback.answers WHERE response_id = $1")
-        .bind(response.id)
-        .execute(&mut *tx)
-        .await?;
     let mut question_ids = Vec::with_capacity(answers.len());
     let mut scores = Vec::with_capacity(answers.len());
     let mut choices = Vec::with_capacity(answers.len());
@@ -308,22 +314,16 @@ pub async fn retag(
     .await
 }
 
-/// Completed and partial responses of a survey; completed ones by
-/// completion time within the range, partial ones by start time.
-pub async fn status_counts(
+/// Completed responses of a survey, by completion time within the range.
+pub async fn completed_count(
     tx: &mut PgConnection,
     survey: Uuid,
-    start: Option<DateTime<Utc>>,
-    end: Option<DateTime<Utc>>,
-) -> sqlx::Result<(i64, i64)> {
-    sqlx::query_as(
-        "SELECT count(*) FILTER (WHERE status = $4 \
-                    AND ($2::timestamptz IS NULL OR complete_time >= $2) \
-                    AND ($3::timestamptz IS NULL OR complete_time < $3)), \
-                count(*) FILTER (WHERE status <> $4 \
-                    AND ($2::timestamptz IS NULL OR start_time >= $2) \
-                    AND ($3::timestamptz IS NULL OR start_time < $3)) \
-         FROM feedback.responses WHERE survey_id = $1",
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM feedback.responses \
+         WHERE survey_id = $1 AND status = $4 AND complete_time >= $2 AND complete_time < $3",
     )
     .bind(survey)
     .bind(start)
@@ -333,21 +333,40 @@ pub async fn status_counts(
     .await
 }
 
-/// Completed answers of a survey by question and score, and (when
-/// `with_choices`) the picks of its choice questions, within the
-/// completion-time range.
-pub async fn answer_counts(
+/// Responses of a survey begun (in the range, when given) and not completed.
+pub async fn partial_count(
     tx: &mut PgConnection,
     survey: Uuid,
     start: Option<DateTime<Utc>>,
     end: Option<DateTime<Utc>>,
+) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM feedback.responses \
+         WHERE survey_id = $1 AND status = $4 \
+           AND ($2::timestamptz IS NULL OR start_time >= $2) \
+           AND ($3::timestamptz IS NULL OR start_time < $3)",
+    )
+    .bind(survey)
+    .bind(start)
+    .bind(end)
+    .bind(ResponseStatus::Partial as i16)
+    .fetch_one(tx)
+    .await
+}
+
+/// Completed answers of a survey by question and score, and (when
+/// `with_choices`) the picks of its choice questions, completed within the
+/// range: for the parts of days the running counts cannot answer.
+pub async fn answer_counts(
+    tx: &mut PgConnection,
+    survey: Uuid,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
     with_choices: bool,
 ) -> sqlx::Result<(Vec<ScoreCount>, Vec<ChoicePick>)> {
     let scores: Vec<(String, Option<i16>, i64)> = sqlx::query_as(
         "SELECT question_id, score, count(*) FROM feedback.answers \
-         WHERE survey_id = $1 AND complete_time IS NOT NULL \
-           AND ($2::timestamptz IS NULL OR complete_time >= $2) \
-           AND ($3::timestamptz IS NULL OR complete_time < $3) \
+         WHERE survey_id = $1 AND complete_time >= $2 AND complete_time < $3 \
          GROUP BY question_id, score",
     )
     .bind(survey)
@@ -363,9 +382,8 @@ pub async fn answer_counts(
         sqlx::query_as(
             "SELECT a.question_id, c.choice_id, count(*) \
          FROM feedback.answers AS a, unnest(a.choice_ids) AS c(choice_id) \
-         WHERE a.survey_id = $1 AND a.complete_time IS NOT NULL AND a.choice_ids IS NOT NULL \
-           AND ($2::timestamptz IS NULL OR a.complete_time >= $2) \
-           AND ($3::timestamptz IS NULL OR a.complete_time < $3) \
+         WHERE a.survey_id = $1 AND a.choice_ids IS NOT NULL \
+           AND a.complete_time >= $2 AND a.complete_time < $3 \
          GROUP BY a.question_id, c.choice_id",
         )
         .bind(survey)

@@ -125,24 +125,39 @@ pub async fn insert(
     row.into_stored()
 }
 
-/// The survey `id`; locked for the rest of the transaction when `lock`.
+/// How [`get`] locks the survey for the rest of the transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lock {
+    None,
+    /// For calls that depend on the survey staying as read (answers and
+    /// invitations): many at once, but never during an update or close.
+    Share,
+    /// For calls that change it.
+    Update,
+}
+
+/// The survey `id`, locked as `lock` says.
 pub async fn get(
     tx: &mut PgConnection,
     id: Uuid,
-    lock: bool,
+    lock: Lock,
 ) -> sqlx::Result<Option<StoredSurvey>> {
-    let query = if lock {
-        concat!(
-            "SELECT ",
-            survey_columns!(),
-            " FROM feedback.surveys WHERE id = $1 FOR UPDATE"
-        )
-    } else {
-        concat!(
+    let query = match lock {
+        Lock::None => concat!(
             "SELECT ",
             survey_columns!(),
             " FROM feedback.surveys WHERE id = $1"
-        )
+        ),
+        Lock::Share => concat!(
+            "SELECT ",
+            survey_columns!(),
+            " FROM feedback.surveys WHERE id = $1 FOR SHARE"
+        ),
+        Lock::Update => concat!(
+            "SELECT ",
+            survey_columns!(),
+            " FROM feedback.surveys WHERE id = $1 FOR UPDATE"
+        ),
     };
     let row: Option<SurveyRow> = sqlx::query_as(query).bind(id).fetch_optional(tx).await?;
     row.map(SurveyRow::into_stored).transpose()

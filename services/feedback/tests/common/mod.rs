@@ -3,7 +3,7 @@
 
 #![allow(dead_code)] // Each test binary uses a different part of this.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use rapport_proto::common::v1::Channel;
 use rapport_proto::contacts::v1::contacts_service_client::ContactsServiceClient;
@@ -81,8 +81,8 @@ impl Harness {
     }
 }
 
-fn english(text: &str) -> HashMap<String, String> {
-    HashMap::from([("en".to_owned(), text.to_owned())])
+fn english(text: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([("en".to_owned(), text.to_owned())])
 }
 
 pub fn question(id: &str, kind: QuestionKind, required: bool) -> Question {

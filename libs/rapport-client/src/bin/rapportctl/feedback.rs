@@ -1,6 +1,6 @@
 //! `rapportctl feedback`: surveys, invitations, answers and summaries.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::io::Write as _;
 
 use clap::Subcommand;
@@ -224,7 +224,7 @@ pub async fn run(client: &RapportClient, command: FeedbackCommand) -> anyhow::Re
 }
 
 fn nps_survey(name: String, touchpoint: String, channel: Channel, anonymous_link: bool) -> Survey {
-    let english = |text: &str| HashMap::from([("en".to_owned(), text.to_owned())]);
+    let english = |text: &str| BTreeMap::from([("en".to_owned(), text.to_owned())]);
     Survey {
         name,
         touchpoint,
