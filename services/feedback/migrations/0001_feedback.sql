@@ -58,9 +58,7 @@ CREATE TABLE feedback.invitations (
     contact_id    uuid,
     anonymous     boolean     NOT NULL,
     channel       smallint    NOT NULL,
-    -- SHA-256 (hex) of the token. The token itself is kept only in the
-    -- CreateInvitations reply stored for retries (idempotency_keys), for
-    -- 24 hours or until an invited contact is erased.
+    -- SHA-256 (hex) of the token; the token itself is never stored.
     token_hash    text        NOT NULL,
     create_time   timestamptz NOT NULL,
     expire_time   timestamptz NOT NULL,
@@ -110,8 +108,7 @@ CREATE TABLE feedback.answers (
     tenant_id     uuid        NOT NULL,
     response_id   uuid        NOT NULL,
     question_id   text        NOT NULL,
-    -- The answer's place among the response's answers, which follow the
-    -- survey's question order.
+    -- The question's place in the survey, to list answers in its order.
     ordinal       smallint    NOT NULL,
     survey_id     uuid        NOT NULL,
     score         smallint,

@@ -63,3 +63,10 @@ CREATE INDEX responses_partial_idx ON feedback.responses (tenant_id, survey_id, 
     WHERE status = 1;
 CREATE INDEX responses_complete_time_idx ON feedback.responses (tenant_id, survey_id, complete_time)
     WHERE status = 2;
+
+-- Two corrections to comments of 0001 (which stays as applied):
+-- invitations.token_hash is the only copy of a token in that table, but the
+-- CreateInvitations reply kept for retries in idempotency_keys holds the
+-- tokens for 24 hours or until a contact it names is erased; and
+-- answers.ordinal is an answer's place among its response's answers, which
+-- follow the survey's question order.
