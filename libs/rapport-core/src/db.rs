@@ -129,13 +129,32 @@ pub fn finish_read(tx: Transaction<'static, Postgres>) {
 
 /// Begins a transaction with `settings` (name, value) applied to it only,
 /// for schemas whose policies read settings other than the tenant.
+///
+/// Settings made of plain characters (letters, digits, `_ . : -`: flags,
+/// key prefixes, hex digests) travel with `BEGIN` in one round trip;
+/// anything else is bound as a parameter in a second one.
 pub async fn begin_with_settings(
     pool: &PgPool,
     settings: &[(&str, &str)],
 ) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    set_local(&mut tx, settings).await?;
-    Ok(tx)
+    let plain = |text: &str| {
+        text.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
+    };
+    if !settings
+        .iter()
+        .all(|(name, value)| plain(name) && plain(value))
+    {
+        let mut tx = pool.begin().await?;
+        set_local(&mut tx, settings).await?;
+        return Ok(tx);
+    }
+    let calls: Vec<String> = settings
+        .iter()
+        .map(|(name, value)| format!("set_config('{name}', '{value}', true)"))
+        .collect();
+    pool.begin_with(AssertSqlSafe(format!("BEGIN; SELECT {}", calls.join(", "))))
+        .await
 }
 
 /// Applies `settings` (name, value) until the end of the current transaction.

@@ -74,10 +74,14 @@ impl Outbox {
             aggregates.push(event.aggregate_id);
             payloads.push(prost::Message::encode_to_vec(&event.payload));
         }
+        // One statement: the rows, and the notification that wakes the
+        // sequencer, delivered at commit and only then.
         sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO {} (tenant_id, event_id, type, aggregate_id, occur_time, payload) \
-             SELECT $1, e.id, e.kind, e.aggregate, $5, e.payload \
-             FROM unnest($2::uuid[], $3::text[], $4::uuid[], $6::bytea[]) AS e(id, kind, aggregate, payload)",
+            "WITH written AS ( \
+                 INSERT INTO {} (tenant_id, event_id, type, aggregate_id, occur_time, payload) \
+                 SELECT $1, e.id, e.kind, e.aggregate, $5, e.payload \
+                 FROM unnest($2::uuid[], $3::text[], $4::uuid[], $6::bytea[]) AS e(id, kind, aggregate, payload)) \
+             SELECT pg_notify($7, '')",
             self.table()
         )))
         .bind(tenant)
@@ -86,13 +90,9 @@ impl Outbox {
         .bind(aggregates)
         .bind(now)
         .bind(payloads)
+        .bind(self.outbox_channel())
         .execute(&mut *tx)
         .await?;
-        // Delivered at commit, and only then.
-        sqlx::query("SELECT pg_notify($1, '')")
-            .bind(self.outbox_channel())
-            .execute(&mut *tx)
-            .await?;
         Ok(())
     }
 
