@@ -30,14 +30,19 @@ pub struct IdempotencyTable {
     pub table: &'static str,
 }
 
-/// A claimed request id: either the stored response of an earlier call, or
-/// the right to do the work and then [`Claim::complete`] it.
+/// What a call's `request_id` allows: the stored response of an earlier
+/// call, or doing the work and then [`Pending::complete`].
 pub enum Claim<R> {
     Replay(R),
-    Fresh(FreshClaim),
+    Proceed(Pending),
 }
 
-pub struct FreshClaim {
+/// The work of a call is to be done; completing it stores the response for
+/// retries (nothing to store for a call without a request id).
+#[must_use = "complete the claim in the transaction that does the work"]
+pub struct Pending(Option<Reserved>);
+
+struct Reserved {
     table: &'static str,
     operation: &'static str,
     request_id: String,
@@ -55,26 +60,9 @@ pub fn check_request_id(request_id: &str, violations: &mut Violations) {
 }
 
 impl IdempotencyTable {
-    /// [`Self::claim`] for calls that may omit `request_id` (then `None`:
-    /// the call is simply not idempotent).
-    pub async fn claim_if_requested<R: Message + Default>(
-        &self,
-        tx: &mut PgConnection,
-        tenant: Uuid,
-        operation: &'static str,
-        request_id: &str,
-        request: &impl Message,
-    ) -> ApiResult<Option<Claim<R>>> {
-        if request_id.is_empty() {
-            return Ok(None);
-        }
-        self.claim(tx, tenant, operation, request_id, request)
-            .await
-            .map(Some)
-    }
-
     /// Claims `request_id` for `operation` inside the caller's tenant
-    /// transaction. Blocks while another transaction holds the same id.
+    /// transaction, blocking while another transaction holds the same id.
+    /// A call without a request id simply proceeds: it is not idempotent.
     pub async fn claim<R: Message + Default>(
         &self,
         tx: &mut PgConnection,
@@ -83,6 +71,9 @@ impl IdempotencyTable {
         request_id: &str,
         request: &impl Message,
     ) -> ApiResult<Claim<R>> {
+        if request_id.is_empty() {
+            return Ok(Claim::Proceed(Pending(None)));
+        }
         let request_hash = Sha256::digest(request.encode_to_vec()).to_vec();
         sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
             .bind(format!("{}/{tenant}/{operation}/{request_id}", self.table))
@@ -108,17 +99,17 @@ impl IdempotencyTable {
                 let response = R::decode(response.as_slice()).map_err(ApiError::internal)?;
                 Ok(Claim::Replay(response))
             }
-            None => Ok(Claim::Fresh(FreshClaim {
+            None => Ok(Claim::Proceed(Pending(Some(Reserved {
                 table: self.table,
                 operation,
                 request_id: request_id.to_owned(),
                 request_hash,
-            })),
+            })))),
         }
     }
 }
 
-impl FreshClaim {
+impl Pending {
     /// Stores `response` for retries. `subject_ids` name the resources the
     /// response describes, so erasing one can also drop the stored copy.
     pub async fn complete(
@@ -128,11 +119,14 @@ impl FreshClaim {
         response: &impl Message,
         subject_ids: &[Uuid],
     ) -> ApiResult<()> {
+        let Some(reserved) = self.0 else {
+            return Ok(());
+        };
         // Forget expired ids of this tenant first; cheap through the
         // (tenant_id, create_time) index and keeps the table small.
         sqlx::query(AssertSqlSafe(format!(
             "DELETE FROM {} WHERE tenant_id = $1 AND create_time <= now() - interval '{RETENTION}'",
-            self.table
+            reserved.table
         )))
         .bind(tenant)
         .execute(&mut *tx)
@@ -140,12 +134,12 @@ impl FreshClaim {
         sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO {} (tenant_id, operation, request_id, request_hash, response, subject_ids, create_time) \
              VALUES ($1, $2, $3, $4, $5, $6, now())",
-            self.table
+            reserved.table
         )))
         .bind(tenant)
-        .bind(self.operation)
-        .bind(&self.request_id)
-        .bind(&self.request_hash)
+        .bind(reserved.operation)
+        .bind(&reserved.request_id)
+        .bind(&reserved.request_hash)
         .bind(response.encode_to_vec())
         .bind(subject_ids)
         .execute(&mut *tx)

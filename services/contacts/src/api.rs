@@ -244,7 +244,7 @@ impl ContactsApi {
 
         let mut tx = begin_tenant(&self.pool, ctx.tenant_id).await?;
         let claim = match IDEMPOTENCY
-            .claim_if_requested(
+            .claim(
                 &mut tx,
                 ctx.tenant_id,
                 "CreateContact",
@@ -253,9 +253,8 @@ impl ContactsApi {
             )
             .await?
         {
-            Some(Claim::Replay(response)) => return Ok(response),
-            Some(Claim::Fresh(claim)) => Some(claim),
-            None => None,
+            Claim::Replay(response) => return Ok(response),
+            Claim::Proceed(claim) => claim,
         };
         let stored = store::save_contact(
             &mut tx,
@@ -270,11 +269,9 @@ impl ContactsApi {
         let response = CreateContactResponse {
             contact: Some(stored.to_proto()),
         };
-        if let Some(claim) = claim {
-            claim
-                .complete(&mut tx, ctx.tenant_id, &response, &[stored.id])
-                .await?;
-        }
+        claim
+            .complete(&mut tx, ctx.tenant_id, &response, &[stored.id])
+            .await?;
         tx.commit().await?;
         Ok(response)
     }
@@ -460,7 +457,7 @@ impl ContactsApi {
 
         let mut tx = begin_tenant(&self.pool, ctx.tenant_id).await?;
         let claim = match IDEMPOTENCY
-            .claim_if_requested(
+            .claim(
                 &mut tx,
                 ctx.tenant_id,
                 "BatchUpsertContacts",
@@ -469,9 +466,8 @@ impl ContactsApi {
             )
             .await?
         {
-            Some(Claim::Replay(response)) => return Ok(response),
-            Some(Claim::Fresh(claim)) => Some(claim),
-            None => None,
+            Claim::Replay(response) => return Ok(response),
+            Claim::Proceed(claim) => claim,
         };
         let external_ids: Vec<String> = seen_external.into_keys().collect();
         let emails: Vec<String> = seen_email.into_keys().collect();
@@ -516,16 +512,14 @@ impl ContactsApi {
             response.created.push(found.is_none());
         }
         violations.check()?;
-        if let Some(claim) = claim {
-            let ids: Vec<Uuid> = response
-                .contacts
-                .iter()
-                .filter_map(|c| Uuid::parse_str(&c.id).ok())
-                .collect();
-            claim
-                .complete(&mut tx, ctx.tenant_id, &response, &ids)
-                .await?;
-        }
+        let ids: Vec<Uuid> = response
+            .contacts
+            .iter()
+            .filter_map(|c| Uuid::parse_str(&c.id).ok())
+            .collect();
+        claim
+            .complete(&mut tx, ctx.tenant_id, &response, &ids)
+            .await?;
         tx.commit().await?;
         Ok(response)
     }

@@ -319,6 +319,9 @@ async fn an_anonymous_link_starts_responses_that_can_be_resumed() {
     let survey = active_survey(&mut client, survey).await;
     let link = survey.anonymous_link_token.clone();
     assert!(link.starts_with("fba_"));
+    // A link call with no answer would only store an empty response.
+    let empty = submit(&mut public, &link, vec![], false).await.unwrap_err();
+    assert_eq!(violated_fields(&empty), vec!["answers"]);
 
     let first = submit(&mut public, &link, vec![score("nps", 4)], false)
         .await
@@ -492,6 +495,40 @@ async fn responses_are_filtered_tagged_and_exported() {
         .await
         .unwrap_err();
     assert_eq!(violated_fields(&bad), vec!["add_tags[0]"]);
+    // At most 50 tags: the call that would pass it changes nothing.
+    let tag_call = |range: std::ops::Range<usize>| TagResponseRequest {
+        id: detractor.response_id.clone(),
+        add_tags: range.map(|i| format!("theme-{i}")).collect(),
+        remove_tags: vec![],
+    };
+    client.tag_response(tag_call(0..20)).await.unwrap();
+    client.tag_response(tag_call(20..40)).await.unwrap();
+    let over = client.tag_response(tag_call(40..50)).await.unwrap_err();
+    assert_eq!(violated_fields(&over), vec!["add_tags"]);
+    let kept = client
+        .get_response(GetResponseRequest {
+            id: detractor.response_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .response
+        .unwrap();
+    assert_eq!(kept.tags.len(), 41);
+    for range in [0..20, 20..40] {
+        let cleared = client
+            .tag_response(TagResponseRequest {
+                id: detractor.response_id.clone(),
+                add_tags: vec![],
+                remove_tags: range.map(|i| format!("theme-{i}")).collect(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .response
+            .unwrap();
+        assert!(cleared.tags.len() <= 21);
+    }
 
     let mut stream = client
         .export_responses(ExportResponsesRequest {

@@ -57,7 +57,7 @@ impl FeedbackApi {
 
         let mut tx = begin_tenant(&self.pool, ctx.tenant_id).await?;
         let claim = match IDEMPOTENCY
-            .claim_if_requested(
+            .claim(
                 &mut tx,
                 ctx.tenant_id,
                 "CreateInvitations",
@@ -66,9 +66,8 @@ impl FeedbackApi {
             )
             .await?
         {
-            Some(Claim::Replay(response)) => return Ok(response),
-            Some(Claim::Fresh(claim)) => Some(claim),
-            None => None,
+            Claim::Replay(response) => return Ok(response),
+            Claim::Proceed(claim) => claim,
         };
         // Shared: a concurrent close waits for these invitations, or they for it.
         let survey = crate::store::survey::get(&mut tx, survey_id, Lock::Share)
@@ -183,19 +182,17 @@ impl FeedbackApi {
             )
             .await?;
         }
-        if let Some(claim) = claim {
-            // The stored copy holds the tokens, so that a retry can hand
-            // them out again; it goes after the retention window, or when
-            // one of the contacts it names is erased.
-            let subjects: Vec<Uuid> = stored
-                .iter()
-                .map(|i| i.id)
-                .chain(requested.iter().copied())
-                .collect();
-            claim
-                .complete(&mut tx, ctx.tenant_id, &response, &subjects)
-                .await?;
-        }
+        // The stored copy holds the tokens, so that a retry can hand
+        // them out again; it goes after the retention window, or when
+        // one of the contacts it names is erased.
+        let subjects: Vec<Uuid> = stored
+            .iter()
+            .map(|i| i.id)
+            .chain(requested.iter().copied())
+            .collect();
+        claim
+            .complete(&mut tx, ctx.tenant_id, &response, &subjects)
+            .await?;
         tx.commit().await?;
         Ok(response)
     }

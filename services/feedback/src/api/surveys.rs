@@ -49,7 +49,7 @@ impl FeedbackApi {
 
         let mut tx = begin_tenant(&self.pool, ctx.tenant_id).await?;
         let claim = match IDEMPOTENCY
-            .claim_if_requested(
+            .claim(
                 &mut tx,
                 ctx.tenant_id,
                 "CreateSurvey",
@@ -58,9 +58,8 @@ impl FeedbackApi {
             )
             .await?
         {
-            Some(Claim::Replay(response)) => return Ok(response),
-            Some(Claim::Fresh(claim)) => Some(claim),
-            None => None,
+            Claim::Replay(response) => return Ok(response),
+            Claim::Proceed(claim) => claim,
         };
         let link = survey
             .anonymous_link_enabled
@@ -80,11 +79,9 @@ impl FeedbackApi {
         let response = CreateSurveyResponse {
             survey: Some(stored.survey),
         };
-        if let Some(claim) = claim {
-            claim
-                .complete(&mut tx, ctx.tenant_id, &response, &[stored.id])
-                .await?;
-        }
+        claim
+            .complete(&mut tx, ctx.tenant_id, &response, &[stored.id])
+            .await?;
         tx.commit().await?;
         Ok(response)
     }
