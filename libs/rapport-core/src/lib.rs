@@ -9,6 +9,7 @@ pub mod credential;
 pub mod db;
 pub mod error;
 pub mod idempotency;
+pub mod io;
 pub mod middleware;
 pub mod pagination;
 pub mod request_id;

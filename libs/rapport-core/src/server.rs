@@ -1,7 +1,9 @@
 //! Serving a set of tonic services the way every Rapport service does:
 //! health and reflection alongside, request ids and trace context, the
-//! credential check, a timeout, limits, and a bounded graceful shutdown.
+//! credential check, a timeout, limits, coalesced socket writes, and a
+//! bounded graceful shutdown.
 
+use futures::StreamExt as _;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
@@ -12,6 +14,7 @@ use tower::limit::GlobalConcurrencyLimitLayer;
 
 use crate::config::ServerConfig;
 use crate::credential::CredentialKey;
+use crate::io::CoalescedWrites;
 use crate::middleware::{AuthenticationLayer, DeadlineLayer, RequestContextLayer};
 
 /// How a server admits calls.
@@ -72,7 +75,9 @@ pub async fn serve(
         ));
 
     let local_addr = listener.local_addr()?;
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let incoming = TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .map(|connection| connection.map(CoalescedWrites::new));
     let (draining_tx, draining_rx) = tokio::sync::oneshot::channel::<()>();
     let names: Vec<String> = service_names
         .iter()

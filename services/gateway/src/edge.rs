@@ -15,13 +15,16 @@ use std::time::Instant;
 use futures::future::BoxFuture;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioIo;
 use rapport_core::credential::{Access, CREDENTIAL_HEADER};
+use rapport_core::io::CoalescedWrites;
 use rapport_core::request_id::{self, REQUEST_ID_HEADER};
 use rapport_core::{ApiError, telemetry};
+use tokio::net::TcpStream;
 use tonic::Status;
 use tonic::body::Body;
 use tower::ServiceExt as _;
-use tower::util::BoxCloneSyncService;
+use tower::util::{BoxCloneSyncService, MapResponse};
 
 use crate::auth::{Authenticator, Caller};
 use crate::domain::in_flight::InFlight;
@@ -38,12 +41,21 @@ pub struct Upstream {
     authority: http::uri::Authority,
     /// Each client keeps one HTTP/2 connection; calls take turns, so that
     /// both ends spread the streams over several connection tasks.
-    clients: Vec<Client<HttpConnector, Body>>,
+    clients: Vec<Client<Connector, Body>>,
     next: std::sync::atomic::AtomicUsize,
 }
 
 /// HTTP/2 connections per upstream.
 const UPSTREAM_CONNECTIONS: usize = 4;
+
+/// Opens upstream connections whose writes are coalesced across calls, as
+/// the gateway's own server connections are (see [`CoalescedWrites`]).
+type Connector = MapResponse<HttpConnector, fn(TokioIo<TcpStream>) -> CoalescedIo>;
+type CoalescedIo = TokioIo<CoalescedWrites<TcpStream>>;
+
+fn coalesced(connection: TokioIo<TcpStream>) -> CoalescedIo {
+    TokioIo::new(CoalescedWrites::new(connection.into_inner()))
+}
 
 impl Upstream {
     pub fn new(url: &str) -> anyhow::Result<Self> {
@@ -61,7 +73,7 @@ impl Upstream {
                     .http2_only(true)
                     .http2_keep_alive_interval(std::time::Duration::from_secs(30))
                     .timer(hyper_util::rt::TokioTimer::new())
-                    .build(connector.clone())
+                    .build(connector.clone().map_response(coalesced as fn(_) -> _))
             })
             .collect();
         let parts = uri.into_parts();
