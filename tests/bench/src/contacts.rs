@@ -6,9 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
-use rapport_client::Transport;
 use rapport_proto::common::v1::Channel;
-use rapport_proto::contacts::v1::contacts_service_client::ContactsServiceClient;
 use rapport_proto::contacts::v1::{
     BatchUpsertContactsRequest, Contact, Event, GetContactRequest, RecordEventsRequest,
 };
@@ -19,21 +17,16 @@ use crate::Args;
 use crate::load::closed_loop;
 use crate::stack::Stack;
 
-type Client = ContactsServiceClient<Transport>;
-
 const SEED_CONTACTS: usize = 10_000;
 /// HTTP/2 connections the load is spread over.
 const CONNECTIONS: usize = 4;
 
-/// Seeds the benchmark tenant's contacts, prints the contacts figures, and
-/// returns the contact ids for later runs.
-pub async fn run(args: &Args, stack: &Stack) -> anyhow::Result<Arc<Vec<String>>> {
-    tokio::time::sleep(Duration::from_secs(2)).await;
+/// Prints the contacts figures over the seeded `ids`; the idle memory was
+/// read by [`seed`] before any load.
+pub async fn run(args: &Args, stack: &Stack, seeded: Seeded) -> anyhow::Result<()> {
+    let Seeded { ids, idle_rss } = seeded;
     let service = &stack.contacts;
-    let idle_rss = service.rss_kib()?;
-
-    let mut clients = stack.direct(CONNECTIONS).await?;
-    let ids = Arc::new(seed(&mut clients[0]).await?);
+    let clients = stack.direct(CONNECTIONS).await?;
 
     // GetContact at a fixed number of calls in flight.
     let get_clients = Arc::new(clients.clone());
@@ -113,10 +106,23 @@ pub async fn run(args: &Args, stack: &Stack) -> anyhow::Result<Arc<Vec<String>>>
         idle_rss as f64 / 1024.0
     );
     println!("  after load   {:>10.1} MiB\n", loaded_rss as f64 / 1024.0);
-    Ok(ids)
+    Ok(())
 }
 
-async fn seed(client: &mut Client) -> anyhow::Result<Vec<String>> {
+/// The benchmark tenant's contacts, and the service's memory before them.
+#[derive(Clone)]
+pub struct Seeded {
+    pub ids: Arc<Vec<String>>,
+    /// Resident set of the idle service, in KiB.
+    pub idle_rss: u64,
+}
+
+/// Reads the idle service's memory, then seeds the benchmark tenant's
+/// contacts for every later run.
+pub async fn seed(stack: &Stack) -> anyhow::Result<Seeded> {
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let idle_rss = stack.contacts.rss_kib()?;
+    let mut client = stack.direct(1).await?.remove(0);
     let mut ids = Vec::with_capacity(SEED_CONTACTS);
     for chunk in 0..SEED_CONTACTS / 1000 {
         let contacts = (0..1000)
@@ -140,7 +146,10 @@ async fn seed(client: &mut Client) -> anyhow::Result<Vec<String>> {
             .await?;
         ids.extend(response.into_inner().contacts.into_iter().map(|c| c.id));
     }
-    Ok(ids)
+    Ok(Seeded {
+        ids: Arc::new(ids),
+        idle_rss,
+    })
 }
 
 fn event(contact_id: &str, batch: usize, index: usize) -> Event {

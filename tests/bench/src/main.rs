@@ -7,6 +7,7 @@
 
 #![allow(clippy::print_stdout)] // The figures are this program's output.
 
+mod affinity;
 mod contacts;
 mod feed;
 mod feedback;
@@ -49,6 +50,24 @@ struct Args {
     /// Responses the summary is timed over (and a tenth of it first).
     #[arg(long, default_value_t = 1_000_000)]
     summary_responses: i64,
+    /// Runs only these parts (all when not given), such as `--only gateway`.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Vec<Part>,
+}
+
+/// The parts of the benchmark, in the order they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Part {
+    Contacts,
+    Feed,
+    Gateway,
+    Feedback,
+}
+
+impl Args {
+    fn runs(&self, part: Part) -> bool {
+        self.only.is_empty() || self.only.contains(&part)
+    }
 }
 
 #[tokio::main]
@@ -68,8 +87,19 @@ async fn main() -> anyhow::Result<()> {
         std::thread::available_parallelism()?.get()
     );
     let stack = stack::Stack::start(&admin_url).await?;
-    let ids = contacts::run(&args, &stack).await?;
-    feed::run(&args, &stack, ids.clone()).await?;
-    gateway::run(&args, &stack, ids).await?;
-    feedback::run(&args, &stack).await
+    let seeded = contacts::seed(&stack).await?;
+    let ids = seeded.ids.clone();
+    if args.runs(Part::Contacts) {
+        contacts::run(&args, &stack, seeded).await?;
+    }
+    if args.runs(Part::Feed) {
+        feed::run(&args, &stack, ids.clone()).await?;
+    }
+    if args.runs(Part::Gateway) {
+        gateway::run(&args, &stack, ids).await?;
+    }
+    if args.runs(Part::Feedback) {
+        feedback::run(&args, &stack).await?;
+    }
+    Ok(())
 }

@@ -57,9 +57,13 @@ impl ServiceProcess {
         anyhow::bail!("the service at {} did not start serving", self.addr)
     }
 
+    pub fn pid(&self) -> anyhow::Result<u32> {
+        self.child.id().context("the service has exited")
+    }
+
     /// CPU time (user and system) the process has used, from /proc.
     pub fn cpu_time(&self) -> anyhow::Result<Duration> {
-        let pid = self.child.id().context("the service has exited")?;
+        let pid = self.pid()?;
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
         // Fields after the command name, which may contain spaces.
         let fields: Vec<&str> = stat
@@ -75,7 +79,7 @@ impl ServiceProcess {
 
     /// Resident set size from /proc, in KiB.
     pub fn rss_kib(&self) -> anyhow::Result<u64> {
-        let pid = self.child.id().context("the service has exited")?;
+        let pid = self.pid()?;
         let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
         status
             .lines()

@@ -18,8 +18,8 @@ const OPERATOR_KEY: &str = "rapport-bench-operator-key-0123456789abcdef";
 
 pub struct Stack {
     pub contacts: ServiceProcess,
-    /// Kept so the process lives as long as the stack; reached through the gateway.
-    _feedback: ServiceProcess,
+    /// Reached through the gateway.
+    pub feedback: ServiceProcess,
     pub gateway: ServiceProcess,
     /// The benchmark tenant's API key, for calls through the gateway.
     pub api_key: String,
@@ -124,7 +124,7 @@ impl Stack {
         );
         Ok(Self {
             contacts,
-            _feedback: feedback,
+            feedback,
             gateway,
             api_key: key.secret,
             direct_credential,
