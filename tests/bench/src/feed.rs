@@ -113,10 +113,10 @@ pub async fn run(args: &Args, stack: &Stack, contact_ids: Arc<Vec<String>>) -> a
         tokio::time::sleep_until(started + period * u32::try_from(call)?).await;
         let mut client = clients[call as usize % clients.len()].clone();
         let request = events(&contact_ids, call as usize, STEADY_BATCH as usize, "steady");
-        sends.spawn(async move { client.record_events(request).await.is_ok() });
+        sends.spawn(async move { client.record_events(request).await.map(drop) });
     }
     while let Some(sent) = sends.join_next().await {
-        anyhow::ensure!(sent?, "a RecordEvents call failed");
+        sent?.map_err(|status| anyhow::anyhow!("a RecordEvents call failed: {status:?}"))?;
     }
     let steady_total = calls * STEADY_BATCH;
     wait_until(&recorder, steady_total).await?;
