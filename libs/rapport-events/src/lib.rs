@@ -17,9 +17,10 @@
 //!     tenant_id uuid NOT NULL, event_id uuid NOT NULL, position bigint,
 //!     type text NOT NULL, aggregate_id uuid NOT NULL,
 //!     occur_time timestamptz NOT NULL, payload bytea NOT NULL,
+//!     txid xid8 NOT NULL DEFAULT pg_current_xact_id(),
 //!     PRIMARY KEY (tenant_id, event_id));
 //! CREATE UNIQUE INDEX ON <schema>.outbox (position) WHERE position IS NOT NULL;
-//! CREATE INDEX ON <schema>.outbox (event_id) WHERE position IS NULL;
+//! CREATE INDEX ON <schema>.outbox (txid) WHERE position IS NULL;
 //! CREATE TABLE <schema>.outbox_state (
 //!     singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
 //!     last_position bigint NOT NULL, pruned_through bigint NOT NULL);

@@ -15,18 +15,33 @@ const BLOCK: i64 = 5000;
 /// for a missed wake-up, not the normal path.
 const POLL: Duration = Duration::from_millis(500);
 
+/// Where a pass starts looking, by the id of the transaction that wrote an
+/// event: every transaction below it had ended before an earlier complete
+/// pass took its snapshot, so all of their events are positioned. Zero
+/// (look at everything) until a pass completes.
+#[derive(Debug, Clone, Copy, Default)]
+struct Horizon(i64);
+
 /// Positions every committed, unpositioned event, in blocks. Returns how
 /// many it positioned and the newest position.
 ///
 /// The `outbox_state` row lock makes one sequencer run at a time across all
 /// replicas, and each block continues where the last committed one ended,
 /// so positions have no gaps and become visible in order.
-pub async fn sequence_once(pool: &PgPool, outbox: &Outbox) -> sqlx::Result<(i64, i64)> {
+async fn sequence_once(
+    pool: &PgPool,
+    outbox: &Outbox,
+    horizon: &mut Horizon,
+) -> sqlx::Result<(i64, i64)> {
     let mut total = 0;
     loop {
         let mut tx = rapport_core::db::begin_with_settings(pool, &[("app.feed", "on")]).await?;
-        let base: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
-            "SELECT last_position FROM {} FOR UPDATE",
+        // The oldest transaction still running, read before the scan below
+        // takes its own snapshot: the scan sees every event of the
+        // transactions under it.
+        let (base, next_horizon): (i64, i64) = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT last_position, pg_snapshot_xmin(pg_current_snapshot())::text::bigint \
+             FROM {} FOR UPDATE",
             outbox.state_table()
         )))
         .fetch_one(&mut *tx)
@@ -34,7 +49,8 @@ pub async fn sequence_once(pool: &PgPool, outbox: &Outbox) -> sqlx::Result<(i64,
         let (assigned, newest): (i64, Option<i64>) = sqlx::query_as(AssertSqlSafe(format!(
             "WITH next AS ( \
                  SELECT tenant_id, event_id, row_number() OVER (ORDER BY event_id) AS n \
-                 FROM {table} WHERE position IS NULL ORDER BY event_id LIMIT $2), \
+                 FROM {table} WHERE position IS NULL AND txid >= $3::text::xid8 \
+                 ORDER BY event_id LIMIT $2), \
              done AS ( \
                  UPDATE {table} o SET position = $1 + next.n FROM next \
                  WHERE o.tenant_id = next.tenant_id AND o.event_id = next.event_id RETURNING o.position) \
@@ -43,10 +59,12 @@ pub async fn sequence_once(pool: &PgPool, outbox: &Outbox) -> sqlx::Result<(i64,
         )))
         .bind(base)
         .bind(BLOCK)
+        .bind(horizon.0)
         .fetch_one(&mut *tx)
         .await?;
         let Some(head) = newest else {
             tx.rollback().await?;
+            *horizon = Horizon(next_horizon);
             return Ok((total, base));
         };
         // The highest position given, not base + count: a row that vanished
@@ -65,7 +83,10 @@ pub async fn sequence_once(pool: &PgPool, outbox: &Outbox) -> sqlx::Result<(i64,
             .await?;
         tx.commit().await?;
         total += assigned;
+        // A full block may have left events behind: the horizon moves only
+        // after a pass that took everything it saw.
         if assigned < BLOCK {
+            *horizon = Horizon(next_horizon);
             return Ok((total, head));
         }
     }
@@ -90,8 +111,9 @@ async fn session(pool: &PgPool, outbox: &Outbox, retention: Duration) -> sqlx::R
     let mut listener = PgListener::connect_with(pool).await?;
     listener.listen(&outbox.outbox_channel()).await?;
     let mut last_prune = tokio::time::Instant::now();
+    let mut horizon = Horizon::default();
     loop {
-        sequence_once(pool, outbox).await?;
+        sequence_once(pool, outbox, &mut horizon).await?;
         if last_prune.elapsed() >= Duration::from_secs(60) {
             prune(pool, outbox, retention).await?;
             last_prune = tokio::time::Instant::now();

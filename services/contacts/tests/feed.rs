@@ -72,6 +72,59 @@ async fn service_pool(h: &common::Harness) -> PgPool {
         .unwrap()
 }
 
+/// Writes a `contact.deleted` event for a new aggregate in `tx`; returns the aggregate.
+async fn write_event(tx: &mut sqlx::Transaction<'static, sqlx::Postgres>, tenant: Uuid) -> String {
+    let aggregate = Uuid::now_v7();
+    let event = OutboxEvent::new(
+        "contact.deleted",
+        aggregate,
+        &ContactDeleted {
+            contact_id: aggregate.to_string(),
+        },
+    );
+    rapport_contacts::OUTBOX
+        .write(tx, tenant, vec![event], chrono::Utc::now())
+        .await
+        .unwrap();
+    aggregate.to_string()
+}
+
+#[tokio::test]
+async fn an_event_committed_after_later_ones_were_positioned_still_gets_one() {
+    let h = common::start().await;
+    let pool = service_pool(&h).await;
+    let tenant = Uuid::now_v7();
+
+    // The early transaction writes first and stays open while a later one
+    // commits and is positioned: the sequencer's next passes must still
+    // look at the early transaction's event once it commits.
+    let mut early = rapport_core::db::begin_tenant(&pool, tenant).await.unwrap();
+    let early_event = write_event(&mut early, tenant).await;
+    let mut later = rapport_core::db::begin_tenant(&pool, tenant).await.unwrap();
+    let later_event = write_event(&mut later, tenant).await;
+    later.commit().await.unwrap();
+    let feed = read_feed(&h, 0, 1).await;
+    assert_eq!(feed[0].aggregate_id, later_event);
+
+    // Another commit and its pass, with the early transaction still open.
+    let mut another = rapport_core::db::begin_tenant(&pool, tenant).await.unwrap();
+    let another_event = write_event(&mut another, tenant).await;
+    another.commit().await.unwrap();
+    read_feed(&h, 0, 2).await;
+
+    early.commit().await.unwrap();
+    let feed = read_feed(&h, 0, 3).await;
+    let ids: Vec<&str> = feed.iter().map(|e| e.aggregate_id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            later_event.as_str(),
+            another_event.as_str(),
+            early_event.as_str()
+        ]
+    );
+}
+
 #[tokio::test]
 async fn concurrent_writers_committing_out_of_order_leave_no_gap() {
     const WRITERS: usize = 40;
@@ -89,22 +142,11 @@ async fn concurrent_writers_committing_out_of_order_leave_no_gap() {
                 let mut ids = Vec::new();
                 for i in 0..EACH {
                     let mut tx = rapport_core::db::begin_tenant(&pool, tenant).await.unwrap();
-                    let aggregate = Uuid::now_v7();
-                    let event = OutboxEvent::new(
-                        "contact.deleted",
-                        aggregate,
-                        &ContactDeleted {
-                            contact_id: aggregate.to_string(),
-                        },
-                    );
-                    rapport_contacts::OUTBOX
-                        .write(&mut tx, tenant, vec![event], chrono::Utc::now())
-                        .await
-                        .unwrap();
+                    let aggregate = write_event(&mut tx, tenant).await;
                     let delay = (writer * 7 + i * 13) % 23;
                     tokio::time::sleep(Duration::from_millis(delay as u64)).await;
                     tx.commit().await.unwrap();
-                    ids.push(aggregate.to_string());
+                    ids.push(aggregate);
                 }
                 ids
             })
