@@ -110,7 +110,6 @@ pub async fn run(args: &Args, stack: &Stack, seeded: Seeded) -> anyhow::Result<(
 }
 
 /// The benchmark tenant's contacts, and the service's memory before them.
-#[derive(Clone)]
 pub struct Seeded {
     pub ids: Arc<Vec<String>>,
     /// Resident set of the idle service, in KiB.
