@@ -13,10 +13,11 @@ run:
 test:
 	@export RAPPORT_TEST_DATABASE_URL="$$(deploy/local/postgres.sh)" && cargo test --workspace --locked
 
-## lint: formatting, clippy (warnings are errors) and buf lint
+## lint: formatting, clippy (warnings are errors), the layer rules and buf lint
 lint: proto-lint
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
+	tests/check-layers.sh
 
 fmt:
 	cargo fmt --all

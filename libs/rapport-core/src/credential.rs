@@ -13,6 +13,8 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use rapport_proto::common::v1::ErrorReason as Common;
+
 use crate::error::{ApiError, ApiResult};
 
 /// Metadata key that carries the credential.
@@ -177,7 +179,7 @@ impl CredentialKey {
                 .map_err(|error| {
                     tracing::debug!(%error, "rejected internal credential");
                     ApiError::unauthenticated(
-                        "INVALID_CREDENTIAL",
+                        Common::InvalidCredential,
                         "the internal credential is invalid or expired",
                     )
                 })?;
@@ -189,7 +191,7 @@ impl CredentialKey {
             .collect::<Result<Vec<Scope>, _>>()
             .map_err(|_| {
                 ApiError::unauthenticated(
-                    "INVALID_CREDENTIAL",
+                    Common::InvalidCredential,
                     "the internal credential has a malformed scope",
                 )
             })?;

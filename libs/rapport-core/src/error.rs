@@ -1,7 +1,8 @@
 //! The one error type services return, and how it becomes a `tonic::Status`.
 //!
-//! Each error has a gRPC code, a stable machine-readable `reason` (sent as
-//! `google.rpc.ErrorInfo`), and a message a person can act on. Bad input
+//! Each error has a gRPC code, a stable machine-readable reason (a value of
+//! a package's `ErrorReason` enum, sent by name as `google.rpc.ErrorInfo`),
+//! and a message a person can act on. Bad input
 //! carries `google.rpc.BadRequest` field violations. Internal errors are
 //! logged with their cause and returned with the request id only, never
 //! their text.
@@ -9,6 +10,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use rapport_proto::ErrorReason;
+use rapport_proto::common::v1::ErrorReason as Common;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, FieldViolation, StatusExt as _};
 
@@ -35,10 +38,10 @@ struct ErrorBody {
 pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
-    fn new(code: Code, reason: &'static str, message: impl Into<String>) -> Self {
+    fn new(code: Code, reason: impl ErrorReason, message: impl Into<String>) -> Self {
         Self(Box::new(ErrorBody {
             code,
-            reason,
+            reason: reason.name(),
             message: message.into(),
             metadata: HashMap::new(),
             violations: Vec::new(),
@@ -54,30 +57,30 @@ impl ApiError {
         violations.into_error()
     }
 
-    pub fn not_found(reason: &'static str, message: impl Into<String>) -> Self {
+    pub fn not_found(reason: impl ErrorReason, message: impl Into<String>) -> Self {
         Self::new(Code::NotFound, reason, message)
     }
 
-    pub fn already_exists(reason: &'static str, message: impl Into<String>) -> Self {
+    pub fn already_exists(reason: impl ErrorReason, message: impl Into<String>) -> Self {
         Self::new(Code::AlreadyExists, reason, message)
     }
 
     /// The request is valid but the resource is not in a state that allows
     /// it, such as a stale etag.
-    pub fn failed_precondition(reason: &'static str, message: impl Into<String>) -> Self {
+    pub fn failed_precondition(reason: impl ErrorReason, message: impl Into<String>) -> Self {
         Self::new(Code::FailedPrecondition, reason, message)
     }
 
-    pub fn permission_denied(reason: &'static str, message: impl Into<String>) -> Self {
+    pub fn permission_denied(reason: impl ErrorReason, message: impl Into<String>) -> Self {
         Self::new(Code::PermissionDenied, reason, message)
     }
 
-    pub fn unauthenticated(reason: &'static str, message: impl Into<String>) -> Self {
+    pub fn unauthenticated(reason: impl ErrorReason, message: impl Into<String>) -> Self {
         Self::new(Code::Unauthenticated, reason, message)
     }
 
     pub fn resource_exhausted(
-        reason: &'static str,
+        reason: impl ErrorReason,
         message: impl Into<String>,
         retry_after: Duration,
     ) -> Self {
@@ -87,17 +90,17 @@ impl ApiError {
     }
 
     /// A conflict with a concurrent call; the caller should retry.
-    pub fn aborted(reason: &'static str, message: impl Into<String>) -> Self {
+    pub fn aborted(reason: impl ErrorReason, message: impl Into<String>) -> Self {
         Self::new(Code::Aborted, reason, message)
     }
 
-    pub fn unavailable(reason: &'static str, message: impl Into<String>) -> Self {
+    pub fn unavailable(reason: impl ErrorReason, message: impl Into<String>) -> Self {
         Self::new(Code::Unavailable, reason, message)
     }
 
     /// A failure that is ours, not the caller's. `source` is logged, not sent.
     pub fn internal(source: impl Into<anyhow::Error>) -> Self {
-        let mut error = Self::new(Code::Internal, "INTERNAL", "internal error");
+        let mut error = Self::new(Code::Internal, Common::Internal, "internal error");
         error.0.source = Some(source.into());
         error
     }
@@ -128,18 +131,18 @@ impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
         match error {
             sqlx::Error::PoolTimedOut => Self::unavailable(
-                "DATABASE_BUSY",
+                Common::DatabaseBusy,
                 "the service is overloaded; retry with backoff",
             ),
             sqlx::Error::Database(db) => match db.code().as_deref() {
                 // Deadlock or serialization failure: nothing was written.
                 Some("40P01" | "40001") => Self::aborted(
-                    "CONCURRENT_CONFLICT",
+                    Common::ConcurrentConflict,
                     "the call conflicted with a concurrent one and was rolled back; retry it",
                 ),
                 // A row the call refers to was removed while it ran.
                 Some("23503") => Self::failed_precondition(
-                    "REFERENCE_GONE",
+                    Common::ReferenceGone,
                     "a resource the call refers to was removed meanwhile; check it and retry",
                 ),
                 _ => Self::internal(sqlx::Error::Database(db)),
@@ -233,7 +236,7 @@ impl Violations {
             .join("; ");
         let mut error = ApiError::new(
             Code::InvalidArgument,
-            "INVALID_ARGUMENT",
+            Common::InvalidArgument,
             format!("invalid request: {summary}"),
         );
         error.0.violations = self.list;
@@ -278,7 +281,11 @@ mod tests {
     #[test]
     fn error_info_carries_reason_and_metadata() {
         let status = Status::from(
-            ApiError::not_found("CONTACT_MERGED", "merged").with_metadata("survivor_id", "x"),
+            ApiError::not_found(
+                rapport_proto::contacts::v1::ErrorReason::ContactMerged,
+                "merged",
+            )
+            .with_metadata("survivor_id", "x"),
         );
         let details = status.get_error_details();
         let info = details.error_info().unwrap();
@@ -290,7 +297,7 @@ mod tests {
     #[test]
     fn resource_exhausted_carries_retry_delay() {
         let status = Status::from(ApiError::resource_exhausted(
-            "RATE_LIMITED",
+            Common::DatabaseBusy,
             "slow down",
             Duration::from_millis(250),
         ));

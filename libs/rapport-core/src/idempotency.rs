@@ -7,6 +7,7 @@
 //! retries cannot both do the work. Reusing an id for a different request
 //! is an error rather than a silent replay.
 
+use chrono::{DateTime, Utc};
 use prost::Message;
 use sha2::{Digest as _, Sha256};
 use sqlx::{AssertSqlSafe, PgConnection};
@@ -60,7 +61,7 @@ pub fn check_request_id(request_id: &str, violations: &mut Violations) {
 }
 
 impl IdempotencyTable {
-    /// Claims `request_id` for `operation` inside the caller's tenant
+    /// Claims `request_id` for `operation` at `now` inside the caller's tenant
     /// transaction, blocking while another transaction holds the same id.
     /// A call without a request id simply proceeds: it is not idempotent.
     pub async fn claim<R: Message + Default>(
@@ -70,6 +71,7 @@ impl IdempotencyTable {
         operation: &'static str,
         request_id: &str,
         request: &impl Message,
+        now: DateTime<Utc>,
     ) -> ApiResult<Claim<R>> {
         if request_id.is_empty() {
             return Ok(Claim::Proceed(Pending(None)));
@@ -82,12 +84,13 @@ impl IdempotencyTable {
         let stored: Option<(Vec<u8>, Vec<u8>)> = sqlx::query_as(AssertSqlSafe(format!(
             "SELECT request_hash, response FROM {} \
              WHERE tenant_id = $1 AND operation = $2 AND request_id = $3 \
-               AND create_time > now() - interval '{RETENTION}'",
+               AND create_time > $4 - interval '{RETENTION}'",
             self.table
         )))
         .bind(tenant)
         .bind(operation)
         .bind(request_id)
+        .bind(now)
         .fetch_optional(&mut *tx)
         .await?;
         match stored {
@@ -118,6 +121,7 @@ impl Pending {
         tenant: Uuid,
         response: &impl Message,
         subject_ids: &[Uuid],
+        now: DateTime<Utc>,
     ) -> ApiResult<()> {
         let Some(reserved) = self.0 else {
             return Ok(());
@@ -125,15 +129,16 @@ impl Pending {
         // Forget expired ids of this tenant first; cheap through the
         // (tenant_id, create_time) index and keeps the table small.
         sqlx::query(AssertSqlSafe(format!(
-            "DELETE FROM {} WHERE tenant_id = $1 AND create_time <= now() - interval '{RETENTION}'",
+            "DELETE FROM {} WHERE tenant_id = $1 AND create_time <= $2 - interval '{RETENTION}'",
             reserved.table
         )))
         .bind(tenant)
+        .bind(now)
         .execute(&mut *tx)
         .await?;
         sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO {} (tenant_id, operation, request_id, request_hash, response, subject_ids, create_time) \
-             VALUES ($1, $2, $3, $4, $5, $6, now())",
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
             reserved.table
         )))
         .bind(tenant)
@@ -142,6 +147,7 @@ impl Pending {
         .bind(&reserved.request_hash)
         .bind(response.encode_to_vec())
         .bind(subject_ids)
+        .bind(now)
         .execute(&mut *tx)
         .await?;
         Ok(())

@@ -1,8 +1,10 @@
-//! What every Rapport service shares: configuration, telemetry, the server
-//! bootstrap, the internal credential and tenant context, the error type,
-//! and database helpers (pool, migrations, tenant transactions,
-//! idempotency, pagination).
+//! What every Rapport service shares: the service bootstrap (configuration,
+//! telemetry, server, background tasks), the clock, the internal credential
+//! and tenant context, the error type, the API helpers, and database
+//! helpers (pool, migrations, tenant transactions, idempotency, pagination).
 
+pub mod api;
+pub mod clock;
 pub mod config;
 pub mod convert;
 pub mod credential;
@@ -14,10 +16,13 @@ pub mod middleware;
 pub mod pagination;
 pub mod request_id;
 pub mod server;
+pub mod service;
 pub mod shutdown;
 pub mod telemetry;
 pub mod tenant;
+pub mod testing;
 
+pub use clock::Clock;
 pub use credential::{Access, CredentialKey, Grant, Scope};
 pub use error::{ApiError, ApiResult, Violations};
 pub use tenant::TenantContext;

@@ -12,6 +12,8 @@ use futures::future::BoxFuture;
 use tower::{Layer, Service};
 use tracing::Instrument as _;
 
+use rapport_proto::common::v1::ErrorReason as Common;
+
 use crate::credential::{CREDENTIAL_HEADER, CredentialKey};
 use crate::error::ApiError;
 use crate::{request_id, telemetry};
@@ -146,14 +148,14 @@ where
         {
             let verified = match request.headers().get(CREDENTIAL_HEADER) {
                 None => Err(ApiError::unauthenticated(
-                    "MISSING_CREDENTIAL",
+                    Common::MissingCredential,
                     "the call carries no internal credential; call through the gateway",
                 )),
                 Some(value) => value
                     .to_str()
                     .map_err(|_| {
                         ApiError::unauthenticated(
-                            "INVALID_CREDENTIAL",
+                            Common::InvalidCredential,
                             "the internal credential is malformed",
                         )
                     })

@@ -27,3 +27,7 @@ pub async fn signal() {
         () = terminate => tracing::info!("SIGTERM received, shutting down"),
     }
 }
+
+/// What a server stops on: [`signal`] in a binary, a test's own trigger in
+/// a test.
+pub type Shutdown = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;

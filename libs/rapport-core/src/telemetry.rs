@@ -29,11 +29,11 @@ pub struct Telemetry {
 ///
 /// Spans get OpenTelemetry ids even without an exporter, so the trace context
 /// of an incoming call is still passed on to the calls it makes.
-pub fn init(service_name: &'static str, config: &TelemetryConfig) -> anyhow::Result<Telemetry> {
+pub fn init(service_name: String, config: &TelemetryConfig) -> anyhow::Result<Telemetry> {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
 
     let resource = opentelemetry_sdk::Resource::builder()
-        .with_service_name(service_name)
+        .with_service_name(service_name.clone())
         .build();
     let mut provider = SdkTracerProvider::builder().with_resource(resource.clone());
     let mut meters = None;

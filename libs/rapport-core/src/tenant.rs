@@ -4,6 +4,8 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
+use rapport_proto::common::v1::ErrorReason as Common;
+
 use crate::credential::{Access, Grant};
 use crate::error::{ApiError, ApiResult};
 
@@ -23,7 +25,7 @@ impl TenantContext {
         access: Access,
     ) -> ApiResult<Self> {
         let grant = request.extensions().get::<Arc<Grant>>().ok_or_else(|| {
-            ApiError::unauthenticated("MISSING_CREDENTIAL", "the call carries no credential")
+            ApiError::unauthenticated(Common::MissingCredential, "the call carries no credential")
         })?;
         if !grant.allows(service, access) {
             let needed = match access {
@@ -31,12 +33,15 @@ impl TenantContext {
                 Access::Write => "write",
             };
             return Err(ApiError::permission_denied(
-                "MISSING_SCOPE",
+                Common::MissingScope,
                 format!("this call needs the scope {service}:{needed}"),
             ));
         }
         let tenant_id = grant.tenant_id.ok_or_else(|| {
-            ApiError::permission_denied("TENANT_REQUIRED", "this call must be made for a tenant")
+            ApiError::permission_denied(
+                Common::TenantRequired,
+                "this call must be made for a tenant",
+            )
         })?;
         Ok(Self {
             tenant_id,
@@ -57,11 +62,11 @@ pub fn authorize_service<T>(
         .get::<Arc<Grant>>()
         .cloned()
         .ok_or_else(|| {
-            ApiError::unauthenticated("MISSING_CREDENTIAL", "the call carries no credential")
+            ApiError::unauthenticated(Common::MissingCredential, "the call carries no credential")
         })?;
     if grant.tenant_id.is_some() || !grant.allows(service, access) {
         return Err(ApiError::permission_denied(
-            "SERVICE_CREDENTIAL_REQUIRED",
+            Common::ServiceCredentialRequired,
             format!("this call needs a service credential with the {service} scope"),
         ));
     }

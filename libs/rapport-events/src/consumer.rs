@@ -6,15 +6,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
+use anyhow::Context as _;
 use futures::future::BoxFuture;
 use futures::{FutureExt as _, StreamExt as _};
 use opentelemetry::KeyValue;
 use rapport_core::credential::{Access, CREDENTIAL_HEADER, CredentialKey, Grant, Scope};
 use rapport_core::db::set_local;
+use rapport_core::service::Service;
 use rapport_proto::events::v1::event_feed_service_client::EventFeedServiceClient;
 use rapport_proto::events::v1::{EventEnvelope, SubscribeRequest};
 use sqlx::{AssertSqlSafe, PgConnection, PgPool};
-use tonic::transport::Channel;
+use tonic::transport::{Channel, Endpoint};
 
 /// Most events applied in one transaction.
 const MAX_BATCH: usize = 500;
@@ -40,20 +42,60 @@ impl<H: Handler> Handler for Arc<H> {
     }
 }
 
-/// One consumer of one producer's feed. Its cursor lives in the consumer's
-/// own schema, in a table `(consumer text PRIMARY KEY, position bigint NOT NULL)`.
-pub struct Consumer<H> {
-    pub name: String,
-    /// Schema-qualified cursor table, such as `analytics.feed_cursors`.
-    pub cursor_table: &'static str,
+/// What a consumer follows and where it keeps its place.
+#[derive(Debug, Clone, Copy)]
+pub struct Subscription {
+    /// The consumer's name, which keys its cursor, such as `feedback.contacts`.
+    pub consumer: &'static str,
+    /// The producing service, such as `contacts` (the scope its feed needs).
     pub producer: &'static str,
-    pub types: Vec<String>,
+    /// Schema-qualified cursor table in the consumer's schema, such as
+    /// `feedback.feed_cursors`: `(consumer text PRIMARY KEY, position bigint NOT NULL)`.
+    pub cursor_table: &'static str,
+    /// The event types to apply; all when empty.
+    pub types: &'static [&'static str],
+}
+
+/// One consumer of one producer's feed.
+pub struct Consumer<H> {
+    pub subscription: Subscription,
     pub pool: PgPool,
     pub feed: Channel,
     pub key: CredentialKey,
     pub handler: H,
     lag: Arc<AtomicI64>,
     _gauge: opentelemetry::metrics::ObservableGauge<i64>,
+}
+
+/// Follows `subscription` from the producer at `producer_url` while
+/// `service` serves, applying each event with `handler`.
+pub fn follow<H: Handler + 'static>(
+    service: &mut Service,
+    subscription: Subscription,
+    producer_url: &str,
+    handler: H,
+) -> anyhow::Result<()> {
+    let feed = Endpoint::from_shared(producer_url.to_owned())
+        .with_context(|| format!("the {} feed URL", subscription.producer))?
+        .connect_lazy();
+    let consumer = Consumer::new(
+        subscription,
+        service.pool().clone(),
+        feed,
+        service.key().clone(),
+        handler,
+    );
+    service.spawn(move |stop| async move {
+        if let Err(stopped) = consumer.run(stop.cancelled_owned()).await {
+            tracing::error!(
+                consumer = subscription.consumer,
+                error = %stopped,
+                "stopped following the {} feed",
+                subscription.producer
+            );
+        }
+    });
+    Ok(())
 }
 
 /// Why a consumer stopped for good.
@@ -75,23 +117,18 @@ impl std::fmt::Display for Stopped {
 impl std::error::Error for Stopped {}
 
 impl<H: Handler> Consumer<H> {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
-        name: impl Into<String>,
-        cursor_table: &'static str,
-        producer: &'static str,
-        types: Vec<String>,
+        subscription: Subscription,
         pool: PgPool,
         feed: Channel,
         key: CredentialKey,
         handler: H,
     ) -> Self {
-        let name = name.into();
         let lag = Arc::new(AtomicI64::new(0));
         let observed = lag.clone();
         let attributes = [
-            KeyValue::new("consumer", name.clone()),
-            KeyValue::new("producer", producer),
+            KeyValue::new("consumer", subscription.consumer),
+            KeyValue::new("producer", subscription.producer),
         ];
         let gauge = opentelemetry::global::meter("rapport-events")
             .i64_observable_gauge("rapport.events.consumer.lag")
@@ -101,10 +138,7 @@ impl<H: Handler> Consumer<H> {
             })
             .build();
         Self {
-            name,
-            cursor_table,
-            producer,
-            types,
+            subscription,
             pool,
             feed,
             key,
@@ -131,7 +165,7 @@ impl<H: Handler> Consumer<H> {
                     Ok(()) => backoff = Duration::from_millis(100),
                     Err(SessionError::Expired(message)) => return Err(Stopped::CursorExpired(message)),
                     Err(SessionError::Retry(error)) => {
-                        tracing::warn!(consumer = %self.name, error = format!("{error:#}"), "feed session ended; reconnecting");
+                        tracing::warn!(consumer = self.subscription.consumer, error = format!("{error:#}"), "feed session ended; reconnecting");
                     }
                 },
             }
@@ -146,13 +180,18 @@ impl<H: Handler> Consumer<H> {
         let cursor = self.cursor().await?;
         let grant = Grant {
             tenant_id: None,
-            principal: format!("consumer:{}", self.name),
-            scopes: vec![Scope::new(self.producer, Access::Read)],
+            principal: format!("consumer:{}", self.subscription.consumer),
+            scopes: vec![Scope::new(self.subscription.producer, Access::Read)],
         };
         let token = self.key.mint(&grant, Duration::from_secs(300));
         let mut request = tonic::Request::new(SubscribeRequest {
             from_position: cursor,
-            types: self.types.clone(),
+            types: self
+                .subscription
+                .types
+                .iter()
+                .map(|t| (*t).to_owned())
+                .collect(),
         });
         request.metadata_mut().insert(
             CREDENTIAL_HEADER,
@@ -197,16 +236,16 @@ impl<H: Handler> Consumer<H> {
     async fn cursor(&self) -> anyhow::Result<i64> {
         sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO {} (consumer, position) VALUES ($1, 0) ON CONFLICT DO NOTHING",
-            self.cursor_table
+            self.subscription.cursor_table
         )))
-        .bind(&self.name)
+        .bind(self.subscription.consumer)
         .execute(&self.pool)
         .await?;
         let position = sqlx::query_scalar(AssertSqlSafe(format!(
             "SELECT position FROM {} WHERE consumer = $1",
-            self.cursor_table
+            self.subscription.cursor_table
         )))
-        .bind(&self.name)
+        .bind(self.subscription.consumer)
         .fetch_one(&self.pool)
         .await?;
         Ok(position)
@@ -219,9 +258,9 @@ impl<H: Handler> Consumer<H> {
         let mut tx = self.pool.begin().await?;
         let cursor: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
             "SELECT position FROM {} WHERE consumer = $1 FOR UPDATE",
-            self.cursor_table
+            self.subscription.cursor_table
         )))
-        .bind(&self.name)
+        .bind(self.subscription.consumer)
         .fetch_one(&mut *tx)
         .await?;
         let through = events.iter().map(|e| e.position).fold(through, i64::max);
@@ -236,9 +275,9 @@ impl<H: Handler> Consumer<H> {
         set_local(&mut tx, &[("app.tenant_id", "")]).await?;
         let moved = sqlx::query(AssertSqlSafe(format!(
             "UPDATE {} SET position = $2 WHERE consumer = $1",
-            self.cursor_table
+            self.subscription.cursor_table
         )))
-        .bind(&self.name)
+        .bind(self.subscription.consumer)
         .bind(through)
         .execute(&mut *tx)
         .await?
@@ -246,7 +285,7 @@ impl<H: Handler> Consumer<H> {
         anyhow::ensure!(
             moved == 1,
             "the cursor of {} did not move; nothing applied",
-            self.name
+            self.subscription.consumer
         );
         tx.commit().await?;
         Ok(through)

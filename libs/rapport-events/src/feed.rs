@@ -2,7 +2,6 @@
 
 use std::collections::VecDeque;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -13,6 +12,7 @@ use rapport_core::credential::Access;
 use rapport_core::db::begin_with_settings;
 use rapport_core::tenant::authorize_service;
 use rapport_core::{ApiError, Violations};
+use rapport_proto::events::v1::ErrorReason;
 use rapport_proto::events::v1::event_feed_service_server::EventFeedService;
 use rapport_proto::events::v1::{
     EventEnvelope, GetFeedHeadRequest, GetFeedHeadResponse, SubscribeRequest, SubscribeResponse,
@@ -20,6 +20,7 @@ use rapport_proto::events::v1::{
 use sqlx::postgres::PgListener;
 use sqlx::{AssertSqlSafe, FromRow, PgPool};
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
@@ -35,43 +36,33 @@ const IDLE_CHECK: Duration = Duration::from_secs(1);
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Serves one producer's feed. Followers wait on the newest position,
-/// which one listener per process learns from the sequencer's
-/// notifications; they never poll the database in a busy loop.
+/// which one listener per process ([`track_head`]) learns from the
+/// sequencer's notifications; they never poll the database in a busy loop.
 #[derive(Clone)]
 pub struct Feed {
     pool: PgPool,
     outbox: Outbox,
     head: watch::Receiver<i64>,
-    _listener: Arc<ListenerTask>,
-}
-
-struct ListenerTask(tokio::task::JoinHandle<()>);
-
-impl Drop for ListenerTask {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 impl Feed {
-    pub fn new(pool: PgPool, outbox: Outbox) -> Self {
-        let (sender, head) = watch::channel(0);
-        let task = tokio::spawn(listen(pool.clone(), outbox, sender));
-        Self {
-            pool,
-            outbox,
-            head,
-            _listener: Arc::new(ListenerTask(task)),
-        }
+    /// The feed of `outbox`, whose newest position `head` tracks.
+    pub fn new(pool: PgPool, outbox: Outbox, head: watch::Receiver<i64>) -> Self {
+        Self { pool, outbox, head }
     }
 }
 
 /// Keeps `head` at the newest position, from notifications (and a read
-/// at each reconnect, so none is missed).
-async fn listen(pool: PgPool, outbox: Outbox, head: watch::Sender<i64>) {
+/// at each reconnect, so none is missed), until `stop`.
+pub async fn track_head(
+    pool: PgPool,
+    outbox: Outbox,
+    head: watch::Sender<i64>,
+    stop: CancellationToken,
+) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        let result: sqlx::Result<()> = async {
+        let listening = async {
             let mut listener = PgListener::connect_with(&pool).await?;
             listener.listen(&outbox.feed_channel()).await?;
             head.send_replace(read_head(&pool, &outbox).await?);
@@ -87,13 +78,18 @@ async fn listen(pool: PgPool, outbox: Outbox, head: watch::Sender<i64>) {
                     });
                 }
             }
-        }
-        .await;
+        };
+        let result: sqlx::Result<()> = tokio::select! {
+            () = stop.cancelled() => return,
+            result = listening => result,
+        };
         if let Err(error) = result {
             tracing::warn!(%error, producer = outbox.producer, "feed listener lost its connection; reconnecting");
         }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(10));
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(backoff) => backoff = (backoff * 2).min(Duration::from_secs(10)),
+        }
     }
 }
 
@@ -205,7 +201,7 @@ impl Feed {
 /// FAILED_PRECONDITION for a cursor the retained feed no longer covers.
 fn expired(after: i64, pruned: i64, producer: &str) -> Status {
     ApiError::failed_precondition(
-        "FEED_CURSOR_EXPIRED",
+        ErrorReason::FeedCursorExpired,
         format!(
             "events after position {after} were pruned (through {pruned}); rebuild from the {producer} API and subscribe from GetFeedHead"
         ),

@@ -1,7 +1,7 @@
 //! Writing events in the transaction of the change that caused them.
 
 use chrono::{DateTime, Utc};
-use prost::Name;
+use rapport_proto::EventPayload;
 use sqlx::{AssertSqlSafe, PgConnection};
 use uuid::Uuid;
 
@@ -14,7 +14,8 @@ pub struct Outbox {
     pub schema: &'static str,
 }
 
-/// An event to write: its payload is the producer's own message.
+/// An event to write: its payload is the producer's own message, whose
+/// type the contract declares (`EventPayload`).
 pub struct OutboxEvent {
     pub kind: &'static str,
     pub aggregate_id: Uuid,
@@ -22,11 +23,11 @@ pub struct OutboxEvent {
 }
 
 impl OutboxEvent {
-    pub fn new<M: Name>(kind: &'static str, aggregate_id: Uuid, payload: &M) -> Self {
+    pub fn new<M: EventPayload>(aggregate_id: Uuid, payload: &M) -> Self {
         let payload =
             prost_types::Any::from_msg(payload).expect("encoding a message into a Vec cannot fail");
         Self {
-            kind,
+            kind: M::EVENT_TYPE,
             aggregate_id,
             payload,
         }
@@ -110,4 +111,50 @@ impl Outbox {
         .await?;
         Ok(result.rows_affected())
     }
+}
+
+/// The one definition of an outbox: what every producer's migrations must
+/// leave in its schema (`schema`, used by the service role `role`). A test
+/// in each producer checks its migrated schema against this.
+pub fn schema_sql(schema: &str, role: &str) -> String {
+    format!(
+        r#"
+CREATE TABLE {schema}.outbox (
+    tenant_id    uuid        NOT NULL,
+    event_id     uuid        NOT NULL,
+    position     bigint,
+    type         text        NOT NULL,
+    aggregate_id uuid        NOT NULL,
+    occur_time   timestamptz NOT NULL,
+    payload      bytea       NOT NULL,
+    txid         xid8        NOT NULL DEFAULT pg_current_xact_id(),
+    PRIMARY KEY (tenant_id, event_id)
+);
+CREATE UNIQUE INDEX outbox_position_key ON {schema}.outbox (position) WHERE position IS NOT NULL;
+CREATE INDEX outbox_unpositioned_txid_idx ON {schema}.outbox (txid) WHERE position IS NULL;
+CREATE INDEX outbox_aggregate_idx ON {schema}.outbox (tenant_id, aggregate_id);
+
+CREATE TABLE {schema}.outbox_state (
+    singleton      boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    last_position  bigint  NOT NULL,
+    pruned_through bigint  NOT NULL
+);
+INSERT INTO {schema}.outbox_state VALUES (true, 0, 0);
+
+ALTER TABLE {schema}.outbox ENABLE ROW LEVEL SECURITY;
+ALTER TABLE {schema}.outbox FORCE ROW LEVEL SECURITY;
+CREATE POLICY access ON {schema}.outbox
+    USING (current_setting('app.feed', true) = 'on'
+           OR tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::uuid)
+    WITH CHECK (current_setting('app.feed', true) = 'on'
+                OR tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::uuid);
+
+ALTER TABLE {schema}.outbox_state ENABLE ROW LEVEL SECURITY;
+ALTER TABLE {schema}.outbox_state FORCE ROW LEVEL SECURITY;
+CREATE POLICY access ON {schema}.outbox_state USING (current_setting('app.feed', true) = 'on');
+
+GRANT SELECT, INSERT, UPDATE, DELETE ON {schema}.outbox TO {role};
+GRANT SELECT, UPDATE ON {schema}.outbox_state TO {role};
+"#
+    )
 }

@@ -3,9 +3,11 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
+use rapport_core::Clock;
 use sqlx::postgres::PgListener;
 use sqlx::{AssertSqlSafe, PgPool};
+use tokio_util::sync::CancellationToken;
 
 use crate::outbox::Outbox;
 
@@ -92,22 +94,38 @@ async fn sequence_once(
     }
 }
 
-/// Runs the sequencer until the task is dropped: woken by producers'
-/// commits, with a slow poll as a safety net; prunes events older than
-/// `retention` now and then. Every step is a transaction of its own, so
+/// Runs the sequencer until `stop`: woken by producers' commits, with a
+/// slow poll as a safety net; prunes events older than `retention` (by
+/// `clock`) now and then. Every step is a transaction of its own, so
 /// stopping it anywhere loses nothing.
-pub async fn run(pool: PgPool, outbox: Outbox, retention: Duration) {
+pub async fn run(
+    pool: PgPool,
+    outbox: Outbox,
+    retention: Duration,
+    clock: Clock,
+    stop: CancellationToken,
+) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        if let Err(error) = session(&pool, &outbox, retention).await {
-            tracing::warn!(%error, producer = outbox.producer, "sequencer failed; retrying");
+        tokio::select! {
+            () = stop.cancelled() => return,
+            result = session(&pool, &outbox, retention, &clock) => if let Err(error) = result {
+                tracing::warn!(%error, producer = outbox.producer, "sequencer failed; retrying");
+            },
         }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(10));
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(backoff) => backoff = (backoff * 2).min(Duration::from_secs(10)),
+        }
     }
 }
 
-async fn session(pool: &PgPool, outbox: &Outbox, retention: Duration) -> sqlx::Result<()> {
+async fn session(
+    pool: &PgPool,
+    outbox: &Outbox,
+    retention: Duration,
+    clock: &Clock,
+) -> sqlx::Result<()> {
     let mut listener = PgListener::connect_with(pool).await?;
     listener.listen(&outbox.outbox_channel()).await?;
     let mut last_prune = tokio::time::Instant::now();
@@ -115,7 +133,7 @@ async fn session(pool: &PgPool, outbox: &Outbox, retention: Duration) -> sqlx::R
     loop {
         sequence_once(pool, outbox, &mut horizon).await?;
         if last_prune.elapsed() >= Duration::from_secs(60) {
-            prune(pool, outbox, retention).await?;
+            prune(pool, outbox, retention, clock.now()).await?;
             last_prune = tokio::time::Instant::now();
         }
         // Many commits may arrive at once; one pass positions them all.
@@ -125,12 +143,16 @@ async fn session(pool: &PgPool, outbox: &Outbox, retention: Duration) -> sqlx::R
     }
 }
 
-/// Deletes positioned events older than `retention` and records the
-/// newest position pruned, so that a subscription from before it is
+/// Deletes positioned events older than `retention` at `now` and records
+/// the newest position pruned, so that a subscription from before it is
 /// refused rather than silently missing events.
-pub async fn prune(pool: &PgPool, outbox: &Outbox, retention: Duration) -> sqlx::Result<u64> {
-    let cutoff =
-        Utc::now() - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
+pub async fn prune(
+    pool: &PgPool,
+    outbox: &Outbox,
+    retention: Duration,
+    now: DateTime<Utc>,
+) -> sqlx::Result<u64> {
+    let cutoff = now - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
     let mut tx = rapport_core::db::begin_with_settings(pool, &[("app.feed", "on")]).await?;
     let (count, newest): (i64, Option<i64>) = sqlx::query_as(AssertSqlSafe(format!(
         "WITH gone AS (DELETE FROM {} WHERE position IS NOT NULL AND occur_time < $1 RETURNING position) \

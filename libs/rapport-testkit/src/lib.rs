@@ -10,8 +10,11 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use rapport_core::config::{CredentialConfig, DatabaseConfig, ServerConfig, TelemetryConfig};
-use rapport_core::credential::{CredentialKey, Grant, Scope};
+use clap::FromArgMatches as _;
+use rapport_core::credential::{Access, CredentialKey, Grant, Scope};
+use rapport_core::service::{Config, ServiceInfo};
+use rapport_proto::testing::v1::AdvanceClockRequest;
+use rapport_proto::testing::v1::test_control_service_client::TestControlServiceClient;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -67,16 +70,6 @@ impl TestDatabase {
         url.to_string()
     }
 
-    /// Configuration that migrates with the admin role and serves as `role`.
-    pub fn config(&self, role: &str) -> DatabaseConfig {
-        DatabaseConfig {
-            database_url: self.url(Some(role)),
-            migrate_database_url: Some(self.url(None)),
-            migrate_only: false,
-            database_max_connections: 8,
-        }
-    }
-
     /// A direct connection as the admin role, for tests that inspect rows.
     pub async fn admin(&self) -> PgConnection {
         PgConnection::connect(&self.url(None))
@@ -112,25 +105,45 @@ impl Drop for TestDatabase {
     }
 }
 
-pub fn credential_config() -> CredentialConfig {
-    CredentialConfig {
-        credential_secret: TEST_CREDENTIAL_SECRET.to_owned(),
-    }
-}
-
-pub fn telemetry_config() -> TelemetryConfig {
-    TelemetryConfig {
-        log_format: rapport_core::config::LogFormat::Text,
-        log_filter: "warn".to_owned(),
-        otlp_endpoint: None,
-    }
-}
-
-pub fn server_config() -> ServerConfig {
-    ServerConfig {
-        shutdown_grace_ms: 5_000,
-        ..ServerConfig::default()
-    }
+/// The configuration `info`'s binary parses, for a test: an ephemeral
+/// loopback port, the service's own role on `db` (migrating with the admin
+/// role), the test credential secret, quiet logs, test controls on and a
+/// short drain; `args` add to or override these (`["--contacts-url", url]`).
+/// Environment variables are not read, so a test does not depend on the
+/// shell it runs in; defaults are the binary's own.
+pub fn config<S: clap::Args>(info: &ServiceInfo, db: &TestDatabase, args: &[&str]) -> Config<S> {
+    let database_url = db.url(Some(&info.role()));
+    let migrate_url = db.url(None);
+    let defaults = [
+        "--listen-addr",
+        "127.0.0.1:0",
+        "--database-url",
+        &database_url,
+        "--migrate-database-url",
+        &migrate_url,
+        "--database-max-connections",
+        "8",
+        "--credential-secret",
+        TEST_CREDENTIAL_SECRET,
+        "--log-filter",
+        "warn",
+        "--shutdown-grace-ms",
+        "5000",
+        "--test-controls",
+    ];
+    let command = info
+        .command::<S>()
+        .mut_args(|arg| arg.env(None::<&'static str>));
+    let binary = info.binary();
+    let matches = command
+        .try_get_matches_from(
+            std::iter::once(binary.as_str())
+                .chain(defaults)
+                .chain(args.iter().copied()),
+        )
+        .unwrap_or_else(|error| panic!("test configuration of {binary}: {error}"));
+    Config::<S>::from_arg_matches(&matches)
+        .unwrap_or_else(|error| panic!("test configuration of {binary}: {error}"))
 }
 
 /// A server running in this process, stopped when dropped.
@@ -147,7 +160,7 @@ impl TestServer {
     /// waits until it answers.
     pub async fn start<F, Fut>(serve: F) -> Self
     where
-        F: FnOnce(TcpListener, Shutdown) -> Fut,
+        F: FnOnce(TcpListener, rapport_core::shutdown::Shutdown) -> Fut,
         Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
     {
         let listener = TcpListener::bind("127.0.0.1:0")
@@ -155,7 +168,7 @@ impl TestServer {
             .expect("binding a loopback port");
         let addr = listener.local_addr().expect("bound address");
         let (tx, rx) = oneshot::channel();
-        let task = tokio::spawn(serve(listener, Shutdown(rx)));
+        let task = tokio::spawn(serve(listener, Box::pin(Stopped(rx))));
         let mut server = Self::attach(addr, task).await;
         server.shutdown = Some(tx);
         server
@@ -209,6 +222,21 @@ impl TestServer {
         InterceptedService::new(self.channel.clone(), Credential(Some(token)))
     }
 
+    /// Moves the server's clock forward by `by` (its test controls are on).
+    pub async fn advance_clock(&self, by: Duration) {
+        let grant = Grant {
+            tenant_id: None,
+            principal: "test-clock".to_owned(),
+            scopes: vec![Scope::new("testing", Access::Write)],
+        };
+        TestControlServiceClient::new(self.channel_for(&grant))
+            .advance_clock(AdvanceClockRequest {
+                by: Some(by.try_into().expect("a duration that fits")),
+            })
+            .await
+            .unwrap_or_else(|status| panic!("advancing the clock of {}: {status:?}", self.addr));
+    }
+
     /// Signals shutdown and waits for the server to finish draining.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
         if let Some(tx) = self.shutdown.take() {
@@ -257,9 +285,9 @@ impl tonic::service::Interceptor for Credential {
 
 /// The shutdown signal handed to a test server: completes when the test
 /// asks the server to stop, or drops it.
-pub struct Shutdown(oneshot::Receiver<()>);
+struct Stopped(oneshot::Receiver<()>);
 
-impl Future for Shutdown {
+impl Future for Stopped {
     type Output = ();
 
     fn poll(
@@ -290,4 +318,71 @@ pub fn reason(status: &tonic::Status) -> String {
         .error_info()
         .map(|i| i.reason.clone())
         .unwrap_or_default()
+}
+
+/// Asserts that the outbox `schema`'s migrations left (tables, columns,
+/// indexes, constraints, row-level security, grants to `role`) is what
+/// `rapport_events::outbox::schema_sql` defines, so that no producer's
+/// copy drifts from the one definition.
+pub async fn assert_outbox_matches_definition(db: &TestDatabase, schema: &str, role: &str) {
+    let reference = format!("outbox_reference_{}", Uuid::now_v7().simple());
+    let mut admin = db.admin().await;
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "CREATE SCHEMA {reference}; {}",
+        rapport_events::outbox::schema_sql(&reference, role)
+    )))
+    .execute(&mut admin)
+    .await
+    .expect("applying the outbox definition");
+    let expected = describe_outbox(&mut admin, &reference, role).await;
+    let actual = describe_outbox(&mut admin, schema, role).await;
+    sqlx::raw_sql(AssertSqlSafe(format!("DROP SCHEMA {reference} CASCADE")))
+        .execute(&mut admin)
+        .await
+        .expect("dropping the reference schema");
+    assert_eq!(
+        actual, expected,
+        "the {schema} outbox differs from rapport_events::outbox::schema_sql"
+    );
+}
+
+/// The catalog's description of an outbox, with the schema name left out.
+async fn describe_outbox(conn: &mut PgConnection, schema: &str, role: &str) -> Vec<String> {
+    // Each query reads `$1` (the schema); the grants also `$2` (the role).
+    const QUERIES: [&str; 6] = [
+        "SELECT format('column %s.%s %s %s null=%s default=%s', table_name, column_name, \
+             ordinal_position, data_type, is_nullable, coalesce(column_default, '-')) \
+         FROM information_schema.columns WHERE table_schema = $1 \
+           AND table_name IN ('outbox', 'outbox_state') ORDER BY table_name, ordinal_position",
+        "SELECT format('index %s %s', indexname, replace(indexdef, schemaname || '.', '')) \
+         FROM pg_indexes WHERE schemaname = $1 AND tablename IN ('outbox', 'outbox_state') \
+         ORDER BY indexname",
+        "SELECT format('constraint %s %s', c.conname, pg_get_constraintdef(c.oid)) \
+         FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid \
+         JOIN pg_namespace n ON n.oid = t.relnamespace \
+         WHERE n.nspname = $1 AND t.relname IN ('outbox', 'outbox_state') ORDER BY c.conname",
+        "SELECT format('rls %s enabled=%s forced=%s', c.relname, c.relrowsecurity, c.relforcerowsecurity) \
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = $1 AND c.relname IN ('outbox', 'outbox_state') ORDER BY c.relname",
+        "SELECT format('policy %s.%s %s using=%s check=%s', tablename, policyname, cmd, \
+             coalesce(qual, '-'), coalesce(with_check, '-')) \
+         FROM pg_policies WHERE schemaname = $1 AND tablename IN ('outbox', 'outbox_state') \
+         ORDER BY tablename, policyname",
+        "SELECT format('grant %s %s', table_name, privilege_type) \
+         FROM information_schema.role_table_grants WHERE table_schema = $1 AND grantee = $2 \
+           AND table_name IN ('outbox', 'outbox_state') ORDER BY table_name, privilege_type",
+    ];
+    let mut lines = Vec::new();
+    for query_text in QUERIES {
+        let mut query = sqlx::query_scalar(query_text).bind(schema);
+        if query_text.contains("$2") {
+            query = query.bind(role);
+        }
+        let rows: Vec<String> = query
+            .fetch_all(&mut *conn)
+            .await
+            .expect("reading the catalog");
+        lines.extend(rows);
+    }
+    lines
 }

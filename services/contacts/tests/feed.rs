@@ -12,7 +12,7 @@ use prost::Message as _;
 use prost_types::Timestamp;
 use rapport_core::credential::{Access, CredentialKey, Grant, Scope};
 use rapport_events::OutboxEvent;
-use rapport_events::consumer::{Consumer, Handler, Stopped};
+use rapport_events::consumer::{Consumer, Handler, Stopped, Subscription};
 use rapport_proto::common::v1::{Channel, LifecycleStage};
 use rapport_proto::contacts::v1::*;
 use rapport_proto::events::v1::event_feed_service_client::EventFeedServiceClient;
@@ -76,13 +76,12 @@ async fn service_pool(h: &common::Harness) -> PgPool {
 async fn write_event(tx: &mut sqlx::Transaction<'static, sqlx::Postgres>, tenant: Uuid) -> String {
     let aggregate = Uuid::now_v7();
     let event = OutboxEvent::new(
-        "contact.deleted",
         aggregate,
         &ContactDeleted {
             contact_id: aggregate.to_string(),
         },
     );
-    rapport_contacts::OUTBOX
+    rapport_contacts::events::OUTBOX
         .write(tx, tenant, vec![event], chrono::Utc::now())
         .await
         .unwrap();
@@ -389,21 +388,23 @@ fn consumer(
     pool: PgPool,
     channel: tonic::transport::Channel,
 ) -> Consumer<Sink> {
-    filtered_consumer(h, pool, channel, vec![])
+    filtered_consumer(h, pool, channel, &[])
 }
 
 fn filtered_consumer(
     h: &common::Harness,
     pool: PgPool,
     channel: tonic::transport::Channel,
-    types: Vec<String>,
+    types: &'static [&'static str],
 ) -> Consumer<Sink> {
     let _ = h;
     Consumer::new(
-        "sink",
-        "sink.feed_cursors",
-        "contacts",
-        types,
+        Subscription {
+            consumer: "sink",
+            producer: "contacts",
+            cursor_table: "sink.feed_cursors",
+            types,
+        },
         pool,
         channel,
         CredentialKey::new(TEST_CREDENTIAL_SECRET).unwrap(),
@@ -526,7 +527,7 @@ async fn a_filtered_subscription_moves_past_what_it_leaves_out() {
         &h,
         pool.clone(),
         h.server.channel.clone(),
-        vec!["contact.created".into()],
+        &["contact.created"],
     );
     let run = tokio::spawn(async move { consumer.run(std::future::pending()).await });
     wait_for_applied(&pool, 3).await;
@@ -573,7 +574,7 @@ async fn a_consumer_rides_out_a_producer_restart() {
     let config = common::config(&db);
     let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
     let restarted = tokio::spawn(async move {
-        rapport_contacts::serve(&config, listener, std::future::pending()).await
+        rapport_contacts::serve(config, listener, Box::pin(std::future::pending())).await
     });
     let h = common::Harness {
         server: rapport_testkit::TestServer::attach(addr, restarted).await,
@@ -597,10 +598,14 @@ async fn a_cursor_behind_the_retained_feed_is_refused() {
     read_feed(&h, 0, 11).await;
 
     let service = service_pool(&h).await;
-    let pruned =
-        rapport_events::sequencer::prune(&service, &rapport_contacts::OUTBOX, Duration::ZERO)
-            .await
-            .unwrap();
+    let pruned = rapport_events::sequencer::prune(
+        &service,
+        &rapport_contacts::events::OUTBOX,
+        Duration::ZERO,
+        chrono::Utc::now(),
+    )
+    .await
+    .unwrap();
     assert_eq!(pruned, 11);
     let err = feed_client(&h)
         .subscribe(SubscribeRequest {

@@ -198,9 +198,9 @@ async fn shutdown_waits_for_in_flight_calls_to_finish() {
 async fn refuses_to_run_as_a_role_that_bypasses_row_level_security() {
     let db = rapport_testkit::TestDatabase::create().await;
     let mut config = common::config(&db);
-    config.database.database_url = db.url(None);
+    config.common.database.database_url = db.url(None);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let err = rapport_contacts::serve(&config, listener, std::future::pending())
+    let err = rapport_contacts::serve(config, listener, Box::pin(std::future::pending()))
         .await
         .unwrap_err();
     assert!(
@@ -226,9 +226,9 @@ async fn refuses_to_run_as_a_role_that_owns_tables() {
             .unwrap();
     }
     let mut config = common::config(&db);
-    config.database.database_url = db.url(Some(&owner));
+    config.common.database.database_url = db.url(Some(&owner));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let err = rapport_contacts::serve(&config, listener, std::future::pending())
+    let err = rapport_contacts::serve(config, listener, Box::pin(std::future::pending()))
         .await
         .unwrap_err();
     assert!(format!("{err:#}").contains("owns tables"), "{err:#}");
@@ -240,4 +240,49 @@ async fn refuses_to_run_as_a_role_that_owns_tables() {
         .execute(&mut cluster)
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn test_controls_are_refused_unless_switched_on_and_need_a_service_credential() {
+    use rapport_proto::testing::v1::AdvanceClockRequest;
+    use rapport_proto::testing::v1::test_control_service_client::TestControlServiceClient;
+    let advance = AdvanceClockRequest {
+        by: Some(Duration::from_secs(60).try_into().unwrap()),
+    };
+    let service_grant = Grant {
+        tenant_id: None,
+        principal: "test".into(),
+        scopes: vec![Scope::new("testing", Access::Write)],
+    };
+
+    let on = common::start().await;
+    let err = TestControlServiceClient::new(on.server.tenant_channel(Uuid::now_v7()))
+        .advance_clock(advance)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    TestControlServiceClient::new(on.server.channel_for(&service_grant))
+        .advance_clock(advance)
+        .await
+        .unwrap();
+
+    let db = rapport_testkit::TestDatabase::create().await;
+    let mut config = common::config(&db);
+    config.common.testing.test_controls = false;
+    let off = rapport_testkit::TestServer::start(move |listener, shutdown| {
+        rapport_contacts::serve(config, listener, shutdown)
+    })
+    .await;
+    let err = TestControlServiceClient::new(off.channel_for(&service_grant))
+        .advance_clock(advance)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert_eq!(rapport_testkit::reason(&err), "TEST_CONTROL_DISABLED");
+}
+
+#[tokio::test]
+async fn the_outbox_matches_its_one_definition() {
+    let h = common::start().await;
+    rapport_testkit::assert_outbox_matches_definition(&h.db, "contacts", "rapport_contacts").await;
 }

@@ -2,13 +2,14 @@
 //! id (creation) order, in chunks read in short transactions of their own
 //! so that a slow reader holds no connection.
 
-use futures::StreamExt as _;
-use rapport_core::ApiError;
-use rapport_core::db::{begin_tenant_read, finish_read};
+use futures::{FutureExt as _, StreamExt as _};
+use rapport_core::api::ApiStream;
+use rapport_core::api::export::{Chunk, ChunkSource, NextChunk, chunked};
+use rapport_core::{ApiError, ApiResult};
 use rapport_proto::common::v1::Channel;
 use rapport_proto::feedback::v1::answer::Value;
 use rapport_proto::feedback::v1::{Answer, ExportResponsesResponse, ResponseStatus, Survey};
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use tonic::Status;
 use uuid::Uuid;
 
@@ -33,43 +34,69 @@ const FIXED_COLUMNS: [&str; 12] = [
     "complete_time",
 ];
 
+/// The CSV of `survey`'s responses (only completed ones when
+/// `completed_only`): the header row, then the responses in chunks.
 pub fn csv_stream(
     pool: PgPool,
     tenant: Uuid,
     survey: Survey,
     completed_only: bool,
-) -> crate::api::ApiStream<ExportResponsesResponse> {
-    let header = header(&survey);
-    let survey_id = Uuid::parse_str(&survey.id).unwrap_or_default();
-    let chunks = futures::stream::try_unfold(Some(None), move |after: Option<Option<Uuid>>| {
-        let pool = pool.clone();
-        let survey = survey.clone();
+) -> ApiStream<ExportResponsesResponse> {
+    let header = encode(&[header(&survey)]);
+    let rows = chunked(
+        pool,
+        tenant,
+        Rows {
+            survey_id: Uuid::parse_str(&survey.id).unwrap_or_default(),
+            survey,
+            completed_only,
+        },
+    );
+    Box::pin(futures::stream::once(async move { header.map_err(Status::from) }).chain(rows))
+}
+
+/// A survey's responses as CSV rows, in chunks.
+struct Rows {
+    survey_id: Uuid,
+    survey: Survey,
+    completed_only: bool,
+}
+
+impl ChunkSource for Rows {
+    type Cursor = Uuid;
+    type Message = ExportResponsesResponse;
+
+    fn next<'a>(
+        &'a self,
+        tx: &'a mut PgConnection,
+        after: Option<&'a Uuid>,
+    ) -> NextChunk<'a, ExportResponsesResponse, Uuid> {
         async move {
-            let Some(after) = after else { return Ok(None) };
-            let mut tx = begin_tenant_read(&pool, tenant)
-                .await
-                .map_err(ApiError::from)?;
-            let page = store::export_page(&mut tx, survey_id, completed_only, after, CHUNK)
-                .await
-                .map_err(ApiError::from)?;
-            let ids: Vec<Uuid> = page.iter().map(|r| r.id).collect();
-            let mut answers = store::answers(&mut tx, &ids)
-                .await
-                .map_err(ApiError::from)?;
-            finish_read(tx);
-            if page.is_empty() {
+            let page = store::export_page(
+                tx,
+                self.survey_id,
+                self.completed_only,
+                after.copied(),
+                CHUNK,
+            )
+            .await?;
+            let Some(last) = page.last().map(|r| r.id) else {
                 return Ok(None);
-            }
-            let next = (page.len() as i64 == CHUNK).then(|| page.last().map(|r| r.id));
+            };
+            let ids: Vec<Uuid> = page.iter().map(|r| r.id).collect();
+            let mut answers = store::answers(tx, &ids).await?;
             let rows: Vec<Vec<String>> = page
                 .iter()
-                .map(|r| row(&survey, r, &answers.remove(&r.id).unwrap_or_default()))
+                .map(|r| row(&self.survey, r, &answers.remove(&r.id).unwrap_or_default()))
                 .collect();
-            Ok::<_, Status>(Some((encode(&rows)?, next)))
+            let next = (page.len() as i64 == CHUNK).then_some(last);
+            Ok(Some(Chunk {
+                message: encode(&rows)?,
+                next,
+            }))
         }
-    });
-    let header = futures::stream::once(async move { encode(&[header]) });
-    Box::pin(header.chain(chunks))
+        .boxed()
+    }
 }
 
 fn header(survey: &Survey) -> Vec<String> {
@@ -148,16 +175,14 @@ fn defuse_formula(text: &str) -> String {
     }
 }
 
-fn encode(rows: &[Vec<String>]) -> Result<ExportResponsesResponse, Status> {
+fn encode(rows: &[Vec<String>]) -> ApiResult<ExportResponsesResponse> {
     let mut writer = csv::Writer::from_writer(Vec::new());
     for row in rows {
-        writer
-            .write_record(row)
-            .map_err(|e| Status::from(ApiError::internal(e)))?;
+        writer.write_record(row).map_err(ApiError::internal)?;
     }
     let csv_chunk = writer
         .into_inner()
-        .map_err(|e| Status::from(ApiError::internal(anyhow::anyhow!("{e}"))))?;
+        .map_err(|e| ApiError::internal(anyhow::anyhow!("{e}")))?;
     Ok(ExportResponsesResponse { csv_chunk })
 }
 

@@ -261,3 +261,10 @@ async fn a_merged_contacts_responses_follow_the_survivor() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_outbox_matches_its_one_definition() {
+    let harness = start().await;
+    rapport_testkit::assert_outbox_matches_definition(&harness.db, "feedback", "rapport_feedback")
+        .await;
+}

@@ -262,6 +262,35 @@ async fn fatigue_rules_skip_and_report_contacts() {
 }
 
 #[tokio::test]
+async fn the_fatigue_window_ends_when_the_test_clock_passes_it() {
+    const DAY: std::time::Duration = std::time::Duration::from_secs(86_400);
+    let harness = start().await;
+    let mut client = harness.client(Uuid::now_v7());
+    let mut survey = nps_survey();
+    survey.fatigue_days = 30;
+    let survey = active_survey(&mut client, survey).await;
+    let contact = Uuid::now_v7();
+    let invited = invite(&mut client, &survey, &[contact]).await;
+    submit(
+        &mut harness.public(),
+        &invited.invitations[0].token,
+        vec![score("nps", 9)],
+        true,
+    )
+    .await
+    .unwrap();
+
+    harness.advance_clock(29 * DAY).await;
+    let within = invite(&mut client, &survey, &[contact]).await;
+    assert_eq!(within.skipped[0].reason(), SkipReason::SurveyFatigue);
+
+    harness.advance_clock(2 * DAY).await;
+    let after = invite(&mut client, &survey, &[contact]).await;
+    assert!(after.skipped.is_empty(), "{after:?}");
+    assert_eq!(after.invitations[0].contact_id, contact.to_string());
+}
+
+#[tokio::test]
 async fn invitations_are_idempotent_and_bounded() {
     let harness = start().await;
     let mut client = harness.client(Uuid::now_v7());

@@ -206,7 +206,7 @@ async fn update_applies_the_mask_and_checks_the_etag() {
         })
         .await
         .unwrap_err();
-    assert_eq!(violated_fields(&bad_path), vec!["update_mask"]);
+    assert_eq!(violated_fields(&bad_path), vec!["update_mask.paths[0]"]);
 }
 
 #[tokio::test]
@@ -357,4 +357,53 @@ async fn settings_default_and_update() {
         .await
         .unwrap_err();
     assert_eq!(violated_fields(&status), vec!["settings.fatigue_days"]);
+}
+
+#[tokio::test]
+async fn an_empty_mask_updates_the_fields_set_and_a_star_updates_every_field() {
+    let harness = start().await;
+    let mut client = harness.client(Uuid::now_v7());
+    let created = create_survey(&mut client, nps_survey()).await;
+
+    // Empty mask (AIP-134): every field set in the request, nothing else.
+    let renamed = client
+        .update_survey(UpdateSurveyRequest {
+            survey: Some(Survey {
+                id: created.id.clone(),
+                name: "After chat".into(),
+                fatigue_days: 14,
+                ..Default::default()
+            }),
+            update_mask: None,
+            etag: created.etag.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .survey
+        .unwrap();
+    assert_eq!(renamed.name, "After chat");
+    assert_eq!(renamed.fatigue_days, 14);
+    assert_eq!(renamed.touchpoint, created.touchpoint);
+    assert_eq!(renamed.questions, created.questions);
+
+    // `*`: every updatable field, so what the request leaves unset is cleared.
+    let mut replacement = renamed.clone();
+    replacement.fatigue_days = 0;
+    replacement.name = "Replaced".into();
+    let replaced = client
+        .update_survey(UpdateSurveyRequest {
+            survey: Some(replacement),
+            update_mask: mask(&["*"]),
+            etag: renamed.etag.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .survey
+        .unwrap();
+    assert_eq!(replaced.name, "Replaced");
+    assert_eq!(replaced.fatigue_days, 0);
+    assert_eq!(replaced.touchpoint, created.touchpoint);
+    assert_eq!(replaced.questions, created.questions);
 }

@@ -1,11 +1,12 @@
 //! `rapport.gateway.v1.GatewayAdminService`: tenants and API keys, for the
 //! operator only.
 
-use chrono::Utc;
+use std::sync::Arc;
+
 use rapport_core::convert::to_datetime;
-use rapport_core::credential::Scope;
+use rapport_core::credential::{Grant, Scope};
 use rapport_core::pagination::Page;
-use rapport_core::{ApiError, ApiResult, Violations};
+use rapport_core::{ApiError, ApiResult, Clock, Violations};
 use rapport_proto::gateway::v1::gateway_admin_service_server::GatewayAdminService;
 use rapport_proto::gateway::v1::*;
 use sha2::{Digest as _, Sha256};
@@ -21,7 +22,8 @@ const MAX_NAME_CHARS: usize = 200;
 const MAX_SCOPES: usize = 32;
 
 /// Admits a call only with the operator key (`authorization: Bearer ...`),
-/// compared in constant time.
+/// compared in constant time, and gives it the operator's grant (every
+/// scope, no tenant), as services see a service credential.
 #[derive(Clone)]
 pub struct OperatorCheck {
     key_hash: [u8; 32],
@@ -40,7 +42,7 @@ impl OperatorCheck {
 }
 
 impl tonic::service::Interceptor for OperatorCheck {
-    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
         let presented = request
             .metadata()
             .get("authorization")
@@ -50,10 +52,15 @@ impl tonic::service::Interceptor for OperatorCheck {
         let presented_hash: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         let matches: bool = presented_hash.ct_eq(&self.key_hash).into();
         if matches {
+            request.extensions_mut().insert(Arc::new(Grant {
+                tenant_id: None,
+                principal: "operator".to_owned(),
+                scopes: vec![Scope::all()],
+            }));
             Ok(request)
         } else {
             Err(ApiError::unauthenticated(
-                "OPERATOR_KEY_REQUIRED",
+                ErrorReason::OperatorKeyRequired,
                 "admin calls need the operator key",
             )
             .into())
@@ -63,11 +70,12 @@ impl tonic::service::Interceptor for OperatorCheck {
 
 pub struct AdminApi {
     pool: PgPool,
+    clock: Clock,
 }
 
 impl AdminApi {
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+    pub fn new(pool: PgPool, clock: Clock) -> Self {
+        Self { pool, clock }
     }
 }
 
@@ -100,7 +108,7 @@ impl GatewayAdminService for AdminApi {
             &tenant.display_name,
             tenant.rate_limit_per_second,
             tenant.rate_limit_burst,
-            Utc::now(),
+            self.clock.now(),
         )
         .await
         .map_err(ApiError::from)?;
@@ -180,7 +188,7 @@ impl GatewayAdminService for AdminApi {
         request: Request<CreateApiKeyRequest>,
     ) -> Result<Response<CreateApiKeyResponse>, Status> {
         let req = request.into_inner();
-        let now = Utc::now();
+        let now = self.clock.now();
         let mut violations = Violations::default();
         let tenant_id = violations.parse_id("tenant_id", &req.tenant_id);
         check_name(&req.display_name, "display_name", false, &mut violations);
@@ -276,11 +284,14 @@ impl GatewayAdminService for AdminApi {
         let mut tx = store::begin_operator(&self.pool)
             .await
             .map_err(ApiError::from)?;
-        let key = store::revoke_key(&mut tx, id, Utc::now())
+        let key = store::revoke_key(&mut tx, id, self.clock.now())
             .await
             .map_err(ApiError::from)?
             .ok_or_else(|| {
-                ApiError::not_found("API_KEY_NOT_FOUND", format!("API key {id} does not exist"))
+                ApiError::not_found(
+                    ErrorReason::ApiKeyNotFound,
+                    format!("API key {id} does not exist"),
+                )
             })?;
         tx.commit().await.map_err(ApiError::from)?;
         tracing::info!(key = %key.prefix, "API key revoked");
@@ -293,7 +304,7 @@ impl GatewayAdminService for AdminApi {
 impl AdminApi {
     async fn set_state(&self, id: Uuid, state: TenantState) -> ApiResult<Tenant> {
         let mut tx = store::begin_operator(&self.pool).await?;
-        let tenant = store::set_tenant_state(&mut tx, id, state, Utc::now())
+        let tenant = store::set_tenant_state(&mut tx, id, state, self.clock.now())
             .await?
             .ok_or_else(|| tenant_not_found(id))?;
         tx.commit().await?;
@@ -302,7 +313,10 @@ impl AdminApi {
 }
 
 fn tenant_not_found(id: Uuid) -> ApiError {
-    ApiError::not_found("TENANT_NOT_FOUND", format!("tenant {id} does not exist"))
+    ApiError::not_found(
+        ErrorReason::TenantNotFound,
+        format!("tenant {id} does not exist"),
+    )
 }
 
 fn parse_id(field: &str, value: &str) -> ApiResult<Uuid> {

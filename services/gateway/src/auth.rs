@@ -10,7 +10,8 @@ use chrono::{DateTime, Utc};
 use http::HeaderValue;
 use moka::future::Cache;
 use rapport_core::credential::{CredentialKey, Grant, Scope};
-use rapport_core::{ApiError, ApiResult};
+use rapport_core::{ApiError, ApiResult, Clock};
+use rapport_proto::gateway::v1::ErrorReason;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -41,6 +42,7 @@ struct KeyEntry {
 pub struct Authenticator {
     pool: PgPool,
     key: CredentialKey,
+    clock: Clock,
     cache: Cache<String, Option<Arc<KeyEntry>>>,
     default_quota: Quota,
     /// The credential of public calls and when it was minted; re-minted
@@ -56,6 +58,7 @@ impl Authenticator {
     pub fn new(
         pool: PgPool,
         key: CredentialKey,
+        clock: Clock,
         cache_ttl: Duration,
         default_quota: Quota,
     ) -> Self {
@@ -67,6 +70,7 @@ impl Authenticator {
         Self {
             pool,
             key,
+            clock,
             cache,
             default_quota,
             public,
@@ -93,12 +97,12 @@ impl Authenticator {
             .and_then(|value| value.strip_prefix("Bearer "))
             .ok_or_else(|| {
                 ApiError::unauthenticated(
-                    "API_KEY_MISSING",
+                    ErrorReason::ApiKeyMissing,
                     "send an API key as `authorization: Bearer <key>`",
                 )
             })?;
         let prefix = api_key::prefix_of(presented).ok_or_else(|| {
-            ApiError::unauthenticated("API_KEY_INVALID", "the API key is not valid")
+            ApiError::unauthenticated(ErrorReason::ApiKeyInvalid, "the API key is not valid")
         })?;
         let entry = self
             .cache
@@ -107,7 +111,7 @@ impl Authenticator {
             .map_err(|error| match *error {
                 // The database is saturated: a retry may succeed.
                 sqlx::Error::PoolTimedOut => ApiError::unavailable(
-                    "AUTH_BUSY",
+                    ErrorReason::AuthBusy,
                     "cannot check API keys right now; retry with backoff",
                 ),
                 _ => ApiError::internal(anyhow::anyhow!("looking up an API key: {error}")),
@@ -115,23 +119,26 @@ impl Authenticator {
         let entry = entry
             .filter(|entry| api_key::verify(presented, &entry.secret_hash))
             .ok_or_else(|| {
-                ApiError::unauthenticated("API_KEY_INVALID", "the API key is not valid")
+                ApiError::unauthenticated(ErrorReason::ApiKeyInvalid, "the API key is not valid")
             })?;
         if entry.revoked {
             return Err(ApiError::unauthenticated(
-                "API_KEY_REVOKED",
+                ErrorReason::ApiKeyRevoked,
                 "the API key was revoked",
             ));
         }
-        if entry.expire_time.is_some_and(|expiry| expiry <= Utc::now()) {
+        if entry
+            .expire_time
+            .is_some_and(|expiry| expiry <= self.clock.now())
+        {
             return Err(ApiError::unauthenticated(
-                "API_KEY_EXPIRED",
+                ErrorReason::ApiKeyExpired,
                 "the API key has expired",
             ));
         }
         if !entry.tenant_active {
             return Err(ApiError::permission_denied(
-                "TENANT_SUSPENDED",
+                ErrorReason::TenantSuspended,
                 "the tenant is suspended",
             ));
         }

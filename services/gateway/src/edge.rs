@@ -20,6 +20,8 @@ use rapport_core::credential::{Access, CREDENTIAL_HEADER};
 use rapport_core::io::CoalescedWrites;
 use rapport_core::request_id::{self, REQUEST_ID_HEADER};
 use rapport_core::{ApiError, telemetry};
+use rapport_proto::common::v1::ErrorReason as Common;
+use rapport_proto::gateway::v1::ErrorReason;
 use tokio::net::TcpStream;
 use tonic::Status;
 use tonic::body::Body;
@@ -27,9 +29,9 @@ use tower::ServiceExt as _;
 use tower::util::{BoxCloneSyncService, MapResponse};
 
 use crate::auth::{Authenticator, Caller};
-use crate::domain::in_flight::InFlight;
 use crate::domain::methods::MethodTable;
 use crate::domain::rate_limit::{Quota, RateLimiter};
+use crate::in_flight::InFlight;
 
 /// A service behind the gateway: where it is, and the HTTP/2 client that
 /// multiplexes calls to it. hyper's client is used as is: no buffer task
@@ -187,7 +189,7 @@ impl EdgeInner {
         };
         let upstream = self.upstreams.get(&rule.service).ok_or_else(|| {
             ApiError::unavailable(
-                "SERVICE_NOT_CONFIGURED",
+                ErrorReason::ServiceNotConfigured,
                 format!(
                     "the {} service is not available on this gateway",
                     rule.service
@@ -200,7 +202,7 @@ impl EdgeInner {
         let response = upstream.call(request).await.map_err(|error| {
             tracing::warn!(service = %rule.service, %error, "upstream unreachable");
             ApiError::unavailable(
-                "SERVICE_UNAVAILABLE",
+                ErrorReason::ServiceUnavailable,
                 format!(
                     "the {} service is unreachable; retry with backoff",
                     rule.service
@@ -243,7 +245,7 @@ impl EdgeInner {
                 Access::Write => "write",
             };
             return Err(ApiError::permission_denied(
-                "MISSING_SCOPE",
+                Common::MissingScope,
                 format!("this API key lacks the scope {service}:{needed}"),
             )
             .into());
@@ -254,7 +256,7 @@ impl EdgeInner {
             .try_acquire(caller.tenant_id)
             .ok_or_else(|| {
                 ApiError::resource_exhausted(
-                    "TENANT_CONCURRENCY_LIMITED",
+                    ErrorReason::TenantConcurrencyLimited,
                     "the tenant has too many calls in flight; retry after the delay",
                     std::time::Duration::from_millis(100),
                 )
@@ -277,7 +279,7 @@ impl EdgeInner {
             .check(PUBLIC_BUCKET, self.public_quota, Instant::now())
         {
             return Err(ApiError::resource_exhausted(
-                "PUBLIC_RATE_LIMITED",
+                ErrorReason::PublicRateLimited,
                 "too many public calls right now; retry after the delay",
                 wait,
             )
@@ -285,7 +287,7 @@ impl EdgeInner {
         }
         let slot = self.in_flight.try_acquire(PUBLIC_BUCKET).ok_or_else(|| {
             ApiError::resource_exhausted(
-                "PUBLIC_CONCURRENCY_LIMITED",
+                ErrorReason::PublicConcurrencyLimited,
                 "too many public calls in flight; retry after the delay",
                 std::time::Duration::from_millis(100),
             )
@@ -304,7 +306,7 @@ impl EdgeInner {
         let now = Instant::now();
         if let Err(wait) = self.limiter.check(caller.key_id, self.key_quota, now) {
             return Err(ApiError::resource_exhausted(
-                "API_KEY_RATE_LIMITED",
+                ErrorReason::ApiKeyRateLimited,
                 "this API key's rate limit is reached; retry after the delay",
                 wait,
             )
@@ -315,7 +317,7 @@ impl EdgeInner {
             .check(caller.tenant_id, caller.tenant_quota, now)
         {
             return Err(ApiError::resource_exhausted(
-                "TENANT_RATE_LIMITED",
+                ErrorReason::TenantRateLimited,
                 "the tenant's rate limit is reached; retry after the delay",
                 wait,
             )

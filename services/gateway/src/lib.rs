@@ -6,47 +6,47 @@ pub mod api;
 pub mod auth;
 pub mod domain;
 pub mod edge;
+pub mod in_flight;
 pub mod store;
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::Parser;
-use rapport_core::config::{CredentialConfig, DatabaseConfig, ServerConfig, TelemetryConfig};
-use rapport_core::credential::CredentialKey;
 use rapport_core::server::{ServeOptions, reflection_services};
+use rapport_core::service::{self, Service, ServiceInfo};
+use rapport_core::shutdown::Shutdown;
 use rapport_proto::events::v1::event_feed_service_server::SERVICE_NAME as FEED_SERVICE_NAME;
 use rapport_proto::gateway::v1::gateway_admin_service_server::{
     GatewayAdminServiceServer, SERVICE_NAME,
 };
+use rapport_proto::testing::v1::test_control_service_server::SERVICE_NAME as TEST_CONTROL_SERVICE_NAME;
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
+use tonic::service::interceptor::InterceptedService;
 
-use crate::domain::in_flight::InFlight;
 use crate::domain::methods::MethodTable;
 use crate::domain::rate_limit::{Quota, RateLimiter};
 use crate::edge::{Edge, EdgeInner, LocalService, Upstream};
+use crate::in_flight::InFlight;
 
 /// This service's migrations, applied to the `gateway` schema.
 pub static MIGRATOR: Migrator = sqlx::migrate!();
+
+pub static SERVICE: ServiceInfo = ServiceInfo {
+    name: "gateway",
+    default_listen_addr: "0.0.0.0:50051",
+    migrator: &MIGRATOR,
+};
 
 /// Longest allowed lifetime of a cached key lookup: revocations must bite
 /// within a second.
 const MAX_AUTH_CACHE_MS: u64 = 1000;
 
-/// Configuration of the gateway (`rapport-gateway --help`).
-#[derive(Debug, Clone, Parser)]
-#[command(name = "rapport-gateway", version, about = "Rapport gateway")]
-pub struct Config {
-    /// Address to serve gRPC and gRPC-Web on.
-    #[arg(
-        long,
-        env = "RAPPORT_GATEWAY_LISTEN_ADDR",
-        default_value = "0.0.0.0:50051"
-    )]
-    pub listen_addr: std::net::SocketAddr,
+/// What the gateway adds to the shared settings.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Settings {
     /// Services behind the gateway, as `name=url` pairs separated by commas,
     /// such as `contacts=http://contacts:50061`.
     #[arg(long, env = "RAPPORT_UPSTREAMS", value_delimiter = ',', value_parser = parse_upstream)]
@@ -84,15 +84,10 @@ pub struct Config {
     /// Serve gRPC server reflection of every service (to callers with a key).
     #[arg(long, env = "RAPPORT_GATEWAY_REFLECTION", default_value_t = true, action = clap::ArgAction::Set)]
     pub reflection: bool,
-    #[command(flatten)]
-    pub server: ServerConfig,
-    #[command(flatten)]
-    pub database: DatabaseConfig,
-    #[command(flatten)]
-    pub credential: CredentialConfig,
-    #[command(flatten)]
-    pub telemetry: TelemetryConfig,
 }
+
+/// Configuration of the gateway (`rapport-gateway --help`).
+pub type Config = service::Config<Settings>;
 
 fn parse_upstream(text: &str) -> Result<(String, String), String> {
     let (name, url) = text
@@ -103,22 +98,23 @@ fn parse_upstream(text: &str) -> Result<(String, String), String> {
     Ok((name.trim().to_owned(), url.trim().to_owned()))
 }
 
-/// Connects to the database (migrating it when configured to) and serves
-/// the gateway on `listener` until `shutdown` completes.
+/// Serves the gateway on `listener` until `shutdown`.
 pub async fn serve(
-    config: &Config,
+    config: Config,
     listener: TcpListener,
-    shutdown: impl Future<Output = ()>,
+    shutdown: Shutdown,
 ) -> anyhow::Result<()> {
+    let settings = &config.service;
     anyhow::ensure!(
-        config.auth_cache_ms <= MAX_AUTH_CACHE_MS,
+        settings.auth_cache_ms <= MAX_AUTH_CACHE_MS,
         "RAPPORT_AUTH_CACHE_MS must be at most {MAX_AUTH_CACHE_MS}"
     );
-    let key = CredentialKey::new(&config.credential.credential_secret)?;
-    let operator = api::OperatorCheck::new(&config.operator_key)?;
-    let pool = rapport_core::db::connect(&config.database, &MIGRATOR).await?;
+    let operator = api::OperatorCheck::new(&settings.operator_key)?;
+    let mut service = Service::start(&SERVICE, &config.common).await?;
+    let pool = service.pool().clone();
+    let clock = service.clock().clone();
 
-    let reflection = if config.reflection {
+    let reflection = if settings.reflection {
         let (v1, v1alpha) = reflection_services()?;
         Some(LocalService::new(Routes::new(v1).add_service(v1alpha)))
     } else {
@@ -127,54 +123,51 @@ pub async fn serve(
     let edge = Edge::new(EdgeInner {
         authenticator: auth::Authenticator::new(
             pool.clone(),
-            key,
-            Duration::from_millis(config.auth_cache_ms),
+            service.key().clone(),
+            clock.clone(),
+            Duration::from_millis(settings.auth_cache_ms),
             Quota {
-                per_second: config.tenant_rate_per_second,
-                burst: config.tenant_rate_burst,
+                per_second: settings.tenant_rate_per_second,
+                burst: settings.tenant_rate_burst,
             },
         ),
         limiter: RateLimiter::default(),
-        in_flight: InFlight::new(config.tenant_max_in_flight),
+        in_flight: InFlight::new(settings.tenant_max_in_flight),
         key_quota: Quota {
-            per_second: config.key_rate_per_second,
-            burst: config.key_rate_burst,
+            per_second: settings.key_rate_per_second,
+            burst: settings.key_rate_burst,
         },
         public_quota: Quota {
-            per_second: config.public_rate_per_second,
-            burst: config.public_rate_burst,
+            per_second: settings.public_rate_per_second,
+            burst: settings.public_rate_burst,
         },
-        // The admin service is the gateway's own; change feeds are internal.
+        // The admin service is the gateway's own; change feeds are internal;
+        // test controls are each process's own.
         methods: MethodTable::from_descriptor_set(
             rapport_proto::FILE_DESCRIPTOR_SET,
-            &[SERVICE_NAME, FEED_SERVICE_NAME],
+            &[SERVICE_NAME, FEED_SERVICE_NAME, TEST_CONTROL_SERVICE_NAME],
         )?,
-        upstreams: upstream_channels(&config.upstreams)?,
+        upstreams: upstream_channels(&settings.upstreams)?,
         reflection,
     });
 
-    let admin = tonic::service::interceptor::InterceptedService::new(
-        GatewayAdminServiceServer::new(api::AdminApi::new(pool.clone()))
-            .max_decoding_message_size(config.server.max_message_bytes),
-        operator,
-    );
-    let routes = Routes::from(Routes::new(admin).into_axum_router().fallback_service(edge));
-    let options = ServeOptions {
+    let admin = GatewayAdminServiceServer::new(api::AdminApi::new(pool, clock));
+    service.add_untuned(InterceptedService::new(
+        rapport_proto::GrpcServer::tuned(
+            admin,
+            config.common.server.max_message_bytes,
+            config.common.server.max_message_bytes,
+        ),
+        operator.clone(),
+    ));
+    service.add_untuned(InterceptedService::new(service.test_control(), operator));
+    service.map_routes(|routes| Routes::from(routes.into_axum_router().fallback_service(edge)));
+    service.set_options(ServeOptions {
         credential: None,
         reflection: false,
         grpc_web: true,
-    };
-    let result = rapport_core::server::serve(
-        listener,
-        &config.server,
-        options,
-        routes,
-        &[SERVICE_NAME],
-        shutdown,
-    )
-    .await;
-    pool.close().await;
-    result
+    });
+    service.serve(listener, shutdown).await
 }
 
 /// The upstream of each configured service; connections open on first use.

@@ -10,7 +10,7 @@ use futures::StreamExt as _;
 use futures::future::BoxFuture;
 use hdrhistogram::Histogram;
 use rapport_core::credential::CredentialKey;
-use rapport_events::consumer::{Consumer, Handler};
+use rapport_events::consumer::{Consumer, Handler, Subscription};
 use rapport_proto::common::v1::Channel;
 use rapport_proto::contacts::v1::{Event, RecordEventsRequest};
 use rapport_proto::events::v1::EventEnvelope;
@@ -91,10 +91,12 @@ pub async fn run(args: &Args, stack: &Stack, contact_ids: Arc<Vec<String>>) -> a
         .connect()
         .await?;
     let consumer = Consumer::new(
-        "bench",
-        "bench_sink.feed_cursors",
-        "contacts",
-        vec![],
+        Subscription {
+            consumer: "bench",
+            producer: "contacts",
+            cursor_table: "bench_sink.feed_cursors",
+            types: &[],
+        },
         sink.clone(),
         feed,
         CredentialKey::new(TEST_CREDENTIAL_SECRET)?,

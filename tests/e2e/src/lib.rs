@@ -35,55 +35,51 @@ impl Suite {
     /// its upstreams point at the services unless `adjust` changes them.
     pub async fn start_with(adjust: impl FnOnce(&mut rapport_gateway::Config)) -> Self {
         let db = TestDatabase::create().await;
-        let contacts_config = rapport_contacts::Config {
-            listen_addr: "127.0.0.1:0".parse().expect("an address"),
-            server: rapport_testkit::server_config(),
-            database: db.config("rapport_contacts"),
-            credential: rapport_testkit::credential_config(),
-            telemetry: rapport_testkit::telemetry_config(),
-            feed_retention_hours: 168,
-        };
-        let contacts = TestServer::start(move |listener, shutdown| async move {
-            rapport_contacts::serve(&contacts_config, listener, shutdown).await
+        let contacts_config = rapport_testkit::config(&rapport_contacts::SERVICE, &db, &[]);
+        let contacts = TestServer::start(move |listener, shutdown| {
+            rapport_contacts::serve(contacts_config, listener, shutdown)
         })
         .await;
-        let feedback_config = rapport_feedback::Config {
-            listen_addr: "127.0.0.1:0".parse().expect("an address"),
-            contacts_url: format!("http://{}", contacts.addr),
-            server: rapport_testkit::server_config(),
-            database: db.config("rapport_feedback"),
-            credential: rapport_testkit::credential_config(),
-            telemetry: rapport_testkit::telemetry_config(),
-            feed_retention_hours: 168,
-        };
-        let feedback = TestServer::start(move |listener, shutdown| async move {
-            rapport_feedback::serve(&feedback_config, listener, shutdown).await
+        let contacts_url = format!("http://{}", contacts.addr);
+        let feedback_config = rapport_testkit::config(
+            &rapport_feedback::SERVICE,
+            &db,
+            &["--contacts-url", &contacts_url],
+        );
+        let feedback = TestServer::start(move |listener, shutdown| {
+            rapport_feedback::serve(feedback_config, listener, shutdown)
         })
         .await;
-        let mut gateway_config = rapport_gateway::Config {
-            listen_addr: "127.0.0.1:0".parse().expect("an address"),
-            upstreams: vec![
-                ("contacts".to_owned(), format!("http://{}", contacts.addr)),
-                ("feedback".to_owned(), format!("http://{}", feedback.addr)),
+        let upstreams = format!(
+            "contacts=http://{},feedback=http://{}",
+            contacts.addr, feedback.addr
+        );
+        // Limits far above what a test needs, unless the test sets its own.
+        let mut gateway_config: rapport_gateway::Config = rapport_testkit::config(
+            &rapport_gateway::SERVICE,
+            &db,
+            &[
+                "--upstreams",
+                &upstreams,
+                "--operator-key",
+                OPERATOR_KEY,
+                "--tenant-rate-per-second",
+                "10000",
+                "--tenant-rate-burst",
+                "10000",
+                "--key-rate-per-second",
+                "10000",
+                "--key-rate-burst",
+                "10000",
+                "--public-rate-per-second",
+                "10000",
+                "--public-rate-burst",
+                "10000",
             ],
-            operator_key: OPERATOR_KEY.to_owned(),
-            tenant_rate_per_second: 10_000,
-            tenant_rate_burst: 10_000,
-            key_rate_per_second: 10_000,
-            key_rate_burst: 10_000,
-            public_rate_per_second: 10_000,
-            public_rate_burst: 10_000,
-            tenant_max_in_flight: 256,
-            auth_cache_ms: 500,
-            reflection: true,
-            server: rapport_testkit::server_config(),
-            database: db.config("rapport_gateway"),
-            credential: rapport_testkit::credential_config(),
-            telemetry: rapport_testkit::telemetry_config(),
-        };
+        );
         adjust(&mut gateway_config);
-        let gateway = TestServer::start(move |listener, shutdown| async move {
-            rapport_gateway::serve(&gateway_config, listener, shutdown).await
+        let gateway = TestServer::start(move |listener, shutdown| {
+            rapport_gateway::serve(gateway_config, listener, shutdown)
         })
         .await;
         Self {

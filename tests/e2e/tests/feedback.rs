@@ -235,8 +235,8 @@ async fn only_submit_response_is_public() {
 #[tokio::test]
 async fn public_calls_share_a_rate_limit() {
     let suite = Suite::start_with(|config| {
-        config.public_rate_per_second = 1;
-        config.public_rate_burst = 2;
+        config.service.public_rate_per_second = 1;
+        config.service.public_rate_burst = 2;
     })
     .await;
     let submit = || {

@@ -553,7 +553,7 @@ fn rename(id: &str) -> UpdateContactRequest {
 
 #[tokio::test]
 async fn the_gateway_deadline_ends_a_call_with_deadline_exceeded() {
-    let suite = Suite::start_with(|config| config.server.request_timeout_ms = 300).await;
+    let suite = Suite::start_with(|config| config.common.server.request_timeout_ms = 300).await;
     let key = suite.tenant(named("acme"), &["contacts:write"]).await;
     let mut contacts = suite.client(&key.secret).contacts();
     let contact = create(&mut contacts, "slow@example.com").await;
@@ -623,7 +623,7 @@ async fn a_client_deadline_reaches_the_service_and_cancels_its_work() {
 
 #[tokio::test]
 async fn a_tenant_cannot_hold_more_calls_in_flight_than_its_share() {
-    let suite = Suite::start_with(|config| config.tenant_max_in_flight = 2).await;
+    let suite = Suite::start_with(|config| config.service.tenant_max_in_flight = 2).await;
     let busy = suite.tenant(named("busy"), &["contacts:write"]).await;
     let mut contacts = suite.client(&busy.secret).contacts();
     let first = create(&mut contacts, "one@example.com").await;
@@ -671,7 +671,7 @@ async fn a_tenant_cannot_hold_more_calls_in_flight_than_its_share() {
 
 #[tokio::test]
 async fn unconfigured_or_unreachable_services_are_unavailable() {
-    let unconfigured = Suite::start_with(|config| config.upstreams.clear()).await;
+    let unconfigured = Suite::start_with(|config| config.service.upstreams.clear()).await;
     let key = unconfigured.tenant(named("acme"), &["contacts:read"]).await;
     let err = unconfigured
         .client(&key.secret)
@@ -683,7 +683,7 @@ async fn unconfigured_or_unreachable_services_are_unavailable() {
     assert_eq!(reason(&err), "SERVICE_NOT_CONFIGURED");
 
     let unreachable = Suite::start_with(|config| {
-        config.upstreams = vec![("contacts".into(), "http://127.0.0.1:1".into())]
+        config.service.upstreams = vec![("contacts".into(), "http://127.0.0.1:1".into())]
     })
     .await;
     let key = unreachable.tenant(named("acme"), &["contacts:read"]).await;
@@ -740,7 +740,7 @@ async fn health_is_public_and_reflection_needs_a_key() {
         .unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated);
 
-    let off = Suite::start_with(|config| config.reflection = false).await;
+    let off = Suite::start_with(|config| config.service.reflection = false).await;
     let key = off.tenant(named("acme"), &["contacts:read"]).await;
     let mut reflection = ServerReflectionClient::new(off.client(&key.secret).transport());
     let err = reflection

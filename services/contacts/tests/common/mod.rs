@@ -4,7 +4,7 @@
 
 use rapport_contacts::Config;
 use rapport_proto::contacts::v1::contacts_service_client::ContactsServiceClient;
-use rapport_proto::contacts::v1::{Contact, CreateContactRequest};
+use rapport_proto::contacts::v1::{Contact, CreateContactRequest, GetContactRequest};
 use rapport_testkit::{Credential, TestDatabase, TestServer};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
@@ -19,21 +19,14 @@ pub struct Harness {
 }
 
 pub fn config(db: &TestDatabase) -> Config {
-    Config {
-        listen_addr: "127.0.0.1:0".parse().unwrap(),
-        server: rapport_testkit::server_config(),
-        database: db.config("rapport_contacts"),
-        credential: rapport_testkit::credential_config(),
-        telemetry: rapport_testkit::telemetry_config(),
-        feed_retention_hours: 168,
-    }
+    rapport_testkit::config(&rapport_contacts::SERVICE, db, &[])
 }
 
 pub async fn start() -> Harness {
     let db = TestDatabase::create().await;
     let config = config(&db);
-    let server = TestServer::start(move |listener, shutdown| async move {
-        rapport_contacts::serve(&config, listener, shutdown).await
+    let server = TestServer::start(move |listener, shutdown| {
+        rapport_contacts::serve(config, listener, shutdown)
     })
     .await;
     Harness { server, db }
@@ -64,4 +57,17 @@ pub fn person(email: &str) -> Contact {
         first_name: "Ana".to_owned(),
         ..Default::default()
     }
+}
+
+pub fn attrs(json: serde_json::Value) -> Option<prost_types::Struct> {
+    Some(rapport_core::convert::json_to_struct(
+        json.as_object().unwrap(),
+    ))
+}
+
+pub async fn get(client: &mut Client, id: &str) -> Result<Contact, tonic::Status> {
+    client
+        .get_contact(GetContactRequest { id: id.to_owned() })
+        .await
+        .map(|r| r.into_inner().contact.unwrap())
 }

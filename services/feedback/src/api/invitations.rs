@@ -2,12 +2,11 @@
 
 use std::collections::{HashMap, HashSet};
 
-use chrono::{Duration, Utc};
+use chrono::Duration;
 use rapport_core::convert::to_timestamp;
 use rapport_core::db::begin_tenant;
 use rapport_core::idempotency::{Claim, check_request_id};
 use rapport_core::{ApiError, ApiResult, TenantContext, Violations};
-use rapport_events::OutboxEvent;
 use rapport_proto::common::v1::Channel;
 use rapport_proto::feedback::v1::*;
 use uuid::Uuid;
@@ -16,7 +15,6 @@ use super::{FeedbackApi, IDEMPOTENCY, survey_not_found};
 use crate::domain::fatigue::{self, FatigueRules, PastInvitation};
 use crate::domain::survey::invitation_ttl_days;
 use crate::domain::token::{self, TokenKind};
-use crate::events;
 use crate::store::counts::{self, Increment};
 use crate::store::invitation::{self as store, NewInvitation};
 use crate::store::survey::Lock;
@@ -30,7 +28,7 @@ impl FeedbackApi {
         ctx: &TenantContext,
         req: CreateInvitationsRequest,
     ) -> ApiResult<CreateInvitationsResponse> {
-        let now = Utc::now();
+        let now = self.clock.now();
         let mut violations = Violations::default();
         let survey_id = violations.parse_id("survey_id", &req.survey_id);
         if req.contact_ids.is_empty() || req.contact_ids.len() > MAX_INVITATIONS {
@@ -63,6 +61,7 @@ impl FeedbackApi {
                 "CreateInvitations",
                 &req.request_id,
                 &req,
+                now,
             )
             .await?
         {
@@ -75,7 +74,7 @@ impl FeedbackApi {
             .ok_or_else(|| survey_not_found(survey_id))?;
         if survey.status() != SurveyStatus::Active {
             return Err(ApiError::failed_precondition(
-                "SURVEY_NOT_ACTIVE",
+                ErrorReason::SurveyNotActive,
                 format!("survey {survey_id} is not active; activate it before inviting"),
             ));
         }
@@ -147,28 +146,9 @@ impl FeedbackApi {
             expire_time,
         )
         .await?;
-        let mut outbox = Vec::with_capacity(stored.len());
         for (invitation, token) in stored.iter().zip(tokens) {
-            let sent = InvitationSent {
-                invitation_id: invitation.id.to_string(),
-                survey_id: survey_id.to_string(),
-                contact_id: invitation
-                    .contact_id
-                    .map(|id| id.to_string())
-                    .unwrap_or_default(),
-                channel,
-                expire_time: Some(to_timestamp(expire_time)),
-            };
-            outbox.push(OutboxEvent::new(
-                events::INVITATION_SENT,
-                invitation.id,
-                &sent,
-            ));
             response.invitations.push(invitation.to_proto(token));
         }
-        crate::OUTBOX
-            .write(&mut tx, ctx.tenant_id, outbox, now)
-            .await?;
         if !stored.is_empty() {
             counts::add(
                 &mut tx,
@@ -191,7 +171,7 @@ impl FeedbackApi {
             .chain(requested.iter().copied())
             .collect();
         claim
-            .complete(&mut tx, ctx.tenant_id, &response, &subjects)
+            .complete(&mut tx, ctx.tenant_id, &response, &subjects, now)
             .await?;
         tx.commit().await?;
         Ok(response)

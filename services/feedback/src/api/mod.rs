@@ -9,21 +9,21 @@ mod settings;
 mod summary;
 mod surveys;
 
-use std::pin::Pin;
 use std::sync::Arc;
 
-use futures::Stream;
+use rapport_core::api::{ApiScope, ApiStream};
 use rapport_core::credential::Grant;
 use rapport_core::idempotency::IdempotencyTable;
-use rapport_core::{Access, ApiError, ApiResult, TenantContext};
+use rapport_core::{ApiError, Clock};
+use rapport_proto::common::v1::ErrorReason as Common;
 use rapport_proto::feedback::v1::feedback_service_server::FeedbackService;
 use rapport_proto::feedback::v1::*;
 use sqlx::PgPool;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-/// The scope service name: `feedback:read` / `feedback:write`.
-const SCOPE: &str = "feedback";
+/// `feedback:read` and `feedback:write`.
+const SCOPE: ApiScope = ApiScope("feedback");
 const IDEMPOTENCY: IdempotencyTable = IdempotencyTable {
     table: "feedback.idempotency_keys",
 };
@@ -31,22 +31,13 @@ const IDEMPOTENCY: IdempotencyTable = IdempotencyTable {
 #[derive(Clone)]
 pub struct FeedbackApi {
     pool: PgPool,
+    clock: Clock,
 }
 
 impl FeedbackApi {
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+    pub fn new(pool: PgPool, clock: Clock) -> Self {
+        Self { pool, clock }
     }
-}
-
-pub(crate) type ApiStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
-
-fn read<T>(request: &Request<T>) -> ApiResult<TenantContext> {
-    TenantContext::authorize(request, SCOPE, Access::Read)
-}
-
-fn write<T>(request: &Request<T>) -> ApiResult<TenantContext> {
-    TenantContext::authorize(request, SCOPE, Access::Write)
 }
 
 #[tonic::async_trait]
@@ -55,7 +46,7 @@ impl FeedbackService for FeedbackApi {
         &self,
         request: Request<CreateSurveyRequest>,
     ) -> Result<Response<CreateSurveyResponse>, Status> {
-        let ctx = write(&request)?;
+        let ctx = SCOPE.write(&request)?;
         Ok(Response::new(
             self.create_survey(&ctx, request.into_inner()).await?,
         ))
@@ -65,7 +56,7 @@ impl FeedbackService for FeedbackApi {
         &self,
         request: Request<GetSurveyRequest>,
     ) -> Result<Response<GetSurveyResponse>, Status> {
-        let ctx = read(&request)?;
+        let ctx = SCOPE.read(&request)?;
         Ok(Response::new(
             self.get_survey(&ctx, request.into_inner()).await?,
         ))
@@ -75,7 +66,7 @@ impl FeedbackService for FeedbackApi {
         &self,
         request: Request<UpdateSurveyRequest>,
     ) -> Result<Response<UpdateSurveyResponse>, Status> {
-        let ctx = write(&request)?;
+        let ctx = SCOPE.write(&request)?;
         Ok(Response::new(
             self.update_survey(&ctx, request.into_inner()).await?,
         ))
@@ -85,7 +76,7 @@ impl FeedbackService for FeedbackApi {
         &self,
         request: Request<ListSurveysRequest>,
     ) -> Result<Response<ListSurveysResponse>, Status> {
-        let ctx = read(&request)?;
+        let ctx = SCOPE.read(&request)?;
         Ok(Response::new(
             self.list_surveys(&ctx, request.into_inner()).await?,
         ))
@@ -95,7 +86,7 @@ impl FeedbackService for FeedbackApi {
         &self,
         request: Request<ActivateSurveyRequest>,
     ) -> Result<Response<ActivateSurveyResponse>, Status> {
-        let ctx = write(&request)?;
+        let ctx = SCOPE.write(&request)?;
         let survey = self
             .change_status(&ctx, &request.into_inner().id, SurveyStatus::Active)
             .await?;
@@ -108,7 +99,7 @@ impl FeedbackService for FeedbackApi {
         &self,
         request: Request<CloseSurveyRequest>,
     ) -> Result<Response<CloseSurveyResponse>, Status> {
-        let ctx = write(&request)?;
+        let ctx = SCOPE.write(&request)?;
         let survey = self
             .change_status(&ctx, &request.into_inner().id, SurveyStatus::Closed)
             .await?;
@@ -121,7 +112,7 @@ impl FeedbackService for FeedbackApi {
         &self,
         request: Request<CreateInvitationsRequest>,
     ) -> Result<Response<CreateInvitationsResponse>, Status> {
-        let ctx = write(&request)?;
+        let ctx = SCOPE.write(&request)?;
         Ok(Response::new(
             self.create_invitations(&ctx, request.into_inner()).await?,
         ))
@@ -131,7 +122,7 @@ impl FeedbackService for FeedbackApi {
         &self,
         request: Request<GetFeedbackSettingsRequest>,
     ) -> Result<Response<GetFeedbackSettingsResponse>, Status> {
-        let ctx = read(&request)?;
+        let ctx = SCOPE.read(&request)?;
         Ok(Response::new(self.get_settings(&ctx).await?))
     }
 
@@ -139,7 +130,7 @@ impl FeedbackService for FeedbackApi {
         &self,
         request: Request<UpdateFeedbackSettingsRequest>,
     ) -> Result<Response<UpdateFeedbackSettingsResponse>, Status> {
-        let ctx = write(&request)?;
+        let ctx = SCOPE.write(&request)?;
         Ok(Response::new(
             self.update_settings(&ctx, request.into_inner()).await?,
         ))
@@ -153,7 +144,7 @@ impl FeedbackService for FeedbackApi {
         // tenant); the token in the request decides what it may answer.
         if request.extensions().get::<Arc<Grant>>().is_none() {
             return Err(ApiError::unauthenticated(
-                "MISSING_CREDENTIAL",
+                Common::MissingCredential,
                 "the call carries no credential",
             )
             .into());
@@ -165,7 +156,7 @@ impl FeedbackService for FeedbackApi {
         &self,
         request: Request<GetResponseRequest>,
     ) -> Result<Response<GetResponseResponse>, Status> {
-        let ctx = read(&request)?;
+        let ctx = SCOPE.read(&request)?;
         Ok(Response::new(
             self.get_response(&ctx, request.into_inner()).await?,
         ))
@@ -175,7 +166,7 @@ impl FeedbackService for FeedbackApi {
         &self,
         request: Request<ListResponsesRequest>,
     ) -> Result<Response<ListResponsesResponse>, Status> {
-        let ctx = read(&request)?;
+        let ctx = SCOPE.read(&request)?;
         Ok(Response::new(
             self.list_responses(&ctx, request.into_inner()).await?,
         ))
@@ -187,7 +178,7 @@ impl FeedbackService for FeedbackApi {
         &self,
         request: Request<ExportResponsesRequest>,
     ) -> Result<Response<Self::ExportResponsesStream>, Status> {
-        let ctx = read(&request)?;
+        let ctx = SCOPE.read(&request)?;
         Ok(Response::new(self.export(ctx, request.into_inner()).await?))
     }
 
@@ -195,7 +186,7 @@ impl FeedbackService for FeedbackApi {
         &self,
         request: Request<TagResponseRequest>,
     ) -> Result<Response<TagResponseResponse>, Status> {
-        let ctx = write(&request)?;
+        let ctx = SCOPE.write(&request)?;
         Ok(Response::new(self.tag(&ctx, request.into_inner()).await?))
     }
 
@@ -203,7 +194,7 @@ impl FeedbackService for FeedbackApi {
         &self,
         request: Request<GetSurveySummaryRequest>,
     ) -> Result<Response<GetSurveySummaryResponse>, Status> {
-        let ctx = read(&request)?;
+        let ctx = SCOPE.read(&request)?;
         Ok(Response::new(
             self.summary(&ctx, request.into_inner()).await?,
         ))
@@ -211,9 +202,8 @@ impl FeedbackService for FeedbackApi {
 }
 
 fn survey_not_found(id: Uuid) -> ApiError {
-    ApiError::not_found("SURVEY_NOT_FOUND", format!("survey {id} does not exist"))
-}
-
-fn non_empty(text: String) -> Option<String> {
-    (!text.is_empty()).then_some(text)
+    ApiError::not_found(
+        ErrorReason::SurveyNotFound,
+        format!("survey {id} does not exist"),
+    )
 }

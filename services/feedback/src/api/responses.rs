@@ -1,20 +1,19 @@
 //! Response RPCs: the public SubmitResponse, and get, list, tag and export.
 
 use chrono::{DateTime, Duration, Utc};
-use rapport_core::convert::{optional_datetime, to_timestamp};
+use rapport_core::api::{ApiStream, non_empty};
+use rapport_core::convert::optional_datetime;
 use rapport_core::db::{
     begin_tenant, begin_tenant_read, begin_with_settings, finish_read, set_local,
 };
 use rapport_core::pagination::Page;
 use rapport_core::{ApiError, ApiResult, TenantContext, Violations};
-use rapport_events::OutboxEvent;
 use rapport_proto::feedback::v1::answer::Value;
 use rapport_proto::feedback::v1::*;
 use uuid::Uuid;
 
-use super::{ApiStream, FeedbackApi, non_empty, survey_not_found};
+use super::{FeedbackApi, survey_not_found};
 use crate::domain::answer;
-use crate::domain::score::nps_category;
 use crate::domain::survey::{self as rules, MAX_QUESTIONS, headline_question, is_theme_tag};
 use crate::domain::token::{self, TokenKind};
 use crate::events;
@@ -36,7 +35,7 @@ impl FeedbackApi {
         &self,
         req: SubmitResponseRequest,
     ) -> ApiResult<SubmitResponseResponse> {
-        let now = Utc::now();
+        let now = self.clock.now();
         let Some(kind) = token::kind_of(&req.token) else {
             return Err(invalid_token());
         };
@@ -86,7 +85,7 @@ impl FeedbackApi {
         let tenant = survey.tenant_id;
         if survey.status() != SurveyStatus::Active {
             return Err(ApiError::failed_precondition(
-                "SURVEY_NOT_ACTIVE",
+                ErrorReason::SurveyNotActive,
                 "this survey is not taking responses",
             ));
         }
@@ -97,7 +96,7 @@ impl FeedbackApi {
                 }
                 if invitation.expire_time <= now {
                     return Err(ApiError::failed_precondition(
-                        "INVITATION_EXPIRED",
+                        ErrorReason::InvitationExpired,
                         "this invitation has expired and can no longer be answered",
                     ));
                 }
@@ -192,20 +191,8 @@ impl FeedbackApi {
         }
         store::save(&mut tx, tenant, &response, &answers).await?;
         if req.complete {
-            invitations::mark_completed(&mut tx, invitation.id, now).await?;
-            let submitted = submitted_event(&survey, &invitation, &response, &answers);
-            crate::OUTBOX
-                .write(
-                    &mut tx,
-                    tenant,
-                    vec![OutboxEvent::new(
-                        events::RESPONSE_SUBMITTED,
-                        response.id,
-                        &submitted,
-                    )],
-                    now,
-                )
-                .await?;
+            let submitted = events::response_submitted(&survey, &invitation, &response, &answers);
+            invitations::complete(&mut tx, tenant, invitation.id, &submitted, now).await?;
             // Last: the rows it adds to are the most shared, so they are
             // held for the commit only.
             counts::add(
@@ -415,57 +402,6 @@ fn pick_language(
         .unwrap_or_default()
 }
 
-fn submitted_event(
-    survey: &StoredSurvey,
-    invitation: &StoredInvitation,
-    response: &StoredResponse,
-    answers: &[Answer],
-) -> ResponseSubmitted {
-    let scores = survey
-        .survey
-        .questions
-        .iter()
-        .filter_map(|question| {
-            let (min, max) = rules::scale(question)?;
-            let score = answers
-                .iter()
-                .find(|a| a.question_id == question.id)
-                .and_then(answer::score)?;
-            let nps_category = if question.kind() == QuestionKind::Nps {
-                nps_category(score)
-            } else {
-                NpsCategory::Unspecified
-            };
-            Some(ScoreAnswered {
-                question_id: question.id.clone(),
-                kind: question.kind,
-                score,
-                scale_min: min,
-                scale_max: max,
-                nps_category: nps_category.into(),
-            })
-        })
-        .collect();
-    ResponseSubmitted {
-        response_id: response.id.to_string(),
-        survey_id: survey.id.to_string(),
-        invitation_id: if invitation.anonymous {
-            String::new()
-        } else {
-            invitation.id.to_string()
-        },
-        contact_id: invitation
-            .contact_id
-            .map(|id| id.to_string())
-            .unwrap_or_default(),
-        touchpoint: response.touchpoint.clone(),
-        channel: response.channel.into(),
-        complete_time: response.complete_time.map(to_timestamp),
-        scores,
-        has_comment: response.has_comment,
-    }
-}
-
 /// What completing a response with `answers` adds to its survey's counts.
 fn completion_counts(
     invitation: &StoredInvitation,
@@ -503,21 +439,21 @@ fn completion_counts(
 
 fn invalid_token() -> ApiError {
     ApiError::unauthenticated(
-        "INVALID_SURVEY_TOKEN",
+        ErrorReason::InvalidSurveyToken,
         "the token is not a valid survey invitation or link; check the link you were sent",
     )
 }
 
 fn already_completed() -> ApiError {
     ApiError::failed_precondition(
-        "RESPONSE_ALREADY_COMPLETED",
+        ErrorReason::ResponseAlreadyCompleted,
         "this invitation was already answered; the first answer stands",
     )
 }
 
 fn response_not_found(id: Uuid) -> ApiError {
     ApiError::not_found(
-        "RESPONSE_NOT_FOUND",
+        ErrorReason::ResponseNotFound,
         format!("response {id} does not exist"),
     )
 }

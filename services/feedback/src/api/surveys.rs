@@ -1,20 +1,17 @@
 //! Survey RPCs: create, get, update, list, activate and close.
 
-use chrono::Utc;
-use rapport_core::convert::to_timestamp;
+use rapport_core::api::{etag, field_mask, non_empty};
 use rapport_core::db::{begin_tenant, begin_tenant_read, finish_read};
 use rapport_core::idempotency::{Claim, check_request_id};
 use rapport_core::pagination::Page;
 use rapport_core::{ApiError, ApiResult, TenantContext, Violations};
-use rapport_events::OutboxEvent;
 use rapport_proto::feedback::v1::*;
 use uuid::Uuid;
 
-use super::{FeedbackApi, IDEMPOTENCY, non_empty, survey_not_found};
+use super::{FeedbackApi, IDEMPOTENCY, survey_not_found};
 use crate::domain::survey as rules;
 use crate::domain::token::{self, TokenKind};
-use crate::events;
-use crate::store::survey::{self as store, AnonymousLink, Lock, StoredSurvey, SurveyFilter};
+use crate::store::survey::{self as store, AnonymousLink, Lock, SurveyFilter};
 
 /// Fields UpdateSurvey may change.
 const UPDATABLE: &[&str] = &[
@@ -35,7 +32,7 @@ impl FeedbackApi {
         ctx: &TenantContext,
         req: CreateSurveyRequest,
     ) -> ApiResult<CreateSurveyResponse> {
-        let now = Utc::now();
+        let now = self.clock.now();
         let mut violations = Violations::default();
         let mut survey = req.survey.clone().unwrap_or_default();
         if req.survey.is_none() {
@@ -55,6 +52,7 @@ impl FeedbackApi {
                 "CreateSurvey",
                 &req.request_id,
                 &req,
+                now,
             )
             .await?
         {
@@ -80,7 +78,7 @@ impl FeedbackApi {
             survey: Some(stored.survey),
         };
         claim
-            .complete(&mut tx, ctx.tenant_id, &response, &[stored.id])
+            .complete(&mut tx, ctx.tenant_id, &response, &[stored.id], now)
             .await?;
         tx.commit().await?;
         Ok(response)
@@ -109,31 +107,24 @@ impl FeedbackApi {
         ctx: &TenantContext,
         req: UpdateSurveyRequest,
     ) -> ApiResult<UpdateSurveyResponse> {
-        let now = Utc::now();
+        let now = self.clock.now();
         let mut violations = Violations::default();
         let patch = req.survey.unwrap_or_default();
         let id = violations.parse_id("survey.id", &patch.id);
-        let paths = req.update_mask.map(|mask| mask.paths).unwrap_or_default();
-        if paths.is_empty() {
-            violations.add("update_mask", "name at least one field to update");
-        }
-        for path in &paths {
-            if !UPDATABLE.contains(&path.as_str()) {
-                violations.add(
-                    "update_mask",
-                    format!("{path:?} is not an updatable field; use one of {UPDATABLE:?}"),
-                );
-            }
-        }
+        let paths = field_mask::paths(req.update_mask.as_ref(), &patch, UPDATABLE, &mut violations);
         violations.check()?;
 
         let mut tx = begin_tenant(&self.pool, ctx.tenant_id).await?;
         let existing = store::get(&mut tx, id, Lock::Update)
             .await?
             .ok_or_else(|| survey_not_found(id))?;
-        check_etag(&req.etag, &existing)?;
+        etag::check(
+            &req.etag,
+            &existing.survey.etag,
+            format_args!("survey {id}"),
+        )?;
         let mut updated = existing.survey.clone();
-        apply_paths(&mut updated, patch, &paths);
+        field_mask::apply(&mut updated, &patch, &paths);
         let mut violations = Violations::default();
         rules::validate(&updated, "survey", &mut violations);
         violations.check()?;
@@ -143,7 +134,7 @@ impl FeedbackApi {
             && let Some(reason) = rules::meaning_change(&existing.survey, &updated)
         {
             return Err(ApiError::failed_precondition(
-                "SURVEY_HAS_RESPONSES",
+                ErrorReason::SurveyHasResponses,
                 format!("{reason}; create a new survey for a different question"),
             ));
         }
@@ -211,7 +202,7 @@ impl FeedbackApi {
         id: &str,
         target: SurveyStatus,
     ) -> ApiResult<Survey> {
-        let now = Utc::now();
+        let now = self.clock.now();
         let mut violations = Violations::default();
         let id = violations.parse_id("id", id);
         violations.check()?;
@@ -226,71 +217,20 @@ impl FeedbackApi {
         match target {
             SurveyStatus::Active if existing.survey.questions.is_empty() => {
                 return Err(ApiError::failed_precondition(
-                    "SURVEY_HAS_NO_QUESTIONS",
+                    ErrorReason::SurveyHasNoQuestions,
                     format!("survey {id} has no questions; add some before activating it"),
                 ));
             }
             SurveyStatus::Closed if existing.status() == SurveyStatus::Draft => {
                 return Err(ApiError::failed_precondition(
-                    "SURVEY_NOT_ACTIVE",
+                    ErrorReason::SurveyNotActive,
                     format!("survey {id} is a draft; only an active survey can be closed"),
                 ));
             }
             _ => {}
         }
-        let stored = store::set_status(&mut tx, id, target, now).await?;
-        if target == SurveyStatus::Closed {
-            let completed_count = crate::store::counts::read(&mut tx, id, None, None)
-                .await?
-                .completed;
-            let closed = SurveyClosed {
-                survey_id: id.to_string(),
-                close_time: Some(to_timestamp(now)),
-                completed_count,
-            };
-            crate::OUTBOX
-                .write(
-                    &mut tx,
-                    ctx.tenant_id,
-                    vec![OutboxEvent::new(events::SURVEY_CLOSED, id, &closed)],
-                    now,
-                )
-                .await?;
-        }
+        let stored = store::set_status(&mut tx, ctx.tenant_id, id, target, now).await?;
         tx.commit().await?;
         Ok(stored.survey)
     }
-}
-
-fn apply_paths(survey: &mut Survey, patch: Survey, paths: &[String]) {
-    for path in paths {
-        match path.as_str() {
-            "name" => survey.name.clone_from(&patch.name),
-            "touchpoint" => survey.touchpoint.clone_from(&patch.touchpoint),
-            "channel" => survey.channel = patch.channel,
-            "languages" => survey.languages.clone_from(&patch.languages),
-            "title" => survey.title.clone_from(&patch.title),
-            "questions" => survey.questions.clone_from(&patch.questions),
-            "fatigue_days" => survey.fatigue_days = patch.fatigue_days,
-            "anonymous_link_enabled" => {
-                survey.anonymous_link_enabled = patch.anonymous_link_enabled;
-            }
-            "invitation_ttl_days" => survey.invitation_ttl_days = patch.invitation_ttl_days,
-            _ => {}
-        }
-    }
-}
-
-fn check_etag(etag: &str, survey: &StoredSurvey) -> ApiResult<()> {
-    if etag.is_empty() || etag == survey.survey.etag {
-        return Ok(());
-    }
-    Err(ApiError::failed_precondition(
-        "ETAG_MISMATCH",
-        format!(
-            "survey {} changed since etag {etag} was read; get it again and retry",
-            survey.id
-        ),
-    )
-    .with_metadata("current_etag", &survey.survey.etag))
 }

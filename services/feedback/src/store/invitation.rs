@@ -3,9 +3,12 @@
 
 use chrono::{DateTime, Utc};
 use rapport_core::convert::to_timestamp;
-use rapport_proto::feedback::v1::Invitation;
+use rapport_events::OutboxEvent;
+use rapport_proto::feedback::v1::{Invitation, ResponseSubmitted};
 use sqlx::{FromRow, PgConnection};
 use uuid::Uuid;
+
+use crate::events::{self, OUTBOX};
 
 macro_rules! invitation_columns {
     () => {
@@ -49,7 +52,10 @@ pub struct NewInvitation {
     pub token_hash: String,
 }
 
-/// Inserts invitations to `survey` with the same channel and times.
+/// Inserts invitations to `survey` with the same channel and times. The
+/// invitations of contacts (not `anonymous` ones, which continue a
+/// response begun from a survey link) are published as
+/// `feedback.invitation_sent`.
 #[allow(clippy::too_many_arguments)]
 pub async fn insert(
     tx: &mut PgConnection,
@@ -64,7 +70,7 @@ pub async fn insert(
     let ids: Vec<Uuid> = invitations.iter().map(|i| i.id).collect();
     let contacts: Vec<Option<Uuid>> = invitations.iter().map(|i| i.contact_id).collect();
     let hashes: Vec<&str> = invitations.iter().map(|i| i.token_hash.as_str()).collect();
-    sqlx::query_as(concat!(
+    let stored: Vec<StoredInvitation> = sqlx::query_as(concat!(
         "INSERT INTO feedback.invitations (tenant_id, id, survey_id, contact_id, anonymous, channel, \
              token_hash, create_time, expire_time) \
          SELECT $1, i.id, $2, i.contact, $3, $4, i.hash, $7, $8 \
@@ -81,8 +87,13 @@ pub async fn insert(
     .bind(now)
     .bind(expire_time)
     .bind(hashes)
-    .fetch_all(tx)
-    .await
+    .fetch_all(&mut *tx)
+    .await?;
+    if !anonymous {
+        let sent = stored.iter().map(events::invitation_sent).collect();
+        OUTBOX.write(tx, tenant, sent, now).await?;
+    }
+    Ok(stored)
 }
 
 /// The invitation whose token is hashed in `app.token_hash`, whatever its
@@ -109,17 +120,24 @@ pub async fn lock(tx: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Stored
     .await
 }
 
-pub async fn mark_completed(
+/// Marks invitation `id` answered by the completed response `submitted`
+/// describes, and publishes it as `feedback.response_submitted`.
+pub async fn complete(
     tx: &mut PgConnection,
+    tenant: Uuid,
     id: Uuid,
+    submitted: &ResponseSubmitted,
     now: DateTime<Utc>,
 ) -> sqlx::Result<()> {
     sqlx::query("UPDATE feedback.invitations SET complete_time = $2 WHERE id = $1")
         .bind(id)
         .bind(now)
-        .execute(tx)
+        .execute(&mut *tx)
         .await?;
-    Ok(())
+    let response = Uuid::parse_str(&submitted.response_id).unwrap_or_default();
+    OUTBOX
+        .write(tx, tenant, vec![OutboxEvent::new(response, submitted)], now)
+        .await
 }
 
 /// Serializes invitation decisions about the same contacts: concurrent

@@ -7,6 +7,8 @@ use rapport_proto::feedback::v1::{Survey, SurveyStatus};
 use sqlx::{FromRow, PgConnection};
 use uuid::Uuid;
 
+use crate::events::{self, OUTBOX};
+
 macro_rules! survey_columns {
     () => {
         "tenant_id, id, name, touchpoint, channel, status, content, fatigue_days, \
@@ -213,8 +215,11 @@ pub async fn update(
     row.into_stored()
 }
 
+/// Moves survey `id` to `status`; closing it publishes
+/// `feedback.survey_closed` with its completed count.
 pub async fn set_status(
     tx: &mut PgConnection,
+    tenant: Uuid,
     id: Uuid,
     status: SurveyStatus,
     now: DateTime<Utc>,
@@ -227,8 +232,13 @@ pub async fn set_status(
     .bind(id)
     .bind(status as i16)
     .bind(now)
-    .fetch_one(tx)
+    .fetch_one(&mut *tx)
     .await?;
+    if status == SurveyStatus::Closed {
+        let completed = super::counts::read(tx, id, None, None).await?.completed;
+        let closed = events::survey_closed(id, completed, now);
+        OUTBOX.write(tx, tenant, vec![closed], now).await?;
+    }
     row.into_stored()
 }
 

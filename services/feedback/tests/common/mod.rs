@@ -26,29 +26,19 @@ pub struct Harness {
 
 pub async fn start() -> Harness {
     let db = TestDatabase::create().await;
-    let contacts_config = rapport_contacts::Config {
-        listen_addr: "127.0.0.1:0".parse().unwrap(),
-        server: rapport_testkit::server_config(),
-        database: db.config("rapport_contacts"),
-        credential: rapport_testkit::credential_config(),
-        telemetry: rapport_testkit::telemetry_config(),
-        feed_retention_hours: 168,
-    };
-    let contacts = TestServer::start(move |listener, shutdown| async move {
-        rapport_contacts::serve(&contacts_config, listener, shutdown).await
+    let contacts_config = rapport_testkit::config(&rapport_contacts::SERVICE, &db, &[]);
+    let contacts = TestServer::start(move |listener, shutdown| {
+        rapport_contacts::serve(contacts_config, listener, shutdown)
     })
     .await;
-    let config = rapport_feedback::Config {
-        listen_addr: "127.0.0.1:0".parse().unwrap(),
-        contacts_url: format!("http://{}", contacts.addr),
-        server: rapport_testkit::server_config(),
-        database: db.config("rapport_feedback"),
-        credential: rapport_testkit::credential_config(),
-        telemetry: rapport_testkit::telemetry_config(),
-        feed_retention_hours: 168,
-    };
-    let feedback = TestServer::start(move |listener, shutdown| async move {
-        rapport_feedback::serve(&config, listener, shutdown).await
+    let contacts_url = format!("http://{}", contacts.addr);
+    let config = rapport_testkit::config(
+        &rapport_feedback::SERVICE,
+        &db,
+        &["--contacts-url", &contacts_url],
+    );
+    let feedback = TestServer::start(move |listener, shutdown| {
+        rapport_feedback::serve(config, listener, shutdown)
     })
     .await;
     Harness {
@@ -59,6 +49,12 @@ pub async fn start() -> Harness {
 }
 
 impl Harness {
+    /// Moves the clock of both services forward by `by`.
+    pub async fn advance_clock(&self, by: std::time::Duration) {
+        self.contacts.advance_clock(by).await;
+        self.feedback.advance_clock(by).await;
+    }
+
     pub fn client(&self, tenant: Uuid) -> Client {
         FeedbackServiceClient::new(self.feedback.tenant_channel(tenant))
     }

@@ -1,73 +1,24 @@
-//! Applies the contacts change feed: an erased contact's personal data
-//! leaves its responses (scores stay, anonymous, for the aggregate KPIs),
-//! and a merged contact's responses move to the survivor.
+//! What the contacts feed changes in the feedback schema: an erased
+//! contact is forgotten, a merged contact's invitations and responses move
+//! to the survivor.
 
-use chrono::Utc;
-use futures::FutureExt as _;
-use futures::future::BoxFuture;
+use chrono::{DateTime, Utc};
 use prost::Name;
-use rapport_core::convert::to_datetime;
-use rapport_events::consumer::Handler;
-use rapport_proto::contacts::v1::{ContactErased, ContactMerged};
-use rapport_proto::events::v1::EventEnvelope;
 use rapport_proto::feedback::v1::{InvitationSent, ResponseSubmitted};
 use sqlx::PgConnection;
 use uuid::Uuid;
-
-pub const CONTACT_ERASED: &str = "contact.erased";
-pub const CONTACT_MERGED: &str = "contact.merged";
-
-/// The consumer's name, which keys its cursor.
-pub const CONSUMER: &str = "feedback.contacts";
-
-pub struct ContactChanges;
-
-impl Handler for ContactChanges {
-    fn apply<'a>(
-        &'a self,
-        tx: &'a mut PgConnection,
-        event: &'a EventEnvelope,
-    ) -> BoxFuture<'a, anyhow::Result<()>> {
-        async move {
-            let tenant = Uuid::parse_str(&event.tenant_id)?;
-            let payload = event.payload.clone().unwrap_or_default();
-            match event.r#type.as_str() {
-                CONTACT_ERASED => {
-                    let erased: ContactErased = payload.to_msg()?;
-                    let when = event
-                        .occur_time
-                        .as_ref()
-                        .and_then(to_datetime)
-                        .unwrap_or_else(Utc::now);
-                    erase(tx, tenant, Uuid::parse_str(&erased.contact_id)?, when).await
-                }
-                CONTACT_MERGED => {
-                    let merged: ContactMerged = payload.to_msg()?;
-                    merge(
-                        tx,
-                        Uuid::parse_str(&merged.duplicate_id)?,
-                        Uuid::parse_str(&merged.survivor_id)?,
-                    )
-                    .await
-                }
-                _ => Ok(()),
-            }
-        }
-        .boxed()
-    }
-}
 
 /// Forgets `contact`. Locks in the order the API takes them, so it neither
 /// deadlocks with nor misses a call in flight: the contact's invitation
 /// lock (as CreateInvitations), then its invitations (as SubmitResponse,
 /// whose response row it waits for), then their responses.
-async fn erase(
+pub async fn erase(
     tx: &mut PgConnection,
     tenant: Uuid,
     contact: Uuid,
-    when: chrono::DateTime<Utc>,
+    when: DateTime<Utc>,
 ) -> anyhow::Result<()> {
-    crate::store::invitation::lock_contacts(tx, tenant, &[contact]).await?;
+    super::invitation::lock_contacts(tx, tenant, &[contact]).await?;
     sqlx::query(
         "INSERT INTO feedback.erased_contacts (tenant_id, contact_id, erase_time) \
          VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
@@ -138,7 +89,7 @@ async fn forget_contact_in_feed(tx: &mut PgConnection, aggregates: &[Uuid]) -> a
     Ok(())
 }
 
-async fn merge(tx: &mut PgConnection, duplicate: Uuid, survivor: Uuid) -> anyhow::Result<()> {
+pub async fn merge(tx: &mut PgConnection, duplicate: Uuid, survivor: Uuid) -> anyhow::Result<()> {
     for table in ["feedback.responses", "feedback.invitations"] {
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE {table} SET contact_id = $2 WHERE contact_id = $1"

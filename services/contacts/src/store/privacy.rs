@@ -1,0 +1,73 @@
+//! Erasure: removing everything stored about a person for good.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::events::{self, OUTBOX};
+
+/// What an erasure removed.
+pub struct Erased {
+    pub events: i64,
+    pub history: i64,
+}
+
+/// Removes everything stored about contact `id` (and ids merged into it):
+/// profile, timeline, histories, redirects and stored API responses that
+/// name it. Leaves only the erased ids and the time.
+pub async fn erase(
+    conn: &mut PgConnection,
+    tenant: Uuid,
+    id: Uuid,
+    now: DateTime<Utc>,
+) -> sqlx::Result<Erased> {
+    let events: i64 = sqlx::query_scalar("WITH d AS (DELETE FROM contacts.events WHERE contact_id = $1 RETURNING 1) SELECT count(*) FROM d")
+        .bind(id)
+        .fetch_one(&mut *conn)
+        .await?;
+    let history: i64 = sqlx::query_scalar(
+        "WITH l AS (DELETE FROM contacts.lifecycle_history WHERE contact_id = $1 RETURNING 1), \
+              c AS (DELETE FROM contacts.consent_history WHERE contact_id = $1 RETURNING 1) \
+         SELECT (SELECT count(*) FROM l) + (SELECT count(*) FROM c)",
+    )
+    .bind(id)
+    .fetch_one(&mut *conn)
+    .await?;
+    let erased_ids = forget(conn, id).await?;
+    OUTBOX
+        .write(&mut *conn, tenant, vec![events::contact_erased(id)], now)
+        .await?;
+    sqlx::query("DELETE FROM contacts.contacts WHERE id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(
+        "INSERT INTO contacts.erasures (tenant_id, contact_id, erase_time) SELECT $1, unnest($2::uuid[]), $3 \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(tenant)
+    .bind(&erased_ids)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(Erased { events, history })
+}
+
+/// Drops the redirects of contacts merged into `id`, and what the feed's
+/// retained payloads and stored API responses still say about `id` and
+/// those merged ids. Returns all of those ids.
+pub(super) async fn forget(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Vec<Uuid>> {
+    let mut ids: Vec<Uuid> = sqlx::query_scalar(
+        "DELETE FROM contacts.merges WHERE survivor_id = $1 RETURNING merged_id",
+    )
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await?;
+    ids.push(id);
+    OUTBOX.redact(&mut *conn, &ids).await?;
+    sqlx::query("DELETE FROM contacts.idempotency_keys WHERE subject_ids && $1")
+        .bind(&ids)
+        .execute(&mut *conn)
+        .await?;
+    Ok(ids)
+}

@@ -1,0 +1,3 @@
+//! The feeds feedback follows, one module per producer.
+
+pub mod contacts;
