@@ -9,8 +9,10 @@ BUF := .tools/node_modules/.bin/buf
 run:
 	@deploy/local/run.sh
 
-## test: unit, PostgreSQL integration and isolation tests
+## test: unit, PostgreSQL integration, isolation, end-to-end and fault tests
+## (the binaries are built first: fault tests run them as processes)
 test:
+	cargo build --workspace --bins --locked
 	@export RAPPORT_TEST_DATABASE_URL="$$(deploy/local/postgres.sh)" && cargo test --workspace --locked
 
 ## lint: formatting, clippy (warnings are errors), the layer rules and buf lint

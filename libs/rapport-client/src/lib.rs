@@ -119,27 +119,64 @@ impl RapportClient {
     }
 }
 
-/// Retries `call` while it fails with UNAVAILABLE (the service restarting
-/// or not reachable yet), with exponential backoff: 100 ms, 200 ms, ...
-/// up to `attempts` tries. Only for calls that are safe to repeat: reads,
-/// and writes made idempotent with a `request_id`.
+/// Retries `call` while it fails in a way a retry can mend, with
+/// exponential backoff (100 ms, 200 ms, ... or the server's RetryInfo delay
+/// when longer), up to `attempts` tries: UNAVAILABLE (a service restarting
+/// or not reachable yet), a connection that broke under the call (a
+/// gateway or service being replaced), and RESOURCE_EXHAUSTED with a
+/// RetryInfo (shed or rate limited). Only for calls that are safe to
+/// repeat: reads, and writes made idempotent with a `request_id`.
 pub async fn with_retries<T, F, Fut>(attempts: u32, mut call: F) -> Result<T, tonic::Status>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, tonic::Status>>,
 {
-    let mut delay = Duration::from_millis(100);
+    let mut backoff = Duration::from_millis(100);
     let mut attempt = 1;
     loop {
         match call().await {
-            Err(status) if status.code() == tonic::Code::Unavailable && attempt < attempts => {
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
+            Err(status) if attempt < attempts => {
+                let Some(asked) = retry_delay(&status) else {
+                    return Err(status);
+                };
+                tokio::time::sleep(backoff.max(asked)).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
                 attempt += 1;
             }
             result => return result,
         }
     }
+}
+
+/// How long to wait before retrying a call that failed with `status`
+/// (zero: no wait of the server's own), or `None` when a retry cannot help.
+fn retry_delay(status: &tonic::Status) -> Option<Duration> {
+    use tonic_types::StatusExt as _;
+    let asked = status
+        .get_error_details()
+        .retry_info()
+        .and_then(|info| info.retry_delay);
+    match status.code() {
+        tonic::Code::Unavailable => Some(asked.unwrap_or_default()),
+        tonic::Code::ResourceExhausted => asked,
+        // The connection broke under the call (tonic reports it as
+        // cancelled or unknown), not a cancellation of the caller's own.
+        tonic::Code::Cancelled | tonic::Code::Unknown if is_transport_failure(status) => {
+            Some(Duration::ZERO)
+        }
+        _ => None,
+    }
+}
+
+fn is_transport_failure(status: &tonic::Status) -> bool {
+    let mut source = std::error::Error::source(status);
+    while let Some(error) = source {
+        if error.is::<tonic::transport::Error>() {
+            return true;
+        }
+        source = error.source();
+    }
+    false
 }
 
 #[cfg(test)]
@@ -176,5 +213,34 @@ mod tests {
         let result: Result<(), _> =
             with_retries(3, || async { Err(tonic::Status::unavailable("down")) }).await;
         assert_eq!(result.unwrap_err().code(), tonic::Code::Unavailable);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn resource_exhausted_is_retried_only_with_a_retry_delay_and_after_it() {
+        use tonic_types::{ErrorDetails, StatusExt as _};
+        let tries = AtomicU32::new(0);
+        let started = tokio::time::Instant::now();
+        let result = with_retries(5, || async {
+            if tries.fetch_add(1, Ordering::SeqCst) == 0 {
+                let mut details = ErrorDetails::new();
+                details.set_retry_info(Some(Duration::from_secs(2)));
+                Err(tonic::Status::with_error_details(
+                    tonic::Code::ResourceExhausted,
+                    "shed",
+                    details,
+                ))
+            } else {
+                Ok(1)
+            }
+        })
+        .await;
+        assert_eq!(result.unwrap(), 1);
+        assert!(started.elapsed() >= Duration::from_secs(2));
+
+        let result: Result<(), _> = with_retries(5, || async {
+            Err(tonic::Status::resource_exhausted("quota, no delay given"))
+        })
+        .await;
+        assert_eq!(result.unwrap_err().code(), tonic::Code::ResourceExhausted);
     }
 }

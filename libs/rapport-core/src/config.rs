@@ -15,15 +15,21 @@ pub struct ServerConfig {
     /// (a shorter `grpc-timeout` from the client wins).
     #[arg(long, env = "RAPPORT_REQUEST_TIMEOUT_MS", default_value_t = 30_000)]
     pub request_timeout_ms: u64,
-    /// Calls served at once across all connections; more wait their turn.
+    /// Calls served at once across all connections; one more is refused at
+    /// once with RESOURCE_EXHAUSTED (reason OVERLOADED) and a retry delay.
     #[arg(long, env = "RAPPORT_MAX_CONCURRENT_REQUESTS", default_value_t = 1024)]
     pub max_concurrent_requests: usize,
     /// HTTP/2 streams one connection may have open at once.
     #[arg(long, env = "RAPPORT_MAX_CONCURRENT_STREAMS", default_value_t = 256)]
     pub max_concurrent_streams: u32,
-    /// Largest request message accepted, in bytes, after decompression.
+    /// Largest request or response message, in bytes (requests counted
+    /// after decompression).
     #[arg(long, env = "RAPPORT_MAX_MESSAGE_BYTES", default_value_t = 8 * 1024 * 1024)]
     pub max_message_bytes: usize,
+    /// Largest request of a public method (one that takes no API key, such
+    /// as a survey answer), in bytes after decompression.
+    #[arg(long, env = "RAPPORT_MAX_PUBLIC_MESSAGE_BYTES", default_value_t = 64 * 1024)]
+    pub max_public_message_bytes: usize,
     /// How long in-flight calls may take to finish after SIGINT/SIGTERM.
     #[arg(long, env = "RAPPORT_SHUTDOWN_GRACE_MS", default_value_t = 20_000)]
     pub shutdown_grace_ms: u64,
@@ -36,18 +42,6 @@ impl ServerConfig {
 
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_millis(self.shutdown_grace_ms)
-    }
-}
-
-impl Default for ServerConfig {
-    fn default() -> Self {
-        Self {
-            request_timeout_ms: 30_000,
-            max_concurrent_requests: 1024,
-            max_concurrent_streams: 256,
-            max_message_bytes: 8 * 1024 * 1024,
-            shutdown_grace_ms: 20_000,
-        }
     }
 }
 
@@ -71,6 +65,11 @@ pub struct DatabaseConfig {
     /// Largest number of pooled connections.
     #[arg(long, env = "RAPPORT_DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
     pub database_max_connections: u32,
+    /// Most of those connections one tenant's calls may hold at once;
+    /// three quarters of the pool when unset, so that other tenants always
+    /// find one.
+    #[arg(long, env = "RAPPORT_DATABASE_MAX_CONNECTIONS_PER_TENANT")]
+    pub database_max_connections_per_tenant: Option<u32>,
 }
 
 /// The key that verifies (and, in the gateway, mints) internal credentials.
@@ -110,4 +109,14 @@ pub struct TelemetryConfig {
     /// traces are not exported when unset.
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
+}
+
+impl DatabaseConfig {
+    /// The connections one tenant may hold at once.
+    pub fn connections_per_tenant(&self) -> usize {
+        let configured = self
+            .database_max_connections_per_tenant
+            .unwrap_or(self.database_max_connections * 3 / 4);
+        configured.clamp(1, self.database_max_connections.max(1)) as usize
+    }
 }

@@ -2,20 +2,24 @@
 //!
 //! Row-level security isolates tenants: every tenant-owned table has a
 //! policy comparing `tenant_id` with the `app.tenant_id` setting, which
-//! [`begin_tenant`] sets for one transaction only (never for the pooled
-//! session). Without the setting the policy errors instead of matching all
+//! [`Database::begin_tenant`] sets for one transaction only (never for the
+//! pooled session). Without the setting the policy errors instead of matching all
 //! rows. Services log in as a role that owns no table and has no BYPASSRLS,
 //! which [`connect`] checks.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use sqlx::migrate::Migrator;
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{AssertSqlSafe, PgPool, Postgres, Transaction};
+use sqlx::{AssertSqlSafe, PgConnection, PgPool, Postgres, Transaction};
+use tokio::sync::OwnedSemaphorePermit;
 use uuid::Uuid;
 
 use crate::config::DatabaseConfig;
+use crate::shares::TenantShares;
 
 /// Applies the migrations (when configured to), then opens the service's
 /// pool and checks that row-level security binds its role.
@@ -96,45 +100,215 @@ async fn ensure_row_security_applies(pool: &PgPool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Begins a transaction in which row-level security shows only `tenant`'s rows.
+/// A service's database: its pool, each tenant's share of its connections,
+/// and the call's deadline carried down to PostgreSQL.
 ///
-/// `BEGIN` and the tenant setting travel in one round trip. Inlining the id
-/// is safe: a `Uuid` prints as hex digits and dashes only.
-pub async fn begin_tenant(
-    pool: &PgPool,
-    tenant: Uuid,
-) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
-    pool.begin_with(tenant_begin_statement(tenant)).await
+/// A transaction begun for a call waits for a connection (and a unit of
+/// its tenant's share) no longer than the call's remaining deadline, and
+/// sets `statement_timeout` and `lock_timeout` to it, so that a call that
+/// expired or was cancelled frees its connection instead of holding it
+/// behind a lock. One tenant never holds more than its share of the
+/// connections, so another tenant's calls always find one.
+#[derive(Clone)]
+pub struct Database {
+    pool: PgPool,
+    shares: Arc<TenantShares>,
+    /// The longest a call may take: the bound for work without a deadline.
+    ceiling: Duration,
 }
 
-/// Begins a read-only transaction for `tenant`: a write in it fails.
-/// End it with [`finish_read`].
-pub async fn begin_tenant_read(
-    pool: &PgPool,
-    tenant: Uuid,
-) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
-    pool.begin_with(AssertSqlSafe(format!(
-        "BEGIN READ ONLY; SELECT set_config('app.tenant_id', '{tenant}', true)"
-    )))
-    .await
+/// A transaction of a call, with the tenant's share it holds.
+pub struct Tx {
+    tx: Transaction<'static, Postgres>,
+    _share: Option<OwnedSemaphorePermit>,
+}
+
+impl std::ops::Deref for Tx {
+    type Target = PgConnection;
+
+    fn deref(&self) -> &PgConnection {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for Tx {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        &mut self.tx
+    }
+}
+
+impl Tx {
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+}
+
+/// A pooled connection of a call outside any transaction, with its
+/// tenant's share.
+pub struct Conn {
+    conn: PoolConnection<Postgres>,
+    _share: OwnedSemaphorePermit,
+}
+
+impl std::ops::Deref for Conn {
+    type Target = PgConnection;
+
+    fn deref(&self) -> &PgConnection {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for Conn {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        &mut self.conn
+    }
+}
+
+impl Database {
+    /// `pool` shared so that each tenant holds at most `per_tenant` of its
+    /// connections; calls without a deadline are bounded by `ceiling`.
+    pub fn new(pool: PgPool, per_tenant: usize, ceiling: Duration) -> Self {
+        Self {
+            pool,
+            shares: Arc::new(TenantShares::new(per_tenant)),
+            ceiling,
+        }
+    }
+
+    /// The pool itself, for work that is no call's (background tasks).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// What the current call may still spend: its remaining deadline, at
+    /// most the ceiling.
+    fn budget(&self) -> Duration {
+        crate::deadline::remaining().map_or(self.ceiling, |left| left.min(self.ceiling))
+    }
+
+    /// Begins a transaction in which row-level security shows only
+    /// `tenant`'s rows.
+    pub async fn begin_tenant(&self, tenant: Uuid) -> Result<Tx, sqlx::Error> {
+        self.begin(
+            Some(tenant),
+            "BEGIN",
+            &[("app.tenant_id", &tenant.to_string())],
+        )
+        .await
+    }
+
+    /// Begins a read-only transaction for `tenant`: a write in it fails.
+    /// End it with [`finish_read`].
+    pub async fn begin_tenant_read(&self, tenant: Uuid) -> Result<Tx, sqlx::Error> {
+        self.begin(
+            Some(tenant),
+            "BEGIN READ ONLY",
+            &[("app.tenant_id", &tenant.to_string())],
+        )
+        .await
+    }
+
+    /// Begins a read-only snapshot of `tenant`'s data: every read in it sees
+    /// the data as of its first statement (an export that is consistent
+    /// however long it takes to stream).
+    pub async fn begin_tenant_snapshot(&self, tenant: Uuid) -> Result<Tx, sqlx::Error> {
+        self.begin(
+            Some(tenant),
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+            &[("app.tenant_id", &tenant.to_string())],
+        )
+        .await
+    }
+
+    /// Begins a transaction with `settings` (name, value) applied to it
+    /// only, for work not yet tied to a tenant (a survey token's lookup, an
+    /// operator's call).
+    pub async fn begin_with_settings(&self, settings: &[(&str, &str)]) -> Result<Tx, sqlx::Error> {
+        self.begin(None, "BEGIN", settings).await
+    }
+
+    /// A connection for `tenant` outside any transaction, for a single
+    /// statement that sets its own tenant (one round trip).
+    pub async fn acquire(&self, tenant: Uuid) -> Result<Conn, sqlx::Error> {
+        let budget = self.budget();
+        tokio::time::timeout(budget, async {
+            let share = self.share(tenant, budget).await?;
+            let conn = self.pool.acquire().await?;
+            Ok(Conn {
+                conn,
+                _share: share,
+            })
+        })
+        .await
+        .unwrap_or(Err(sqlx::Error::PoolTimedOut))
+    }
+
+    async fn share(
+        &self,
+        tenant: Uuid,
+        budget: Duration,
+    ) -> Result<OwnedSemaphorePermit, sqlx::Error> {
+        self.shares
+            .acquire(tenant, budget)
+            .await
+            .ok_or(sqlx::Error::PoolTimedOut)
+    }
+
+    async fn begin(
+        &self,
+        tenant: Option<Uuid>,
+        begin: &str,
+        settings: &[(&str, &str)],
+    ) -> Result<Tx, sqlx::Error> {
+        let budget = self.budget();
+        // PostgreSQL reads 0 as "no timeout": a spent budget is 1 ms.
+        let millis = budget
+            .as_millis()
+            .clamp(1, u128::from(u32::MAX))
+            .to_string();
+        let mut all = settings.to_vec();
+        all.extend([
+            ("statement_timeout", millis.as_str()),
+            ("lock_timeout", millis.as_str()),
+        ]);
+        tokio::time::timeout(budget, async {
+            let share = match tenant {
+                Some(tenant) => Some(self.share(tenant, budget).await?),
+                None => None,
+            };
+            let tx = begin_with(&self.pool, begin, &all).await?;
+            Ok(Tx { tx, _share: share })
+        })
+        .await
+        .unwrap_or(Err(sqlx::Error::PoolTimedOut))
+    }
 }
 
 /// Ends a read-only transaction without waiting for the server. The
 /// transaction wrote nothing, so rolling it back equals committing it; sqlx
 /// queues the ROLLBACK and sends it with the check it makes when the
 /// connection returns to the pool, which saves a round trip per read.
-pub fn finish_read(tx: Transaction<'static, Postgres>) {
+pub fn finish_read(tx: Tx) {
     drop(tx);
 }
 
-/// Begins a transaction with `settings` (name, value) applied to it only,
-/// for schemas whose policies read settings other than the tenant.
-///
-/// Settings made of plain characters (letters, digits, `_ . : -`: flags,
-/// key prefixes, hex digests) travel with `BEGIN` in one round trip;
-/// anything else is bound as a parameter in a second one.
+/// Begins a transaction on `pool` with `settings` (name, value) applied to
+/// it only, for work that is no call's: the sequencer, the feed, consumers.
 pub async fn begin_with_settings(
     pool: &PgPool,
+    settings: &[(&str, &str)],
+) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+    begin_with(pool, "BEGIN", settings).await
+}
+
+/// `begin` (`BEGIN` or `BEGIN READ ONLY`) with `settings` applied to the
+/// transaction. Settings made of plain characters (letters, digits,
+/// `_ . : -`: flags, ids, key prefixes, hex digests, milliseconds) travel
+/// with it in one round trip; anything else is bound as a parameter in a
+/// second one.
+async fn begin_with(
+    pool: &PgPool,
+    begin: &str,
     settings: &[(&str, &str)],
 ) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
     let plain = |text: &str| {
@@ -145,7 +319,7 @@ pub async fn begin_with_settings(
         .iter()
         .all(|(name, value)| plain(name) && plain(value))
     {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_with(AssertSqlSafe(begin.to_owned())).await?;
         set_local(&mut tx, settings).await?;
         return Ok(tx);
     }
@@ -153,8 +327,11 @@ pub async fn begin_with_settings(
         .iter()
         .map(|(name, value)| format!("set_config('{name}', '{value}', true)"))
         .collect();
-    pool.begin_with(AssertSqlSafe(format!("BEGIN; SELECT {}", calls.join(", "))))
-        .await
+    pool.begin_with(AssertSqlSafe(format!(
+        "{begin}; SELECT {}",
+        calls.join(", ")
+    )))
+    .await
 }
 
 /// Applies `settings` (name, value) until the end of the current transaction.
@@ -169,21 +346,6 @@ pub async fn set_local(
         .execute(conn)
         .await?;
     Ok(())
-}
-
-/// [`begin_tenant`] on a connection of the caller's own.
-pub async fn begin_tenant_on(
-    conn: &mut sqlx::PgConnection,
-    tenant: Uuid,
-) -> Result<Transaction<'_, Postgres>, sqlx::Error> {
-    use sqlx::Connection as _;
-    conn.begin_with(tenant_begin_statement(tenant)).await
-}
-
-fn tenant_begin_statement(tenant: Uuid) -> AssertSqlSafe<String> {
-    AssertSqlSafe(format!(
-        "BEGIN; SELECT set_config('app.tenant_id', '{tenant}', true)"
-    ))
 }
 
 /// Whether `error` is a violation of the unique constraint or index `name`.

@@ -57,6 +57,14 @@ impl ApiError {
         violations.into_error()
     }
 
+    /// INVALID_ARGUMENT, reason REQUEST_TOO_LARGE, for one field that holds
+    /// more than the method takes.
+    pub fn request_too_large(field: impl Into<String>, description: impl Into<String>) -> Self {
+        let mut violations = Violations::default();
+        violations.add(field, description);
+        violations.into_error_with(Common::RequestTooLarge)
+    }
+
     pub fn not_found(reason: impl ErrorReason, message: impl Into<String>) -> Self {
         Self::new(Code::NotFound, reason, message)
     }
@@ -94,8 +102,21 @@ impl ApiError {
         Self::new(Code::Aborted, reason, message)
     }
 
-    pub fn unavailable(reason: impl ErrorReason, message: impl Into<String>) -> Self {
-        Self::new(Code::Unavailable, reason, message)
+    /// The service cannot answer now; the caller should retry after
+    /// `retry_after`.
+    pub fn unavailable(
+        reason: impl ErrorReason,
+        message: impl Into<String>,
+        retry_after: Duration,
+    ) -> Self {
+        let mut error = Self::new(Code::Unavailable, reason, message);
+        error.0.retry_after = Some(retry_after);
+        error
+    }
+
+    /// The call's deadline passed while it waited on the database.
+    pub fn deadline_exceeded(message: impl Into<String>) -> Self {
+        Self::new(Code::DeadlineExceeded, Common::DatabaseBusy, message)
     }
 
     /// A failure that is ours, not the caller's. `source` is logged, not sent.
@@ -127,13 +148,33 @@ impl std::fmt::Display for ApiError {
     }
 }
 
+/// How long a caller is asked to wait after the database went away.
+const DATABASE_RETRY_AFTER: Duration = Duration::from_secs(1);
+
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
+        let lost = || {
+            Self::unavailable(
+                Common::DatabaseUnavailable,
+                "the service lost its database connection; nothing was written; retry after the delay",
+                DATABASE_RETRY_AFTER,
+            )
+        };
         match error {
+            // The wait for a connection ran into the call's deadline.
+            sqlx::Error::PoolTimedOut
+                if crate::deadline::remaining().is_some_and(|left| left.is_zero()) =>
+            {
+                Self::deadline_exceeded(
+                    "the call's deadline passed while it waited for the database",
+                )
+            }
             sqlx::Error::PoolTimedOut => Self::unavailable(
                 Common::DatabaseBusy,
                 "the service is overloaded; retry with backoff",
+                DATABASE_RETRY_AFTER,
             ),
+            error if is_connection_loss(&error) => lost(),
             sqlx::Error::Database(db) => match db.code().as_deref() {
                 // Deadlock or serialization failure: nothing was written.
                 Some("40P01" | "40001") => Self::aborted(
@@ -145,10 +186,28 @@ impl From<sqlx::Error> for ApiError {
                     Common::ReferenceGone,
                     "a resource the call refers to was removed meanwhile; check it and retry",
                 ),
+                // The statement or lock timeout: both are the call's own
+                // remaining deadline (see `db::Database`).
+                Some("57014" | "55P03") => Self::deadline_exceeded(
+                    "the call's deadline passed while it waited on the database",
+                ),
                 _ => Self::internal(sqlx::Error::Database(db)),
             },
             other => Self::internal(other),
         }
+    }
+}
+
+/// Whether `error` means the database connection went away (a restart, a
+/// failover, the server shutting down or starting up): the transaction did
+/// not commit, the pool replaces the connection, and a retry may succeed.
+pub fn is_connection_loss(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_) | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03")
+        }),
+        _ => false,
     }
 }
 
@@ -179,24 +238,35 @@ impl From<ApiError> for Status {
     }
 }
 
+/// The most violations one error lists; the rest are counted, so hostile
+/// input cannot make the error itself large.
+pub const MAX_VIOLATIONS: usize = 100;
+
 /// Collects every problem with a request before failing, so a caller can fix
-/// them all at once.
+/// them all at once (up to [`MAX_VIOLATIONS`]).
 #[derive(Debug, Default)]
 pub struct Violations {
     list: Vec<FieldViolation>,
+    /// Violations found beyond the listed ones.
+    more: usize,
 }
 
 impl Violations {
     pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
-        self.list.push(FieldViolation::new(field, description));
+        if self.list.len() < MAX_VIOLATIONS {
+            self.list.push(FieldViolation::new(field, description));
+        } else {
+            self.more += 1;
+        }
     }
 
     pub fn is_empty(&self) -> bool {
         self.list.is_empty()
     }
 
+    /// How many violations were found, listed or not.
     pub fn len(&self) -> usize {
-        self.list.len()
+        self.list.len() + self.more
     }
 
     /// The fields named so far, in the order found.
@@ -226,17 +296,24 @@ impl Violations {
     }
 
     fn into_error(self) -> ApiError {
+        self.into_error_with(Common::InvalidArgument)
+    }
+
+    fn into_error_with(self, reason: Common) -> ApiError {
         // The message names every field so that even a client that ignores
         // status details learns what to fix.
-        let summary = self
+        let mut summary = self
             .list
             .iter()
             .map(|v| format!("{}: {}", v.field, v.description))
             .collect::<Vec<_>>()
             .join("; ");
+        if self.more > 0 {
+            summary.push_str(&format!("; and {} more", self.more));
+        }
         let mut error = ApiError::new(
             Code::InvalidArgument,
-            Common::InvalidArgument,
+            reason,
             format!("invalid request: {summary}"),
         );
         error.0.violations = self.list;
@@ -267,6 +344,26 @@ mod tests {
             .map(|v| v.field.as_str())
             .collect();
         assert_eq!(fields, ["contact.email", "contact.phone"]);
+    }
+
+    #[test]
+    fn violations_stop_at_the_cap_and_count_the_rest() {
+        let mut violations = Violations::default();
+        for i in 0..MAX_VIOLATIONS + 5 {
+            violations.add(format!("items[{i}]"), "is wrong");
+        }
+        assert_eq!(violations.len(), MAX_VIOLATIONS + 5);
+        let status = Status::from(violations.check().unwrap_err());
+        let details = status.get_error_details();
+        assert_eq!(
+            details.bad_request().unwrap().field_violations.len(),
+            MAX_VIOLATIONS
+        );
+        assert!(
+            status.message().ends_with("and 5 more"),
+            "{}",
+            status.message()
+        );
     }
 
     #[test]

@@ -6,21 +6,27 @@
 pub mod api;
 pub mod clock;
 pub mod config;
+pub mod contract;
 pub mod convert;
 pub mod credential;
 pub mod db;
+pub mod deadline;
 pub mod error;
 pub mod idempotency;
 pub mod io;
+pub mod limits;
 pub mod middleware;
 pub mod pagination;
 pub mod request_id;
 pub mod server;
 pub mod service;
+pub mod shares;
+pub mod shed;
 pub mod shutdown;
 pub mod telemetry;
 pub mod tenant;
 pub mod testing;
+pub mod wire;
 
 pub use clock::Clock;
 pub use credential::{Access, CredentialKey, Grant, Scope};

@@ -20,7 +20,7 @@ use crate::{request_id, telemetry};
 
 /// The service `poll_ready` prepared, for the call's future to own; a
 /// fresh clone stays behind for the next call (tower's usual pattern).
-fn take_ready<S: Clone>(service: &mut S) -> S {
+pub(crate) fn take_ready<S: Clone>(service: &mut S) -> S {
     let clone = service.clone();
     std::mem::replace(service, clone)
 }
@@ -183,8 +183,10 @@ where
 
 /// Fails a call with DEADLINE_EXCEEDED once the earlier of its own deadline
 /// (`grpc-timeout`) and the server's ceiling has passed, dropping (and so
-/// cancelling) the work behind it. tonic's own server timeout answers
-/// CANCELLED instead, which clients would not retry as a deadline.
+/// cancelling) the work behind it; the work sees the deadline
+/// ([`crate::deadline::remaining`]) and carries it down to PostgreSQL.
+/// tonic's own server timeout answers CANCELLED instead, which clients
+/// would not retry as a deadline.
 #[derive(Debug, Clone)]
 pub struct DeadlineLayer {
     ceiling: Duration,
@@ -237,8 +239,10 @@ where
             .and_then(|value| parse_grpc_timeout(value.as_bytes()))
             .map_or(self.ceiling, |timeout| timeout.min(self.ceiling));
         let future = take_ready(&mut self.inner).call(request);
+        let deadline = tokio::time::Instant::now() + budget;
         Box::pin(async move {
-            match tokio::time::timeout(budget, future).await {
+            match tokio::time::timeout_at(deadline, crate::deadline::scope(deadline, future)).await
+            {
                 Ok(result) => result,
                 Err(_) => Ok(tonic::Status::deadline_exceeded(format!(
                     "the call's deadline of {} ms passed",

@@ -15,6 +15,9 @@ use crate::error::Violations;
 
 pub const DEFAULT_PAGE_SIZE: i64 = 100;
 pub const MAX_PAGE_SIZE: i64 = 1000;
+/// The most bytes of messages one page holds: a page ends early rather
+/// than grow past it (it always holds at least one item).
+pub const MAX_PAGE_BYTES: usize = 4 * 1024 * 1024;
 
 /// The page size to use for a requested one: the default for 0, at most
 /// [`MAX_PAGE_SIZE`]; negative sizes are a violation of `field`.
@@ -63,10 +66,33 @@ impl<C: Serialize + DeserializeOwned> Page<C> {
         self.limit + 1
     }
 
-    /// Trims `items` (fetched with [`Self::fetch`]) to the page and returns
+    /// Ends the page: `items` (fetched with [`Self::fetch`], each with its
+    /// position) trimmed to the page size and to [`MAX_PAGE_BYTES`], and
     /// the next page's token, or "" on the last page.
-    pub fn next_token<T>(&self, items: &mut Vec<T>, cursor: impl Fn(&T) -> C) -> String {
-        next_page_token(items, self.limit, cursor, &self.filter)
+    pub fn finish<M: prost::Message>(&self, mut items: Vec<(C, M)>) -> (Vec<M>, String) {
+        let limit = usize::try_from(self.limit).unwrap_or(usize::MAX);
+        let mut bytes = 0;
+        let within = items
+            .iter()
+            .take(limit)
+            .position(|(_, message)| {
+                bytes += message.encoded_len();
+                bytes > MAX_PAGE_BYTES
+            })
+            .map_or(limit, |over| over.max(1));
+        let token = if items.len() > within {
+            items.truncate(within);
+            items
+                .last()
+                .map(|(cursor, _)| encode_token(cursor, &self.filter))
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        (
+            items.into_iter().map(|(_, message)| message).collect(),
+            token,
+        )
     }
 }
 
@@ -123,27 +149,10 @@ fn decode_token<C: DeserializeOwned>(
     }
 }
 
-/// Trims a page that was fetched with one item more than `limit` and
-/// returns the token of the next page, or "" when this is the last one.
-fn next_page_token<T, C: Serialize>(
-    items: &mut Vec<T>,
-    limit: i64,
-    cursor: impl Fn(&T) -> C,
-    filter: &[u8],
-) -> String {
-    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-    if items.len() <= limit {
-        return String::new();
-    }
-    items.truncate(limit);
-    items
-        .last()
-        .map(|last| encode_token(&cursor(last), filter))
-        .unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
+    use prost::Message as _;
+
     use super::*;
 
     #[test]
@@ -171,18 +180,43 @@ mod tests {
         assert!(violations.check().is_err());
     }
 
+    fn page(limit: i32) -> Page<i32> {
+        let mut violations = Violations::default();
+        Page::read(limit, "", &String::new(), &mut violations)
+    }
+
     #[test]
-    fn next_page_token_trims_the_extra_item() {
-        let mut items = vec![1, 2, 3];
-        let token = next_page_token(&mut items, 2, |i| *i, b"");
-        assert_eq!(items, [1, 2]);
+    fn a_page_trims_the_extra_item_and_its_token_continues_after_the_last() {
+        let page = page(2);
+        let items: Vec<(i32, String)> = (1..=3).map(|i| (i, i.to_string())).collect();
+        let (messages, token) = page.finish(items);
+        assert_eq!(messages, ["1", "2"]);
         let mut violations = Violations::default();
         assert_eq!(
-            decode_token::<i32>(&token, b"", "page_token", &mut violations),
+            decode_token::<i32>(
+                &token,
+                &String::new().encode_to_vec(),
+                "page_token",
+                &mut violations
+            ),
             Some(2)
         );
-        let mut last_page = vec![1, 2];
-        assert_eq!(next_page_token(&mut last_page, 2, |i| *i, b""), "");
+        let (last, token) = page.finish(vec![(1, "1".to_owned()), (2, "2".to_owned())]);
+        assert_eq!(last.len(), 2);
+        assert_eq!(token, "");
+    }
+
+    #[test]
+    fn a_page_ends_before_its_bytes_pass_the_budget_but_holds_one_item() {
+        let page = page(10);
+        let big = "x".repeat(MAX_PAGE_BYTES / 2);
+        let items: Vec<(i32, String)> = (1..=4).map(|i| (i, big.clone())).collect();
+        let (messages, token) = page.finish(items);
+        assert_eq!(messages.len(), 1, "two would pass the budget");
+        assert!(!token.is_empty());
+        let huge = "x".repeat(MAX_PAGE_BYTES * 2);
+        let (messages, _) = page.finish(vec![(1, huge)]);
+        assert_eq!(messages.len(), 1);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Serving a set of tonic services the way every Rapport service does:
 //! health and reflection alongside, request ids and trace context, the
-//! credential check, a timeout, limits, coalesced socket writes, and a
+//! credential check, a deadline, shedding over the limit of calls in
+//! flight, request limits before decoding, coalesced socket writes, and a
 //! bounded graceful shutdown.
 
 use futures::StreamExt as _;
@@ -10,12 +11,13 @@ use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_web::GrpcWebLayer;
 use tower::ServiceBuilder;
-use tower::limit::GlobalConcurrencyLimitLayer;
 
 use crate::config::ServerConfig;
 use crate::credential::CredentialKey;
 use crate::io::CoalescedWrites;
+use crate::limits::{Check, RequestLimitsLayer};
 use crate::middleware::{AuthenticationLayer, DeadlineLayer, RequestContextLayer};
+use crate::shed::ShedLayer;
 
 /// How a server admits calls.
 pub struct ServeOptions {
@@ -26,6 +28,8 @@ pub struct ServeOptions {
     pub reflection: bool,
     /// Also accept gRPC-Web over HTTP/1.1, for browsers.
     pub grpc_web: bool,
+    /// What is checked of a request before it is decoded.
+    pub check: Check,
 }
 
 impl ServeOptions {
@@ -35,6 +39,7 @@ impl ServeOptions {
             credential: Some(key),
             reflection: true,
             grpc_web: false,
+            check: Check::Message,
         }
     }
 }
@@ -70,8 +75,11 @@ pub async fn serve(
         .layer(DeadlineLayer::new(config.request_timeout()))
         .option_layer(options.grpc_web.then(GrpcWebLayer::new))
         .option_layer(options.credential.map(AuthenticationLayer::new))
-        .layer(GlobalConcurrencyLimitLayer::new(
-            config.max_concurrent_requests,
+        .layer(ShedLayer::new(config.max_concurrent_requests))
+        .layer(RequestLimitsLayer::new(
+            config.max_message_bytes,
+            config.max_public_message_bytes,
+            options.check,
         ));
 
     let local_addr = listener.local_addr()?;

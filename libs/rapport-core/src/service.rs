@@ -13,7 +13,6 @@ use anyhow::Context as _;
 use clap::{Args, CommandFactory as _, FromArgMatches as _, Parser};
 use rapport_proto::GrpcServer;
 use rapport_proto::testing::v1::test_control_service_server::TestControlServiceServer;
-use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
@@ -24,6 +23,7 @@ use tonic::service::Routes;
 use crate::clock::Clock;
 use crate::config::{CredentialConfig, DatabaseConfig, ServerConfig, TelemetryConfig};
 use crate::credential::CredentialKey;
+use crate::db::Database;
 use crate::server::ServeOptions;
 use crate::shutdown::Shutdown;
 use crate::testing::{TestControl, TestingConfig};
@@ -146,7 +146,7 @@ where
 pub struct Service {
     info: &'static ServiceInfo,
     config: ServiceConfig,
-    pool: PgPool,
+    db: Database,
     key: CredentialKey,
     clock: Clock,
     routes: Routes,
@@ -154,6 +154,7 @@ pub struct Service {
     options: ServeOptions,
     background: JoinSet<()>,
     stopping: CancellationToken,
+    draining: CancellationToken,
 }
 
 /// How long background tasks get to finish after the server stopped.
@@ -167,10 +168,15 @@ impl Service {
         let pool = crate::db::connect(&config.database, info.migrator)
             .await
             .with_context(|| format!("starting {}", info.binary()))?;
+        let db = Database::new(
+            pool,
+            config.database.connections_per_tenant(),
+            config.server.request_timeout(),
+        );
         Ok(Self {
             info,
             config: config.clone(),
-            pool,
+            db,
             options: ServeOptions::service(key.clone()),
             key,
             clock: Clock::system(),
@@ -178,6 +184,7 @@ impl Service {
             names: Vec::new(),
             background: JoinSet::new(),
             stopping: CancellationToken::new(),
+            draining: CancellationToken::new(),
         })
     }
 
@@ -189,8 +196,9 @@ impl Service {
         &self.config
     }
 
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
+    /// The service's database: its pool, shared between tenants.
+    pub fn db(&self) -> &Database {
+        &self.db
     }
 
     /// The key that verifies (and mints, for the service's own calls)
@@ -261,6 +269,13 @@ impl Service {
         ))
     }
 
+    /// Cancelled as soon as the service is asked to stop, before in-flight
+    /// calls drain: streams that would never end (a change feed) end then,
+    /// so the drain does not wait on them.
+    pub fn draining(&self) -> CancellationToken {
+        self.draining.clone()
+    }
+
     /// Runs `task` while the service serves. Its token is cancelled when the
     /// server stops; the task then has a few seconds to finish before it is
     /// aborted, and it never outlives [`Service::serve`].
@@ -279,6 +294,11 @@ impl Service {
             let control = self.test_control();
             self.add(control);
         }
+        let draining = self.draining.clone();
+        let shutdown = async move {
+            shutdown.await;
+            draining.cancel();
+        };
         let result = crate::server::serve(
             listener,
             &self.config.server,
@@ -297,7 +317,7 @@ impl Service {
             tracing::warn!("background tasks did not stop in time; aborting them");
             self.background.shutdown().await;
         }
-        self.pool.close().await;
+        self.db.pool().close().await;
         result
     }
 }

@@ -80,7 +80,7 @@ pub fn follow<H: Handler + 'static>(
         .connect_lazy();
     let consumer = Consumer::new(
         subscription,
-        service.pool().clone(),
+        service.db().pool().clone(),
         feed,
         service.key().clone(),
         handler,

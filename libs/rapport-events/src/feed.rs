@@ -12,6 +12,7 @@ use rapport_core::credential::Access;
 use rapport_core::db::begin_with_settings;
 use rapport_core::tenant::authorize_service;
 use rapport_core::{ApiError, Violations};
+use rapport_proto::common::v1::ErrorReason as Common;
 use rapport_proto::events::v1::ErrorReason;
 use rapport_proto::events::v1::event_feed_service_server::EventFeedService;
 use rapport_proto::events::v1::{
@@ -43,12 +44,25 @@ pub struct Feed {
     pool: PgPool,
     outbox: Outbox,
     head: watch::Receiver<i64>,
+    /// Cancelled when the service stops: subscriptions then end with
+    /// UNAVAILABLE, and their consumers resume from their cursors.
+    draining: CancellationToken,
 }
 
 impl Feed {
     /// The feed of `outbox`, whose newest position `head` tracks.
-    pub fn new(pool: PgPool, outbox: Outbox, head: watch::Receiver<i64>) -> Self {
-        Self { pool, outbox, head }
+    pub fn new(
+        pool: PgPool,
+        outbox: Outbox,
+        head: watch::Receiver<i64>,
+        draining: CancellationToken,
+    ) -> Self {
+        Self {
+            pool,
+            outbox,
+            head,
+            draining,
+        }
     }
 }
 
@@ -234,6 +248,14 @@ impl Follow {
     /// as a safety net).
     async fn next(mut self) -> Result<Option<(SubscribeResponse, Self)>, Status> {
         loop {
+            if self.feed.draining.is_cancelled() {
+                return Err(ApiError::unavailable(
+                    Common::ServiceStopping,
+                    "the producer is stopping; resubscribe from your cursor",
+                    Duration::from_millis(100),
+                )
+                .into());
+            }
             if let Some(row) = self.buffered.pop_front() {
                 self.cursor = row.position;
                 let head_position = (*self.head.borrow()).max(self.last_head).max(row.position);
@@ -254,14 +276,19 @@ impl Follow {
             let moved = page.scanned_through > self.scanned_through;
             self.last_head = page.head;
             self.scanned_through = page.scanned_through.max(self.scanned_through);
-            if page.rows.is_empty() && !moved {
-                // Nothing new: wait for news.
-                let _ = tokio::time::timeout(IDLE_CHECK, self.head.changed()).await;
-            } else if page.rows.is_empty() {
-                // Only left-out events: progress is due once its interval
-                // has passed, news or not.
-                let wait = PROGRESS_INTERVAL.saturating_sub(self.last_sent.elapsed());
-                let _ = tokio::time::timeout(wait, self.head.changed()).await;
+            if page.rows.is_empty() {
+                // Nothing new: wait for news. Only left-out events: progress
+                // is due once its interval has passed, news or not.
+                let wait = if moved {
+                    PROGRESS_INTERVAL.saturating_sub(self.last_sent.elapsed())
+                } else {
+                    IDLE_CHECK
+                };
+                let draining = self.feed.draining.clone();
+                tokio::select! {
+                    _ = tokio::time::timeout(wait, self.head.changed()) => {}
+                    () = draining.cancelled() => {}
+                }
             }
             self.buffered.extend(page.rows);
         }

@@ -30,7 +30,7 @@ impl FeedConfig {
 /// its `rapport.events.v1.EventFeedService`.
 pub fn produce(service: &mut Service, outbox: Outbox, config: &FeedConfig) {
     let (head_sender, head) = watch::channel(0);
-    let pool = service.pool().clone();
+    let pool = service.db().pool().clone();
     service.spawn({
         let pool = pool.clone();
         move |stop| feed::track_head(pool, outbox, head_sender, stop)
@@ -41,5 +41,6 @@ pub fn produce(service: &mut Service, outbox: Outbox, config: &FeedConfig) {
         let pool = pool.clone();
         move |stop| sequencer::run(pool, outbox, retention, clock, stop)
     });
-    service.add(EventFeedServiceServer::new(Feed::new(pool, outbox, head)));
+    let feed = Feed::new(pool, outbox, head, service.draining());
+    service.add(EventFeedServiceServer::new(feed));
 }

@@ -7,6 +7,9 @@
 //! must be allowed to create databases and roles. Services log in as their
 //! own role without a password, as the local trust setup allows.
 
+pub mod postgres;
+pub mod process;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -385,4 +388,17 @@ async fn describe_outbox(conn: &mut PgConnection, schema: &str, role: &str) -> V
         lines.extend(rows);
     }
     lines
+}
+
+/// A transaction on `conn` in which row-level security shows `tenant`'s
+/// rows, as a service's calls see them.
+pub async fn begin_tenant(
+    conn: &mut PgConnection,
+    tenant: Uuid,
+) -> sqlx::Transaction<'_, sqlx::Postgres> {
+    let mut tx = conn.begin().await.expect("beginning a transaction");
+    rapport_core::db::set_local(&mut tx, &[("app.tenant_id", &tenant.to_string())])
+        .await
+        .expect("setting the tenant");
+    tx
 }

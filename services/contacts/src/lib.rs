@@ -41,7 +41,7 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let mut service = Service::start(&SERVICE, &config.common).await?;
     rapport_events::produce(&mut service, events::OUTBOX, &config.service.feed);
-    let api = api::ContactsApi::new(service.pool().clone(), service.clock().clone());
+    let api = api::ContactsApi::new(service.db().clone(), service.clock().clone());
     service.add(ContactsServiceServer::new(api));
     service.serve(listener, shutdown).await
 }

@@ -72,6 +72,13 @@ async fn service_pool(h: &common::Harness) -> PgPool {
         .unwrap()
 }
 
+/// A transaction of `tenant` on `pool`.
+async fn begin_tenant(pool: &PgPool, tenant: Uuid) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    rapport_core::db::begin_with_settings(pool, &[("app.tenant_id", &tenant.to_string())])
+        .await
+        .unwrap()
+}
+
 /// Writes a `contact.deleted` event for a new aggregate in `tx`; returns the aggregate.
 async fn write_event(tx: &mut sqlx::Transaction<'static, sqlx::Postgres>, tenant: Uuid) -> String {
     let aggregate = Uuid::now_v7();
@@ -97,16 +104,16 @@ async fn an_event_committed_after_later_ones_were_positioned_still_gets_one() {
     // The early transaction writes first and stays open while a later one
     // commits and is positioned: the sequencer's next passes must still
     // look at the early transaction's event once it commits.
-    let mut early = rapport_core::db::begin_tenant(&pool, tenant).await.unwrap();
+    let mut early = begin_tenant(&pool, tenant).await;
     let early_event = write_event(&mut early, tenant).await;
-    let mut later = rapport_core::db::begin_tenant(&pool, tenant).await.unwrap();
+    let mut later = begin_tenant(&pool, tenant).await;
     let later_event = write_event(&mut later, tenant).await;
     later.commit().await.unwrap();
     let feed = read_feed(&h, 0, 1).await;
     assert_eq!(feed[0].aggregate_id, later_event);
 
     // Another commit and its pass, with the early transaction still open.
-    let mut another = rapport_core::db::begin_tenant(&pool, tenant).await.unwrap();
+    let mut another = begin_tenant(&pool, tenant).await;
     let another_event = write_event(&mut another, tenant).await;
     another.commit().await.unwrap();
     read_feed(&h, 0, 2).await;
@@ -140,7 +147,7 @@ async fn concurrent_writers_committing_out_of_order_leave_no_gap() {
             tokio::spawn(async move {
                 let mut ids = Vec::new();
                 for i in 0..EACH {
-                    let mut tx = rapport_core::db::begin_tenant(&pool, tenant).await.unwrap();
+                    let mut tx = begin_tenant(&pool, tenant).await;
                     let aggregate = write_event(&mut tx, tenant).await;
                     let delay = (writer * 7 + i * 13) % 23;
                     tokio::time::sleep(Duration::from_millis(delay as u64)).await;

@@ -79,14 +79,20 @@ async fn export_streams_everything_and_erase_removes_it_for_good() {
         panic!("profile first")
     };
     assert_eq!(profile.contact.as_ref().unwrap().id, contact.id);
-    assert_eq!(profile.lifecycle_history.len(), 1);
-    let exported: usize = parts[1..]
-        .iter()
-        .map(|p| match p {
-            export_contact_response::Part::Events(chunk) => chunk.events.len(),
-            export_contact_response::Part::Profile(_) => panic!("one profile only"),
-        })
-        .sum();
+    // The histories follow the profile in their own parts, then the timeline.
+    let mut lifecycle = 0;
+    let mut exported = 0;
+    for part in &parts[1..] {
+        match part {
+            export_contact_response::Part::LifecycleChanges(page) => {
+                assert_eq!(exported, 0, "histories come before the timeline");
+                lifecycle += page.changes.len();
+            }
+            export_contact_response::Part::Events(chunk) => exported += chunk.events.len(),
+            other => panic!("nothing else was stored: {other:?}"),
+        }
+    }
+    assert_eq!(lifecycle, 1);
     assert_eq!(exported, 1200);
 
     let erased = client

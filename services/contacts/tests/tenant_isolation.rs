@@ -235,9 +235,7 @@ async fn row_level_security_binds_the_service_role() {
         .unwrap_err();
     assert!(err.to_string().contains("app.tenant_id"), "{err}");
 
-    let mut tx = rapport_core::db::begin_tenant_on(&mut conn, Uuid::now_v7())
-        .await
-        .unwrap();
+    let mut tx = rapport_testkit::begin_tenant(&mut conn, Uuid::now_v7()).await;
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM contacts.contacts")
         .fetch_one(&mut *tx)
         .await
@@ -254,9 +252,7 @@ async fn row_level_security_binds_the_service_role() {
     );
     drop(tx);
 
-    let mut tx = rapport_core::db::begin_tenant_on(&mut conn, tenant)
-        .await
-        .unwrap();
+    let mut tx = rapport_testkit::begin_tenant(&mut conn, tenant).await;
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM contacts.contacts")
         .fetch_one(&mut *tx)
         .await

@@ -5,11 +5,12 @@
 use futures::{FutureExt as _, StreamExt as _};
 use rapport_core::api::ApiStream;
 use rapport_core::api::export::{Chunk, ChunkSource, NextChunk, chunked};
+use rapport_core::db::Tx;
 use rapport_core::{ApiError, ApiResult};
 use rapport_proto::common::v1::Channel;
 use rapport_proto::feedback::v1::answer::Value;
 use rapport_proto::feedback::v1::{Answer, ExportResponsesResponse, ResponseStatus, Survey};
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 use tonic::Status;
 use uuid::Uuid;
 
@@ -35,17 +36,16 @@ const FIXED_COLUMNS: [&str; 12] = [
 ];
 
 /// The CSV of `survey`'s responses (only completed ones when
-/// `completed_only`): the header row, then the responses in chunks.
+/// `completed_only`), read in `snapshot`: the header row, then the
+/// responses in chunks.
 pub fn csv_stream(
-    pool: PgPool,
-    tenant: Uuid,
+    snapshot: Tx,
     survey: Survey,
     completed_only: bool,
 ) -> ApiStream<ExportResponsesResponse> {
     let header = encode(&[header(&survey)]);
     let rows = chunked(
-        pool,
-        tenant,
+        snapshot,
         Rows {
             survey_id: Uuid::parse_str(&survey.id).unwrap_or_default(),
             survey,

@@ -63,7 +63,7 @@ pub async fn serve(
         &config.service.contacts_url,
         changes,
     )?;
-    let api = api::FeedbackApi::new(service.pool().clone(), service.clock().clone());
+    let api = api::FeedbackApi::new(service.db().clone(), service.clock().clone());
     service.add(FeedbackServiceServer::new(api));
     service.serve(listener, shutdown).await
 }

@@ -215,7 +215,8 @@ async fn row_level_security_binds_the_service_role() {
         assert_eq!(count, 0, "{table} shows nothing without a tenant");
     }
 
-    let mut tx = rapport_core::db::begin_tenant_on(&mut conn, Uuid::now_v7())
+    let mut tx = conn.begin().await.unwrap();
+    rapport_core::db::set_local(&mut tx, &[("app.tenant_id", &Uuid::now_v7().to_string())])
         .await
         .unwrap();
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM feedback.invitations")

@@ -5,12 +5,12 @@ use std::sync::Arc;
 
 use rapport_core::convert::to_datetime;
 use rapport_core::credential::{Grant, Scope};
+use rapport_core::db::Database;
 use rapport_core::pagination::Page;
 use rapport_core::{ApiError, ApiResult, Clock, Violations};
 use rapport_proto::gateway::v1::gateway_admin_service_server::GatewayAdminService;
 use rapport_proto::gateway::v1::*;
 use sha2::{Digest as _, Sha256};
-use sqlx::PgPool;
 use subtle::ConstantTimeEq as _;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
@@ -69,13 +69,13 @@ impl tonic::service::Interceptor for OperatorCheck {
 }
 
 pub struct AdminApi {
-    pool: PgPool,
+    db: Database,
     clock: Clock,
 }
 
 impl AdminApi {
-    pub fn new(pool: PgPool, clock: Clock) -> Self {
-        Self { pool, clock }
+    pub fn new(db: Database, clock: Clock) -> Self {
+        Self { db, clock }
     }
 }
 
@@ -100,7 +100,7 @@ impl GatewayAdminService for AdminApi {
             violations.add("tenant.rate_limit_burst", "must not be negative");
         }
         violations.check()?;
-        let mut tx = store::begin_operator(&self.pool)
+        let mut tx = store::begin_operator(&self.db)
             .await
             .map_err(ApiError::from)?;
         let created = store::create_tenant(
@@ -124,7 +124,7 @@ impl GatewayAdminService for AdminApi {
         request: Request<GetTenantRequest>,
     ) -> Result<Response<GetTenantResponse>, Status> {
         let id = parse_id("id", &request.get_ref().id)?;
-        let mut tx = store::begin_operator(&self.pool)
+        let mut tx = store::begin_operator(&self.db)
             .await
             .map_err(ApiError::from)?;
         let tenant = store::get_tenant(&mut tx, id)
@@ -145,16 +145,17 @@ impl GatewayAdminService for AdminApi {
         let mut violations = Violations::default();
         let page: Page<Uuid> = Page::read(req.page_size, &req.page_token, &(), &mut violations);
         violations.check()?;
-        let mut tx = store::begin_operator(&self.pool)
+        let mut tx = store::begin_operator(&self.db)
             .await
             .map_err(ApiError::from)?;
-        let mut tenants = store::list_tenants(&mut tx, page.after, page.fetch())
+        let tenants = store::list_tenants(&mut tx, page.after, page.fetch())
             .await
             .map_err(ApiError::from)?;
         tx.commit().await.map_err(ApiError::from)?;
-        let next_page_token = page.next_token(&mut tenants, |t| t.id);
+        let (tenants, next_page_token) =
+            page.finish(tenants.iter().map(|t| (t.id, t.to_proto())).collect());
         Ok(Response::new(ListTenantsResponse {
-            tenants: tenants.iter().map(store::TenantRow::to_proto).collect(),
+            tenants,
             next_page_token,
         }))
     }
@@ -217,7 +218,7 @@ impl GatewayAdminService for AdminApi {
         };
         violations.check()?;
 
-        let mut tx = store::begin_operator(&self.pool)
+        let mut tx = store::begin_operator(&self.db)
             .await
             .map_err(ApiError::from)?;
         store::get_tenant(&mut tx, tenant_id)
@@ -262,16 +263,17 @@ impl GatewayAdminService for AdminApi {
             &mut violations,
         );
         violations.check()?;
-        let mut tx = store::begin_operator(&self.pool)
+        let mut tx = store::begin_operator(&self.db)
             .await
             .map_err(ApiError::from)?;
-        let mut keys = store::list_keys(&mut tx, tenant_id, page.after, page.fetch())
+        let keys = store::list_keys(&mut tx, tenant_id, page.after, page.fetch())
             .await
             .map_err(ApiError::from)?;
         tx.commit().await.map_err(ApiError::from)?;
-        let next_page_token = page.next_token(&mut keys, |k| k.id);
+        let (api_keys, next_page_token) =
+            page.finish(keys.iter().map(|k| (k.id, k.to_proto())).collect());
         Ok(Response::new(ListApiKeysResponse {
-            api_keys: keys.iter().map(store::KeyRow::to_proto).collect(),
+            api_keys,
             next_page_token,
         }))
     }
@@ -281,7 +283,7 @@ impl GatewayAdminService for AdminApi {
         request: Request<RevokeApiKeyRequest>,
     ) -> Result<Response<RevokeApiKeyResponse>, Status> {
         let id = parse_id("id", &request.get_ref().id)?;
-        let mut tx = store::begin_operator(&self.pool)
+        let mut tx = store::begin_operator(&self.db)
             .await
             .map_err(ApiError::from)?;
         let key = store::revoke_key(&mut tx, id, self.clock.now())
@@ -303,7 +305,7 @@ impl GatewayAdminService for AdminApi {
 
 impl AdminApi {
     async fn set_state(&self, id: Uuid, state: TenantState) -> ApiResult<Tenant> {
-        let mut tx = store::begin_operator(&self.pool).await?;
+        let mut tx = store::begin_operator(&self.db).await?;
         let tenant = store::set_tenant_state(&mut tx, id, state, self.clock.now())
             .await?
             .ok_or_else(|| tenant_not_found(id))?;

@@ -10,9 +10,10 @@ use chrono::{DateTime, Utc};
 use http::HeaderValue;
 use moka::future::Cache;
 use rapport_core::credential::{CredentialKey, Grant, Scope};
+use rapport_core::db::Database;
+use rapport_core::error::is_connection_loss;
 use rapport_core::{ApiError, ApiResult, Clock};
 use rapport_proto::gateway::v1::ErrorReason;
-use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::domain::api_key;
@@ -40,7 +41,7 @@ struct KeyEntry {
 }
 
 pub struct Authenticator {
-    pool: PgPool,
+    db: Database,
     key: CredentialKey,
     clock: Clock,
     cache: Cache<String, Option<Arc<KeyEntry>>>,
@@ -50,13 +51,16 @@ pub struct Authenticator {
     public: std::sync::Mutex<(Instant, HeaderValue)>,
 }
 
+/// How long a caller is asked to wait when keys cannot be checked.
+const AUTH_RETRY_AFTER: Duration = Duration::from_millis(500);
+
 /// Lifetime of minted credentials: well beyond the cache TTL, well short of
 /// anything worth stealing.
 const CREDENTIAL_TTL: Duration = Duration::from_secs(60);
 
 impl Authenticator {
     pub fn new(
-        pool: PgPool,
+        db: Database,
         key: CredentialKey,
         clock: Clock,
         cache_ttl: Duration,
@@ -68,7 +72,7 @@ impl Authenticator {
             .build();
         let public = std::sync::Mutex::new((Instant::now(), mint_public(&key)));
         Self {
-            pool,
+            db,
             key,
             clock,
             cache,
@@ -108,13 +112,17 @@ impl Authenticator {
             .cache
             .try_get_with(prefix.to_owned(), self.load(prefix))
             .await
-            .map_err(|error| match *error {
-                // The database is saturated: a retry may succeed.
-                sqlx::Error::PoolTimedOut => ApiError::unavailable(
-                    ErrorReason::AuthBusy,
-                    "cannot check API keys right now; retry with backoff",
-                ),
-                _ => ApiError::internal(anyhow::anyhow!("looking up an API key: {error}")),
+            .map_err(|error| {
+                // The database is saturated or went away: a retry may succeed.
+                if matches!(*error, sqlx::Error::PoolTimedOut) || is_connection_loss(&error) {
+                    ApiError::unavailable(
+                        ErrorReason::AuthBusy,
+                        "cannot check API keys right now; retry with backoff",
+                        AUTH_RETRY_AFTER,
+                    )
+                } else {
+                    ApiError::internal(anyhow::anyhow!("looking up an API key: {error}"))
+                }
             })?;
         let entry = entry
             .filter(|entry| api_key::verify(presented, &entry.secret_hash))
@@ -146,7 +154,7 @@ impl Authenticator {
     }
 
     async fn load(&self, prefix: &str) -> Result<Option<Arc<KeyEntry>>, sqlx::Error> {
-        let Some((key, tenant)) = store::find_key(&self.pool, prefix).await? else {
+        let Some((key, tenant)) = store::find_key(&self.db, prefix).await? else {
             return Ok(None);
         };
         // Scopes were checked when the key was made; one that no longer

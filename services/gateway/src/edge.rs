@@ -13,12 +13,15 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use futures::future::BoxFuture;
+use http_body_util::{BodyExt as _, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioIo;
+use prost::bytes::Bytes;
 use rapport_core::credential::{Access, CREDENTIAL_HEADER};
 use rapport_core::io::CoalescedWrites;
 use rapport_core::request_id::{self, REQUEST_ID_HEADER};
+use rapport_core::shed::HoldsPermit;
 use rapport_core::{ApiError, telemetry};
 use rapport_proto::common::v1::ErrorReason as Common;
 use rapport_proto::gateway::v1::ErrorReason;
@@ -29,9 +32,9 @@ use tower::ServiceExt as _;
 use tower::util::{BoxCloneSyncService, MapResponse};
 
 use crate::auth::{Authenticator, Caller};
-use crate::domain::methods::MethodTable;
 use crate::domain::rate_limit::{Quota, RateLimiter};
-use crate::in_flight::InFlight;
+use rapport_core::contract::MethodTable;
+use rapport_core::shares::TenantShares;
 
 /// A service behind the gateway: where it is, and the HTTP/2 client that
 /// multiplexes calls to it. hyper's client is used as is: no buffer task
@@ -46,6 +49,9 @@ pub struct Upstream {
     clients: Vec<Client<Connector, Body>>,
     next: std::sync::atomic::AtomicUsize,
 }
+
+/// How long a caller is asked to wait when a service cannot be reached.
+const UPSTREAM_RETRY_AFTER: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// HTTP/2 connections per upstream.
 const UPSTREAM_CONNECTIONS: usize = 4;
@@ -90,22 +96,30 @@ impl Upstream {
         })
     }
 
-    /// Sends `request` (whose URI is a path) to this upstream.
+    /// Sends `request` (whose URI is a path, whose body is one message) to
+    /// this upstream. A connection that could not even be opened (a
+    /// replica shutting down) is tried once more on the next connection:
+    /// nothing was sent, so nothing can happen twice.
     async fn call(
         &self,
-        request: http::Request<Body>,
+        mut parts: http::request::Parts,
+        body: Bytes,
     ) -> Result<http::Response<Body>, hyper_util::client::legacy::Error> {
-        let (mut parts, body) = request.into_parts();
         let mut uri = http::uri::Parts::default();
         uri.scheme = Some(self.scheme.clone());
         uri.authority = Some(self.authority.clone());
         uri.path_and_query = parts.uri.path_and_query().cloned();
         parts.uri = http::Uri::from_parts(uri).expect("scheme, authority and path make a URI");
-        let turn =
-            self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.clients.len();
-        let response = self.clients[turn]
-            .request(http::Request::from_parts(parts, body))
-            .await?;
+        let turn = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let send = |turn: usize| {
+            let request =
+                http::Request::from_parts(parts.clone(), Body::new(Full::new(body.clone())));
+            self.clients[turn % self.clients.len()].request(request)
+        };
+        let response = match send(turn).await {
+            Err(error) if error.is_connect() => send(turn + 1).await?,
+            other => other?,
+        };
         Ok(response.map(Body::new))
     }
 }
@@ -130,7 +144,7 @@ pub struct EdgeInner {
     pub key_quota: Quota,
     /// The rate all public calls share.
     pub public_quota: Quota,
-    pub in_flight: InFlight,
+    pub in_flight: TenantShares,
     pub methods: MethodTable,
     /// Upstreams by service name (`contacts`).
     pub upstreams: HashMap<String, Upstream>,
@@ -194,12 +208,16 @@ impl EdgeInner {
                     "the {} service is not available on this gateway",
                     rule.service
                 ),
+                UPSTREAM_RETRY_AFTER,
             )
         })?;
 
-        let request = forwardable(request, admission.credential);
+        let (parts, body) = forwardable(request, admission.credential).into_parts();
+        // Every request is one message, which the limits layer has already
+        // read whole: this takes it without a copy.
+        let body = body.collect().await?.to_bytes();
         let started = Instant::now();
-        let response = upstream.call(request).await.map_err(|error| {
+        let response = upstream.call(parts, body).await.map_err(|error| {
             tracing::warn!(service = %rule.service, %error, "upstream unreachable");
             ApiError::unavailable(
                 ErrorReason::ServiceUnavailable,
@@ -207,6 +225,7 @@ impl EdgeInner {
                     "the {} service is unreachable; retry with backoff",
                     rule.service
                 ),
+                UPSTREAM_RETRY_AFTER,
             )
         })?;
         tracing::info!(
@@ -219,12 +238,7 @@ impl EdgeInner {
             "forwarded"
         );
         // The slot is held until the response, streams included, is done.
-        Ok(response.map(|body| {
-            Body::new(WithSlot {
-                body,
-                _slot: admission.slot,
-            })
-        }))
+        Ok(response.map(|body| Body::new(HoldsPermit::new(body, admission.slot))))
     }
 
     /// Admits a call with an API key: authenticated, in scope, within the
@@ -359,30 +373,4 @@ fn forwardable(
     }
     telemetry::inject_current_context_into_headers(headers);
     request
-}
-
-/// A response body that holds its tenant's in-flight slot until it ends.
-struct WithSlot {
-    body: Body,
-    _slot: tokio::sync::OwnedSemaphorePermit,
-}
-
-impl http_body::Body for WithSlot {
-    type Data = prost::bytes::Bytes;
-    type Error = Status;
-
-    fn poll_frame(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        std::pin::Pin::new(&mut self.get_mut().body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.body.size_hint()
-    }
 }

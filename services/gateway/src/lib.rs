@@ -6,13 +6,13 @@ pub mod api;
 pub mod auth;
 pub mod domain;
 pub mod edge;
-pub mod in_flight;
 pub mod store;
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use rapport_core::limits::Check;
 use rapport_core::server::{ServeOptions, reflection_services};
 use rapport_core::service::{self, Service, ServiceInfo};
 use rapport_core::shutdown::Shutdown;
@@ -26,10 +26,10 @@ use tokio::net::TcpListener;
 use tonic::service::Routes;
 use tonic::service::interceptor::InterceptedService;
 
-use crate::domain::methods::MethodTable;
 use crate::domain::rate_limit::{Quota, RateLimiter};
 use crate::edge::{Edge, EdgeInner, LocalService, Upstream};
-use crate::in_flight::InFlight;
+use rapport_core::contract::MethodTable;
+use rapport_core::shares::TenantShares;
 
 /// This service's migrations, applied to the `gateway` schema.
 pub static MIGRATOR: Migrator = sqlx::migrate!();
@@ -111,7 +111,7 @@ pub async fn serve(
     );
     let operator = api::OperatorCheck::new(&settings.operator_key)?;
     let mut service = Service::start(&SERVICE, &config.common).await?;
-    let pool = service.pool().clone();
+    let db = service.db().clone();
     let clock = service.clock().clone();
 
     let reflection = if settings.reflection {
@@ -122,7 +122,7 @@ pub async fn serve(
     };
     let edge = Edge::new(EdgeInner {
         authenticator: auth::Authenticator::new(
-            pool.clone(),
+            db.clone(),
             service.key().clone(),
             clock.clone(),
             Duration::from_millis(settings.auth_cache_ms),
@@ -132,7 +132,7 @@ pub async fn serve(
             },
         ),
         limiter: RateLimiter::default(),
-        in_flight: InFlight::new(settings.tenant_max_in_flight),
+        in_flight: TenantShares::new(settings.tenant_max_in_flight as usize),
         key_quota: Quota {
             per_second: settings.key_rate_per_second,
             burst: settings.key_rate_burst,
@@ -143,15 +143,12 @@ pub async fn serve(
         },
         // The admin service is the gateway's own; change feeds are internal;
         // test controls are each process's own.
-        methods: MethodTable::from_descriptor_set(
-            rapport_proto::FILE_DESCRIPTOR_SET,
-            &[SERVICE_NAME, FEED_SERVICE_NAME, TEST_CONTROL_SERVICE_NAME],
-        )?,
+        methods: MethodTable::new(&[SERVICE_NAME, FEED_SERVICE_NAME, TEST_CONTROL_SERVICE_NAME]),
         upstreams: upstream_channels(&settings.upstreams)?,
         reflection,
     });
 
-    let admin = GatewayAdminServiceServer::new(api::AdminApi::new(pool, clock));
+    let admin = GatewayAdminServiceServer::new(api::AdminApi::new(db, clock));
     service.add_untuned(InterceptedService::new(
         rapport_proto::GrpcServer::tuned(
             admin,
@@ -162,10 +159,12 @@ pub async fn serve(
     ));
     service.add_untuned(InterceptedService::new(service.test_control(), operator));
     service.map_routes(|routes| Routes::from(routes.into_axum_router().fallback_service(edge)));
+    // Keys are checked by the edge; the services check what they own.
     service.set_options(ServeOptions {
         credential: None,
         reflection: false,
         grpc_web: true,
+        check: Check::Bytes,
     });
     service.serve(listener, shutdown).await
 }

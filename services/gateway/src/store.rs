@@ -4,9 +4,9 @@
 
 use chrono::{DateTime, Utc};
 use rapport_core::convert::to_timestamp;
-use rapport_core::db::{begin_with_settings, set_local};
+use rapport_core::db::{Database, Tx, set_local};
 use rapport_proto::gateway::v1 as pb;
-use sqlx::{FromRow, PgConnection, PgPool, Postgres, Transaction};
+use sqlx::{FromRow, PgConnection};
 use uuid::Uuid;
 
 #[derive(Debug, Clone, FromRow)]
@@ -76,8 +76,8 @@ macro_rules! key_columns {
 }
 
 /// A transaction for admin calls, made after the operator key was checked.
-pub async fn begin_operator(pool: &PgPool) -> sqlx::Result<Transaction<'static, Postgres>> {
-    begin_with_settings(pool, &[("app.operator", "on")]).await
+pub async fn begin_operator(db: &Database) -> sqlx::Result<Tx> {
+    db.begin_with_settings(&[("app.operator", "on")]).await
 }
 
 pub async fn create_tenant(
@@ -209,8 +209,10 @@ pub async fn revoke_key(
 
 /// The key with `prefix` and its tenant, seen in key-lookup mode: only that
 /// key's row, then only its tenant's row, are visible.
-pub async fn find_key(pool: &PgPool, prefix: &str) -> sqlx::Result<Option<(KeyRow, TenantRow)>> {
-    let mut tx = begin_with_settings(pool, &[("app.key_prefix", prefix)]).await?;
+pub async fn find_key(db: &Database, prefix: &str) -> sqlx::Result<Option<(KeyRow, TenantRow)>> {
+    let mut tx = db
+        .begin_with_settings(&[("app.key_prefix", prefix)])
+        .await?;
     let key: Option<KeyRow> = sqlx::query_as(concat!(
         "SELECT ",
         key_columns!(),

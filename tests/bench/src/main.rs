@@ -13,7 +13,6 @@ mod feed;
 mod feedback;
 mod gateway;
 mod load;
-mod process;
 mod stack;
 
 use clap::Parser;

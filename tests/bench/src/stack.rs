@@ -8,84 +8,41 @@ use rapport_client::{Auth, RapportClient, Transport};
 use rapport_core::credential::{CredentialKey, Grant, Scope};
 use rapport_proto::contacts::v1::contacts_service_client::ContactsServiceClient;
 use rapport_proto::gateway::v1::{CreateApiKeyRequest, CreateTenantRequest, Tenant};
+use rapport_testkit::process::{ProcessStack, STACK_OPERATOR_KEY, ServiceProcess};
 use rapport_testkit::{TEST_CREDENTIAL_SECRET, TestDatabase};
 use tonic::transport::Endpoint;
 use uuid::Uuid;
 
-use crate::process::ServiceProcess;
-
-const OPERATOR_KEY: &str = "rapport-bench-operator-key-0123456789abcdef";
-
+/// The processes, and the benchmark's tenant on them.
 pub struct Stack {
-    pub contacts: ServiceProcess,
-    /// Reached through the gateway.
-    pub feedback: ServiceProcess,
-    pub gateway: ServiceProcess,
+    pub processes: ProcessStack,
     /// The benchmark tenant's API key, for calls through the gateway.
     pub api_key: String,
     /// An internal credential for the same tenant, for direct calls.
     pub direct_credential: String,
     pub tenant: Uuid,
-    /// Declared last, so dropped last: the processes stop before it goes.
-    pub db: TestDatabase,
+}
+
+/// The processes by name: `stack.contacts`, `stack.gateway`, `stack.db`.
+impl std::ops::Deref for Stack {
+    type Target = ProcessStack;
+
+    fn deref(&self) -> &ProcessStack {
+        &self.processes
+    }
 }
 
 impl Stack {
     pub async fn start(admin_url: &str) -> anyhow::Result<Self> {
         let db = TestDatabase::create_at(admin_url).await;
-        let common = |role: &str| {
-            vec![
-                ("DATABASE_URL", db.url(Some(role))),
-                ("RAPPORT_MIGRATE_DATABASE_URL", db.url(None)),
-                (
-                    "RAPPORT_CREDENTIAL_SECRET",
-                    TEST_CREDENTIAL_SECRET.to_owned(),
-                ),
-                ("RAPPORT_DATABASE_MAX_CONNECTIONS", "32".to_owned()),
-            ]
-        };
-        let contacts = ServiceProcess::start(
-            "rapport-contacts",
-            "RAPPORT_CONTACTS_LISTEN_ADDR",
-            &common("rapport_contacts"),
-        )
-        .await?;
-        let mut feedback_env = common("rapport_feedback");
-        feedback_env.push(("RAPPORT_CONTACTS_URL", format!("http://{}", contacts.addr)));
-        let feedback = ServiceProcess::start(
-            "rapport-feedback",
-            "RAPPORT_FEEDBACK_LISTEN_ADDR",
-            &feedback_env,
-        )
-        .await?;
-        let mut gateway_env = common("rapport_gateway");
-        gateway_env.extend([
-            ("RAPPORT_OPERATOR_KEY", OPERATOR_KEY.to_owned()),
-            (
-                "RAPPORT_UPSTREAMS",
-                format!(
-                    "contacts=http://{},feedback=http://{}",
-                    contacts.addr, feedback.addr
-                ),
-            ),
-            // Limits far above what this machine can send: the benchmark
-            // measures the hop, not the limiter refusing calls.
-            ("RAPPORT_KEY_RATE_PER_SECOND", "1000000".to_owned()),
-            ("RAPPORT_KEY_RATE_BURST", "1000000".to_owned()),
-            ("RAPPORT_PUBLIC_RATE_PER_SECOND", "1000000".to_owned()),
-            ("RAPPORT_PUBLIC_RATE_BURST", "1000000".to_owned()),
-            ("RAPPORT_TENANT_MAX_IN_FLIGHT", "1024".to_owned()),
-        ]);
-        let gateway = ServiceProcess::start(
-            "rapport-gateway",
-            "RAPPORT_GATEWAY_LISTEN_ADDR",
-            &gateway_env,
-        )
-        .await?;
+        let processes =
+            ProcessStack::start(db, &[("RAPPORT_DATABASE_MAX_CONNECTIONS", "32".to_owned())])
+                .await?;
+        let gateway = &processes.gateway;
 
         let operator = RapportClient::with_channel(
             gateway.channel.clone(),
-            Auth::ApiKey(OPERATOR_KEY.to_owned()),
+            Auth::ApiKey(STACK_OPERATOR_KEY.to_owned()),
             Duration::from_secs(10),
         )?;
         let tenant = Tenant {
@@ -123,13 +80,10 @@ impl Stack {
             Duration::from_secs(3600),
         );
         Ok(Self {
-            contacts,
-            feedback,
-            gateway,
+            processes,
             api_key: key.secret,
             direct_credential,
             tenant,
-            db,
         })
     }
 

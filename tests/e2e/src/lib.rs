@@ -107,42 +107,49 @@ impl Suite {
 
     /// A new tenant (with `tenant`'s limits) and a key with `scopes`.
     pub async fn tenant(&self, tenant: Tenant, scopes: &[&str]) -> TenantKey {
-        let mut admin = self.operator().gateway_admin();
-        let created = admin
-            .create_tenant(CreateTenantRequest {
-                tenant: Some(tenant),
-            })
-            .await
-            .expect("create tenant")
-            .into_inner()
-            .tenant
-            .expect("a tenant");
-        let key = self.key(&created.id, scopes).await;
-        TenantKey {
-            tenant_id: created.id,
-            ..key
-        }
+        create_tenant(&self.operator(), tenant, scopes).await
     }
 
     /// A new key of tenant `tenant_id` with `scopes`.
     pub async fn key(&self, tenant_id: &str, scopes: &[&str]) -> TenantKey {
-        let mut admin = self.operator().gateway_admin();
-        let response = admin
-            .create_api_key(CreateApiKeyRequest {
-                tenant_id: tenant_id.to_owned(),
-                display_name: "e2e".to_owned(),
-                scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
-                expire_time: None,
-            })
-            .await
-            .expect("create key")
-            .into_inner();
-        let key = response.api_key.expect("a key");
-        TenantKey {
+        create_key(&self.operator(), tenant_id, scopes).await
+    }
+}
+
+/// A new tenant (with `tenant`'s limits) and a key with `scopes`, made by
+/// `operator` (a client with the operator key).
+pub async fn create_tenant(operator: &RapportClient, tenant: Tenant, scopes: &[&str]) -> TenantKey {
+    let created = operator
+        .gateway_admin()
+        .create_tenant(CreateTenantRequest {
+            tenant: Some(tenant),
+        })
+        .await
+        .expect("create tenant")
+        .into_inner()
+        .tenant
+        .expect("a tenant");
+    create_key(operator, &created.id, scopes).await
+}
+
+/// A new key of tenant `tenant_id` with `scopes`, made by `operator`.
+pub async fn create_key(operator: &RapportClient, tenant_id: &str, scopes: &[&str]) -> TenantKey {
+    let response = operator
+        .gateway_admin()
+        .create_api_key(CreateApiKeyRequest {
             tenant_id: tenant_id.to_owned(),
-            key_id: key.id,
-            secret: response.secret,
-        }
+            display_name: "e2e".to_owned(),
+            scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+            expire_time: None,
+        })
+        .await
+        .expect("create key")
+        .into_inner();
+    let key = response.api_key.expect("a key");
+    TenantKey {
+        tenant_id: tenant_id.to_owned(),
+        key_id: key.id,
+        secret: response.secret,
     }
 }
 

@@ -1,13 +1,13 @@
-//! Streams of chunks (exports), each chunk read in a short read-only
-//! transaction of its own, so that a slow reader holds no connection and a
-//! large export is never held in memory at once.
+//! Streams of chunks (exports): one consistent read-only snapshot of the
+//! tenant's data (a REPEATABLE READ transaction held while the stream
+//! runs), read a chunk at a time so that a large export is never held in
+//! memory at once.
 
 use futures::future::BoxFuture;
-use sqlx::{PgConnection, PgPool};
-use uuid::Uuid;
+use sqlx::PgConnection;
 
 use super::ApiStream;
-use crate::db::{begin_tenant_read, finish_read};
+use crate::db::Tx;
 use crate::error::ApiResult;
 
 /// One message of an export, and where the next one starts (`None` when
@@ -36,32 +36,32 @@ pub trait ChunkSource: Send + Sync + 'static {
 }
 
 enum Position<C> {
-    Start,
-    After(C),
+    Start(Tx),
+    After(Tx, C),
     Done,
 }
 
-/// The chunks of `source` for `tenant`, in order.
-pub fn chunked<S: ChunkSource>(pool: PgPool, tenant: Uuid, source: S) -> ApiStream<S::Message> {
+/// The chunks of `source`, in order, all read in `snapshot` (a transaction
+/// from [`crate::db::Database::begin_tenant_snapshot`], in which the caller
+/// may already have read what the stream starts with).
+pub fn chunked<S: ChunkSource>(snapshot: Tx, source: S) -> ApiStream<S::Message> {
     let source = std::sync::Arc::new(source);
     Box::pin(futures::stream::try_unfold(
-        Position::Start,
+        Position::Start(snapshot),
         move |position| {
-            let pool = pool.clone();
             let source = source.clone();
             async move {
-                let after = match &position {
+                let (mut tx, after) = match position {
                     Position::Done => return Ok(None),
-                    Position::Start => None,
-                    Position::After(cursor) => Some(cursor),
+                    Position::Start(tx) => (tx, None),
+                    Position::After(tx, cursor) => (tx, Some(cursor)),
                 };
-                let mut tx = begin_tenant_read(&pool, tenant)
-                    .await
-                    .map_err(crate::ApiError::from)?;
-                let chunk = source.next(&mut tx, after).await?;
-                finish_read(tx);
+                let chunk = source.next(&mut tx, after.as_ref()).await?;
                 Ok(chunk.map(|chunk| {
-                    let next = chunk.next.map_or(Position::Done, Position::After);
+                    let next = match chunk.next {
+                        Some(cursor) => Position::After(tx, cursor),
+                        None => Position::Done,
+                    };
                     (chunk.message, next)
                 }))
             }

@@ -2,7 +2,7 @@
 
 use rapport_core::api::{etag, field_mask, non_empty};
 use rapport_core::convert::optional_datetime;
-use rapport_core::db::{begin_tenant, begin_tenant_read, finish_read};
+use rapport_core::db::finish_read;
 use rapport_core::idempotency::{Claim, check_request_id};
 use rapport_core::pagination::Page;
 use rapport_core::{ApiResult, TenantContext, Violations};
@@ -34,7 +34,7 @@ impl ContactsApi {
         check_request_id(&req.request_id, &mut violations);
         violations.check()?;
 
-        let mut tx = begin_tenant(&self.pool, ctx.tenant_id).await?;
+        let mut tx = self.db.begin_tenant(ctx.tenant_id).await?;
         let claim = match IDEMPOTENCY
             .claim(
                 &mut tx,
@@ -80,12 +80,12 @@ impl ContactsApi {
 
         // The common case, a live contact, takes one round trip; merged and
         // erased ids take the full lookup.
-        if let Some(contact) = store::find_live(&self.pool, ctx.tenant_id, id).await? {
+        if let Some(contact) = store::find_live(&self.db, ctx.tenant_id, id).await? {
             return Ok(GetContactResponse {
                 contact: Some(contact.to_proto()),
             });
         }
-        let mut tx = begin_tenant_read(&self.pool, ctx.tenant_id).await?;
+        let mut tx = self.db.begin_tenant_read(ctx.tenant_id).await?;
         let contact = match store::lookup(&mut tx, id, false).await? {
             store::Lookup::Merged(survivor) => {
                 found(store::lookup(&mut tx, survivor, false).await?, survivor)?
@@ -115,7 +115,7 @@ impl ContactsApi {
         );
         violations.check()?;
 
-        let mut tx = begin_tenant(&self.pool, ctx.tenant_id).await?;
+        let mut tx = self.db.begin_tenant(ctx.tenant_id).await?;
         let existing = found(store::lookup(&mut tx, id, true).await?, id)?;
         etag::check(&req.etag, &existing.etag(), format_args!("contact {id}"))?;
         let mut updated = existing.to_proto();
@@ -148,7 +148,7 @@ impl ContactsApi {
         let id = violations.parse_id("id", &req.id);
         violations.check()?;
 
-        let mut tx = begin_tenant(&self.pool, ctx.tenant_id).await?;
+        let mut tx = self.db.begin_tenant(ctx.tenant_id).await?;
         let existing = found(store::lookup(&mut tx, id, true).await?, id)?;
         etag::check(&req.etag, &existing.etag(), format_args!("contact {id}"))?;
         store::delete_contact(&mut tx, ctx.tenant_id, id, self.clock.now()).await?;
@@ -192,12 +192,13 @@ impl ContactsApi {
         };
         violations.check()?;
 
-        let mut tx = begin_tenant_read(&self.pool, ctx.tenant_id).await?;
-        let mut contacts = store::list_contacts(&mut tx, &filter, page.after, page.fetch()).await?;
+        let mut tx = self.db.begin_tenant_read(ctx.tenant_id).await?;
+        let contacts = store::list_contacts(&mut tx, &filter, page.after, page.fetch()).await?;
         finish_read(tx);
-        let next_page_token = page.next_token(&mut contacts, |c| c.id);
+        let (contacts, next_page_token) =
+            page.finish(contacts.iter().map(|c| (c.id, c.to_proto())).collect());
         Ok(ListContactsResponse {
-            contacts: contacts.iter().map(StoredContact::to_proto).collect(),
+            contacts,
             next_page_token,
         })
     }
@@ -213,7 +214,7 @@ impl ContactsApi {
         check_request_id(&req.request_id, &mut violations);
         violations.check()?;
 
-        let mut tx = begin_tenant(&self.pool, ctx.tenant_id).await?;
+        let mut tx = self.db.begin_tenant(ctx.tenant_id).await?;
         let claim = match IDEMPOTENCY
             .claim(
                 &mut tx,
@@ -286,7 +287,7 @@ impl ContactsApi {
         }
         violations.check()?;
 
-        let mut tx = begin_tenant(&self.pool, ctx.tenant_id).await?;
+        let mut tx = self.db.begin_tenant(ctx.tenant_id).await?;
         // Lock both rows in id order so that concurrent merges cannot deadlock.
         let (first, second) = if survivor_id < duplicate_id {
             (survivor_id, duplicate_id)

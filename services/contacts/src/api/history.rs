@@ -1,7 +1,7 @@
 //! Lifecycle stage and consent: changing them, and their histories.
 
 use chrono::{DateTime, Utc};
-use rapport_core::db::{begin_tenant, begin_tenant_read, finish_read};
+use rapport_core::db::finish_read;
 use rapport_core::pagination::Page;
 use rapport_core::{ApiResult, TenantContext, Violations};
 use rapport_proto::common::v1::LifecycleStage;
@@ -20,20 +20,17 @@ impl ContactsApi {
         ctx: &TenantContext,
         req: ListLifecycleHistoryRequest,
     ) -> ApiResult<ListLifecycleHistoryResponse> {
-        let (entries, next_page_token) = self
+        let (changes, next_page_token) = self
             .history_page(
                 ctx,
                 History::Lifecycle,
                 &req.contact_id,
-                req.page_size,
-                &req.page_token,
+                (req.page_size, &req.page_token),
+                HistoryEntry::to_lifecycle_change,
             )
             .await?;
         Ok(ListLifecycleHistoryResponse {
-            changes: entries
-                .iter()
-                .map(HistoryEntry::to_lifecycle_change)
-                .collect(),
+            changes,
             next_page_token,
         })
     }
@@ -43,20 +40,17 @@ impl ContactsApi {
         ctx: &TenantContext,
         req: ListConsentHistoryRequest,
     ) -> ApiResult<ListConsentHistoryResponse> {
-        let (entries, next_page_token) = self
+        let (changes, next_page_token) = self
             .history_page(
                 ctx,
                 History::Consent,
                 &req.contact_id,
-                req.page_size,
-                &req.page_token,
+                (req.page_size, &req.page_token),
+                HistoryEntry::to_consent_change,
             )
             .await?;
         Ok(ListConsentHistoryResponse {
-            changes: entries
-                .iter()
-                .map(HistoryEntry::to_consent_change)
-                .collect(),
+            changes,
             next_page_token,
         })
     }
@@ -142,7 +136,7 @@ impl ContactsApi {
         now: DateTime<Utc>,
         change: impl FnOnce(&mut ContactFields),
     ) -> ApiResult<StoredContact> {
-        let mut tx = begin_tenant(&self.pool, ctx.tenant_id).await?;
+        let mut tx = self.db.begin_tenant(ctx.tenant_id).await?;
         let existing = found(store::lookup(&mut tx, id, true).await?, id)?;
         let mut fields = existing.fields.clone();
         change(&mut fields);
@@ -160,14 +154,16 @@ impl ContactsApi {
         Ok(stored)
     }
 
-    async fn history_page(
+    /// A page of a contact's history of `kind`, newest first, as `to_proto`
+    /// shows each entry; `(page_size, page_token)` as the request gave them.
+    async fn history_page<M: prost::Message>(
         &self,
         ctx: &TenantContext,
         kind: History,
         contact_id: &str,
-        requested_size: i32,
-        page_token: &str,
-    ) -> ApiResult<(Vec<HistoryEntry>, String)> {
+        (requested_size, page_token): (i32, &str),
+        to_proto: fn(&HistoryEntry) -> M,
+    ) -> ApiResult<(Vec<M>, String)> {
         let mut violations = Violations::default();
         let id = violations.parse_id("contact_id", contact_id);
         // A token continues the history of the same contact only.
@@ -179,14 +175,15 @@ impl ContactsApi {
         );
         violations.check()?;
 
-        let mut tx = begin_tenant_read(&self.pool, ctx.tenant_id).await?;
+        let mut tx = self.db.begin_tenant_read(ctx.tenant_id).await?;
         found(store::lookup(&mut tx, id, false).await?, id)?;
-        let mut entries = history::list(&mut tx, kind, id, page.after, page.fetch(), true).await?;
+        let entries = history::list(&mut tx, kind, id, page.after, page.fetch(), true).await?;
         finish_read(tx);
-        let next_page_token = page.next_token(&mut entries, |(id, _)| *id);
-        Ok((
-            entries.into_iter().map(|(_, entry)| entry).collect(),
-            next_page_token,
+        Ok(page.finish(
+            entries
+                .iter()
+                .map(|(id, entry)| (*id, to_proto(entry)))
+                .collect(),
         ))
     }
 }

@@ -9,11 +9,11 @@ mod privacy;
 mod timeline;
 
 use rapport_core::api::{ApiScope, ApiStream};
+use rapport_core::db::Database;
 use rapport_core::idempotency::IdempotencyTable;
 use rapport_core::{ApiError, ApiResult, Clock};
 use rapport_proto::contacts::v1::contacts_service_server::ContactsService;
 use rapport_proto::contacts::v1::*;
-use sqlx::PgPool;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
@@ -30,13 +30,13 @@ const DEFAULT_SOURCE: &str = "api";
 
 #[derive(Clone)]
 pub struct ContactsApi {
-    pool: PgPool,
+    db: Database,
     clock: Clock,
 }
 
 impl ContactsApi {
-    pub fn new(pool: PgPool, clock: Clock) -> Self {
-        Self { pool, clock }
+    pub fn new(db: Database, clock: Clock) -> Self {
+        Self { db, clock }
     }
 }
 

@@ -1,7 +1,7 @@
 //! The timeline: recording interaction events and listing a contact's.
 
 use rapport_core::convert::optional_datetime;
-use rapport_core::db::{begin_tenant, begin_tenant_read, finish_read};
+use rapport_core::db::finish_read;
 use rapport_core::pagination::Page;
 use rapport_core::{ApiResult, TenantContext, Violations};
 use rapport_proto::common::v1::Channel;
@@ -37,7 +37,7 @@ impl ContactsApi {
         external_ids.sort_unstable();
         external_ids.dedup();
 
-        let mut tx = begin_tenant(&self.pool, ctx.tenant_id).await?;
+        let mut tx = self.db.begin_tenant(ctx.tenant_id).await?;
         let (by_id, by_external) =
             timeline::resolve_event_contacts(&mut tx, &ids, &external_ids).await?;
         let mut violations = Violations::default();
@@ -107,14 +107,13 @@ impl ContactsApi {
         };
         violations.check()?;
 
-        let mut tx = begin_tenant_read(&self.pool, ctx.tenant_id).await?;
+        let mut tx = self.db.begin_tenant_read(ctx.tenant_id).await?;
         found(store::lookup(&mut tx, id, false).await?, id)?;
-        let mut events =
-            timeline::list_events(&mut tx, id, &filter, page.after, page.fetch()).await?;
+        let events = timeline::list_events(&mut tx, id, &filter, page.after, page.fetch()).await?;
         finish_read(tx);
-        let next_page_token = page.next_token(&mut events, |(cursor, _)| *cursor);
+        let (events, next_page_token) = page.finish(events);
         Ok(ListEventsResponse {
-            events: events.into_iter().map(|(_, e)| e).collect(),
+            events,
             next_page_token,
         })
     }

@@ -3,7 +3,7 @@
 //! folding a duplicate into a survivor.
 
 use chrono::{DateTime, Utc};
-use rapport_core::db::is_unique_violation;
+use rapport_core::db::{Database, is_unique_violation};
 use rapport_proto::common::v1::LifecycleStage;
 use serde_json::{Map, Value as Json};
 use sqlx::types::Json as SqlJson;
@@ -78,10 +78,11 @@ pub enum Lookup {
 /// The live contact `id` of `tenant` in one round trip (see migration
 /// 0002), outside any transaction; `None` when `id` names no live contact.
 pub async fn find_live(
-    pool: &sqlx::PgPool,
+    db: &Database,
     tenant: Uuid,
     id: Uuid,
 ) -> sqlx::Result<Option<StoredContact>> {
+    let mut conn = db.acquire(tenant).await?;
     let row: Option<ContactRow> = sqlx::query_as(concat!(
         "SELECT ",
         contact_columns!(),
@@ -89,7 +90,7 @@ pub async fn find_live(
     ))
     .bind(tenant)
     .bind(id)
-    .fetch_optional(pool)
+    .fetch_optional(&mut *conn)
     .await?;
     Ok(row.map(Into::into))
 }

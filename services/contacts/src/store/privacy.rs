@@ -71,3 +71,23 @@ pub(super) async fn forget(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Ve
         .await?;
     Ok(ids)
 }
+
+/// A page of the contacts merged into `survivor`, by merged id, after
+/// `after`: each merged id with when it was merged.
+pub async fn merges(
+    conn: &mut PgConnection,
+    survivor: Uuid,
+    after: Option<Uuid>,
+    limit: i64,
+) -> sqlx::Result<Vec<(Uuid, DateTime<Utc>)>> {
+    sqlx::query_as(
+        "SELECT merged_id, merge_time FROM contacts.merges \
+         WHERE survivor_id = $1 AND ($2::uuid IS NULL OR merged_id > $2) \
+         ORDER BY merged_id LIMIT $3",
+    )
+    .bind(survivor)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}

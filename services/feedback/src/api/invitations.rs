@@ -4,7 +4,6 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::Duration;
 use rapport_core::convert::to_timestamp;
-use rapport_core::db::begin_tenant;
 use rapport_core::idempotency::{Claim, check_request_id};
 use rapport_core::{ApiError, ApiResult, TenantContext, Violations};
 use rapport_proto::common::v1::Channel;
@@ -53,7 +52,7 @@ impl FeedbackApi {
         check_request_id(&req.request_id, &mut violations);
         violations.check()?;
 
-        let mut tx = begin_tenant(&self.pool, ctx.tenant_id).await?;
+        let mut tx = self.db.begin_tenant(ctx.tenant_id).await?;
         let claim = match IDEMPOTENCY
             .claim(
                 &mut tx,

@@ -13,12 +13,12 @@ use std::sync::Arc;
 
 use rapport_core::api::{ApiScope, ApiStream};
 use rapport_core::credential::Grant;
+use rapport_core::db::Database;
 use rapport_core::idempotency::IdempotencyTable;
 use rapport_core::{ApiError, Clock};
 use rapport_proto::common::v1::ErrorReason as Common;
 use rapport_proto::feedback::v1::feedback_service_server::FeedbackService;
 use rapport_proto::feedback::v1::*;
-use sqlx::PgPool;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
@@ -30,13 +30,13 @@ const IDEMPOTENCY: IdempotencyTable = IdempotencyTable {
 
 #[derive(Clone)]
 pub struct FeedbackApi {
-    pool: PgPool,
+    db: Database,
     clock: Clock,
 }
 
 impl FeedbackApi {
-    pub fn new(pool: PgPool, clock: Clock) -> Self {
-        Self { pool, clock }
+    pub fn new(db: Database, clock: Clock) -> Self {
+        Self { db, clock }
     }
 }
 

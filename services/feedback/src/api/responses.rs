@@ -3,9 +3,7 @@
 use chrono::{DateTime, Duration, Utc};
 use rapport_core::api::{ApiStream, non_empty};
 use rapport_core::convert::optional_datetime;
-use rapport_core::db::{
-    begin_tenant, begin_tenant_read, begin_with_settings, finish_read, set_local,
-};
+use rapport_core::db::{finish_read, set_local};
 use rapport_core::pagination::Page;
 use rapport_core::{ApiError, ApiResult, TenantContext, Violations};
 use rapport_proto::feedback::v1::answer::Value;
@@ -56,7 +54,10 @@ impl FeedbackApi {
         violations.check()?;
 
         let hash = token::hash(&req.token);
-        let mut tx = begin_with_settings(&self.pool, &[("app.token_hash", &hash)]).await?;
+        let mut tx = self
+            .db
+            .begin_with_settings(&[("app.token_hash", &hash)])
+            .await?;
         let (invitation, survey_id) = match kind {
             TokenKind::Invitation => {
                 let found = invitations::find_by_token(&mut tx)
@@ -223,7 +224,7 @@ impl FeedbackApi {
         let mut violations = Violations::default();
         let id = violations.parse_id("id", &req.id);
         violations.check()?;
-        let mut tx = begin_tenant_read(&self.pool, ctx.tenant_id).await?;
+        let mut tx = self.db.begin_tenant_read(ctx.tenant_id).await?;
         let response = store::get(&mut tx, id)
             .await?
             .ok_or_else(|| response_not_found(id))?;
@@ -279,17 +280,19 @@ impl FeedbackApi {
         };
         violations.check()?;
 
-        let mut tx = begin_tenant_read(&self.pool, ctx.tenant_id).await?;
-        let mut responses = store::list(&mut tx, &filter, page.after, page.fetch()).await?;
-        let next_page_token = page.next_token(&mut responses, |r| r.id);
+        let mut tx = self.db.begin_tenant_read(ctx.tenant_id).await?;
+        let responses = store::list(&mut tx, &filter, page.after, page.fetch()).await?;
         let ids: Vec<Uuid> = responses.iter().map(|r| r.id).collect();
         let mut answers = store::answers(&mut tx, &ids).await?;
         finish_read(tx);
-        Ok(ListResponsesResponse {
-            responses: responses
+        let (responses, next_page_token) = page.finish(
+            responses
                 .iter()
-                .map(|r| r.to_proto(answers.remove(&r.id).unwrap_or_default()))
+                .map(|r| (r.id, r.to_proto(answers.remove(&r.id).unwrap_or_default())))
                 .collect(),
+        );
+        Ok(ListResponsesResponse {
+            responses,
             next_page_token,
         })
     }
@@ -322,7 +325,7 @@ impl FeedbackApi {
         }
         violations.check()?;
 
-        let mut tx = begin_tenant(&self.pool, ctx.tenant_id).await?;
+        let mut tx = self.db.begin_tenant(ctx.tenant_id).await?;
         let response = store::retag(&mut tx, id, &req.add_tags, &req.remove_tags)
             .await?
             .ok_or_else(|| response_not_found(id))?;
@@ -348,18 +351,13 @@ impl FeedbackApi {
         let mut violations = Violations::default();
         let survey_id = violations.parse_id("survey_id", &req.survey_id);
         violations.check()?;
-        // The survey is read up front so a bad id fails the call itself.
-        let mut tx = begin_tenant_read(&self.pool, ctx.tenant_id).await?;
+        // One snapshot for the whole export; the survey is read before the
+        // stream starts, so a bad id fails the call itself.
+        let mut tx = self.db.begin_tenant_snapshot(ctx.tenant_id).await?;
         let survey = crate::store::survey::get(&mut tx, survey_id, Lock::None)
             .await?
             .ok_or_else(|| survey_not_found(survey_id))?;
-        finish_read(tx);
-        Ok(export::csv_stream(
-            self.pool.clone(),
-            ctx.tenant_id,
-            survey.survey,
-            req.completed_only,
-        ))
+        Ok(export::csv_stream(tx, survey.survey, req.completed_only))
     }
 }
 

@@ -1,7 +1,7 @@
 //! The tenant's feedback settings.
 
 use rapport_core::api::field_mask;
-use rapport_core::db::{begin_tenant, begin_tenant_read, finish_read};
+use rapport_core::db::finish_read;
 use rapport_core::{ApiResult, TenantContext, Violations};
 use rapport_proto::feedback::v1::*;
 
@@ -17,7 +17,7 @@ impl FeedbackApi {
         &self,
         ctx: &TenantContext,
     ) -> ApiResult<GetFeedbackSettingsResponse> {
-        let mut tx = begin_tenant_read(&self.pool, ctx.tenant_id).await?;
+        let mut tx = self.db.begin_tenant_read(ctx.tenant_id).await?;
         let settings = store::get(&mut tx).await?;
         finish_read(tx);
         Ok(GetFeedbackSettingsResponse {
@@ -36,7 +36,7 @@ impl FeedbackApi {
         check_days(patch.fatigue_days, "settings.fatigue_days", &mut violations);
         violations.check()?;
 
-        let mut tx = begin_tenant(&self.pool, ctx.tenant_id).await?;
+        let mut tx = self.db.begin_tenant(ctx.tenant_id).await?;
         let mut settings = store::get(&mut tx).await?;
         field_mask::apply(&mut settings, &patch, &paths);
         store::put(&mut tx, ctx.tenant_id, &settings, self.clock.now()).await?;

@@ -2,7 +2,7 @@
 //! the stored answers for parts of days.
 
 use rapport_core::convert::optional_datetime;
-use rapport_core::db::{begin_tenant_read, finish_read};
+use rapport_core::db::finish_read;
 use rapport_core::{ApiResult, TenantContext, Violations};
 use rapport_proto::feedback::v1::*;
 
@@ -30,7 +30,7 @@ impl FeedbackApi {
         }
         violations.check()?;
 
-        let mut tx = begin_tenant_read(&self.pool, ctx.tenant_id).await?;
+        let mut tx = self.db.begin_tenant_read(ctx.tenant_id).await?;
         let survey = crate::store::survey::get(&mut tx, survey_id, Lock::None)
             .await?
             .ok_or_else(|| survey_not_found(survey_id))?;

@@ -1,7 +1,7 @@
 //! Survey RPCs: create, get, update, list, activate and close.
 
 use rapport_core::api::{etag, field_mask, non_empty};
-use rapport_core::db::{begin_tenant, begin_tenant_read, finish_read};
+use rapport_core::db::finish_read;
 use rapport_core::idempotency::{Claim, check_request_id};
 use rapport_core::pagination::Page;
 use rapport_core::{ApiError, ApiResult, TenantContext, Violations};
@@ -44,7 +44,7 @@ impl FeedbackApi {
         violations.check()?;
         rules::normalize(&mut survey);
 
-        let mut tx = begin_tenant(&self.pool, ctx.tenant_id).await?;
+        let mut tx = self.db.begin_tenant(ctx.tenant_id).await?;
         let claim = match IDEMPOTENCY
             .claim(
                 &mut tx,
@@ -92,7 +92,7 @@ impl FeedbackApi {
         let mut violations = Violations::default();
         let id = violations.parse_id("id", &req.id);
         violations.check()?;
-        let mut tx = begin_tenant_read(&self.pool, ctx.tenant_id).await?;
+        let mut tx = self.db.begin_tenant_read(ctx.tenant_id).await?;
         let stored = store::get(&mut tx, id, Lock::None)
             .await?
             .ok_or_else(|| survey_not_found(id))?;
@@ -114,7 +114,7 @@ impl FeedbackApi {
         let paths = field_mask::paths(req.update_mask.as_ref(), &patch, UPDATABLE, &mut violations);
         violations.check()?;
 
-        let mut tx = begin_tenant(&self.pool, ctx.tenant_id).await?;
+        let mut tx = self.db.begin_tenant(ctx.tenant_id).await?;
         let existing = store::get(&mut tx, id, Lock::Update)
             .await?
             .ok_or_else(|| survey_not_found(id))?;
@@ -184,12 +184,13 @@ impl FeedbackApi {
             status,
             touchpoint: non_empty(req.touchpoint),
         };
-        let mut tx = begin_tenant_read(&self.pool, ctx.tenant_id).await?;
-        let mut surveys = store::list(&mut tx, &filter, page.after, page.fetch()).await?;
+        let mut tx = self.db.begin_tenant_read(ctx.tenant_id).await?;
+        let surveys = store::list(&mut tx, &filter, page.after, page.fetch()).await?;
         finish_read(tx);
-        let next_page_token = page.next_token(&mut surveys, |s| s.id);
+        let (surveys, next_page_token) =
+            page.finish(surveys.into_iter().map(|s| (s.id, s.survey)).collect());
         Ok(ListSurveysResponse {
-            surveys: surveys.into_iter().map(|s| s.survey).collect(),
+            surveys,
             next_page_token,
         })
     }
@@ -207,7 +208,7 @@ impl FeedbackApi {
         let id = violations.parse_id("id", id);
         violations.check()?;
 
-        let mut tx = begin_tenant(&self.pool, ctx.tenant_id).await?;
+        let mut tx = self.db.begin_tenant(ctx.tenant_id).await?;
         let existing = store::get(&mut tx, id, Lock::Update)
             .await?
             .ok_or_else(|| survey_not_found(id))?;

@@ -1,6 +1,4 @@
-//! Pure gateway logic, no I/O: API key format and hashing, token buckets,
-//! and which service and access each gRPC method needs.
+//! Pure gateway logic, no I/O: API key format and hashing, token buckets.
 
 pub mod api_key;
-pub mod methods;
 pub mod rate_limit;

@@ -264,10 +264,11 @@ pub async fn run(client: &RapportClient, command: ContactsCommand) -> anyhow::Re
                 .await?
                 .into_inner();
             while let Some(part) = stream.message().await? {
+                use export_contact_response::Part;
                 match part.part {
-                    Some(export_contact_response::Part::Profile(profile)) => {
-                        print_contact(profile.contact.as_ref());
-                        for change in &profile.lifecycle_history {
+                    Some(Part::Profile(profile)) => print_contact(profile.contact.as_ref()),
+                    Some(Part::LifecycleChanges(page)) => {
+                        for change in &page.changes {
                             println!(
                                 "stage change   {} -> {} ({})",
                                 stage_name(change.from_stage),
@@ -275,7 +276,9 @@ pub async fn run(client: &RapportClient, command: ContactsCommand) -> anyhow::Re
                                 change.source
                             );
                         }
-                        for change in &profile.consent_history {
+                    }
+                    Some(Part::ConsentChanges(page)) => {
+                        for change in &page.changes {
                             println!(
                                 "consent change {} {} -> {} ({})",
                                 channel_name(change.channel),
@@ -285,9 +288,12 @@ pub async fn run(client: &RapportClient, command: ContactsCommand) -> anyhow::Re
                             );
                         }
                     }
-                    Some(export_contact_response::Part::Events(chunk)) => {
-                        chunk.events.iter().for_each(print_event)
+                    Some(Part::Merges(page)) => {
+                        for merge in &page.merges {
+                            println!("merged         {}", merge.merged_id);
+                        }
                     }
+                    Some(Part::Events(chunk)) => chunk.events.iter().for_each(print_event),
                     None => {}
                 }
             }

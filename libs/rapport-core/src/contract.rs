@@ -1,16 +1,21 @@
-//! Which service and access each gRPC method needs, read from the proto
-//! contract rather than written per method: methods marked
-//! `idempotency_level = NO_SIDE_EFFECTS` need read access, all others write,
-//! and methods marked `(rapport.api.v1.public) = true` need no API key.
+//! What the proto contract says about each gRPC method, read once from the
+//! descriptor pool rather than written per method: which service owns it,
+//! the access it needs (methods marked `idempotency_level = NO_SIDE_EFFECTS`
+//! need read access, all others write), whether it is public
+//! (`(rapport.api.v1.public) = true`: no API key), and its input message,
+//! whose fields carry their own caps (`(rapport.api.v1.max_items)`).
 
 use std::collections::HashMap;
 
-use prost_reflect::DescriptorPool;
+use prost_reflect::{DescriptorPool, FieldDescriptor, MessageDescriptor, Value};
 use prost_types::method_options::IdempotencyLevel;
-use rapport_core::credential::Access;
+
+use crate::credential::Access;
 
 /// The method option that marks a method as callable without an API key.
 const PUBLIC_OPTION: &str = "rapport.api.v1.public";
+/// The field option that caps a repeated or map field of a request.
+const MAX_ITEMS_OPTION: &str = "rapport.api.v1.max_items";
 
 /// What calling one method needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +26,8 @@ pub struct MethodRule {
     /// Answered for people outside the tenant: no API key, no scope; the
     /// service checks the token in the request.
     pub public: bool,
+    /// The request message.
+    pub input: MessageDescriptor,
 }
 
 /// Every routable method by gRPC path (`/rapport.contacts.v1.ContactsService/GetContact`).
@@ -30,14 +37,14 @@ pub struct MethodTable {
 }
 
 impl MethodTable {
-    /// The methods of every `rapport.<service>.v1` package in `descriptor_set`,
-    /// except those of `excluded_services` (served by the gateway itself).
-    pub fn from_descriptor_set(
-        descriptor_set: &[u8],
-        excluded_services: &[&str],
-    ) -> anyhow::Result<Self> {
-        // prost-reflect, unlike prost-types, keeps custom options.
-        let pool = DescriptorPool::decode(descriptor_set)?;
+    /// The methods of every `rapport.<service>.v1` package of the contract,
+    /// except those of `excluded_services`.
+    pub fn new(excluded_services: &[&str]) -> Self {
+        Self::from_pool(rapport_proto::descriptor_pool(), excluded_services)
+    }
+
+    /// [`MethodTable::new`] over another pool.
+    pub fn from_pool(pool: &DescriptorPool, excluded_services: &[&str]) -> Self {
         let public_option = pool.get_extension_by_name(PUBLIC_OPTION);
         let mut rules = HashMap::new();
         for grpc_service in pool.services() {
@@ -71,15 +78,29 @@ impl MethodTable {
                         service: service.to_owned(),
                         access,
                         public,
+                        input: method.input(),
                     },
                 );
             }
         }
-        Ok(Self { rules })
+        Self { rules }
     }
 
     pub fn get(&self, path: &str) -> Option<&MethodRule> {
         self.rules.get(path)
+    }
+}
+
+/// The most entries `field` of a request may hold, if the contract caps it.
+pub fn max_items(field: &FieldDescriptor) -> Option<usize> {
+    let option = rapport_proto::descriptor_pool().get_extension_by_name(MAX_ITEMS_OPTION)?;
+    let options = field.options();
+    if !options.has_extension(&option) {
+        return None;
+    }
+    match options.get_extension(&option).as_ref() {
+        Value::U32(cap) => usize::try_from(*cap).ok(),
+        _ => None,
     }
 }
 
@@ -88,40 +109,37 @@ mod tests {
     use super::*;
 
     fn table() -> MethodTable {
-        MethodTable::from_descriptor_set(
-            rapport_proto::FILE_DESCRIPTOR_SET,
-            &["rapport.gateway.v1.GatewayAdminService"],
-        )
-        .unwrap()
+        MethodTable::new(&["rapport.gateway.v1.GatewayAdminService"])
+    }
+
+    /// The rule without its input descriptor, for comparisons.
+    fn access(table: &MethodTable, path: &str) -> Option<(String, Access, bool)> {
+        table
+            .get(path)
+            .map(|rule| (rule.service.clone(), rule.access, rule.public))
     }
 
     #[test]
     fn reads_and_writes_come_from_the_contract() {
         let table = table();
-        let rule = |path: &str| table.get(path).cloned();
+        let rule = |path: &str| access(&table, path);
         assert_eq!(
             rule("/rapport.contacts.v1.ContactsService/GetContact"),
-            Some(MethodRule {
-                service: "contacts".into(),
-                access: Access::Read,
-                public: false,
-            })
+            Some(("contacts".into(), Access::Read, false))
         );
         assert_eq!(
             rule("/rapport.contacts.v1.ContactsService/ExportContact"),
-            Some(MethodRule {
-                service: "contacts".into(),
-                access: Access::Read,
-                public: false,
-            })
+            Some(("contacts".into(), Access::Read, false))
         );
         assert_eq!(
             rule("/rapport.contacts.v1.ContactsService/EraseContact"),
-            Some(MethodRule {
-                service: "contacts".into(),
-                access: Access::Write,
-                public: false,
-            })
+            Some(("contacts".into(), Access::Write, false))
+        );
+        assert_eq!(
+            table
+                .get("/rapport.contacts.v1.ContactsService/GetContact")
+                .map(|rule| rule.input.full_name().to_owned()),
+            Some("rapport.contacts.v1.GetContactRequest".to_owned())
         );
     }
 
@@ -139,10 +157,11 @@ mod tests {
             vec!["/rapport.feedback.v1.FeedbackService/SubmitResponse"]
         );
         assert_eq!(
-            table
-                .get("/rapport.feedback.v1.FeedbackService/GetSurveySummary")
-                .map(|rule| (rule.service.as_str(), rule.access, rule.public)),
-            Some(("feedback", Access::Read, false))
+            access(
+                &table,
+                "/rapport.feedback.v1.FeedbackService/GetSurveySummary"
+            ),
+            Some(("feedback".into(), Access::Read, false))
         );
     }
 
@@ -155,5 +174,35 @@ mod tests {
         );
         assert_eq!(table.get("/rapport.contacts.v1.ContactsService/Nope"), None);
         assert_eq!(table.get("/grpc.health.v1.Health/Check"), None);
+    }
+}
+
+#[cfg(test)]
+mod cap_tests {
+    use super::*;
+
+    #[test]
+    fn caps_come_from_the_contract() {
+        let pool = rapport_proto::descriptor_pool();
+        let field = |message: &str, name: &str| {
+            pool.get_message_by_name(message)
+                .and_then(|m| m.get_field_by_name(name))
+                .unwrap()
+        };
+        assert_eq!(
+            max_items(&field(
+                "rapport.contacts.v1.BatchUpsertContactsRequest",
+                "contacts"
+            )),
+            Some(1000)
+        );
+        assert_eq!(
+            max_items(&field("rapport.contacts.v1.Contact", "tags")),
+            Some(100)
+        );
+        assert_eq!(
+            max_items(&field("rapport.contacts.v1.Contact", "email")),
+            None
+        );
     }
 }
