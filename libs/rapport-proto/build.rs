@@ -10,6 +10,8 @@ use prost_reflect::{DescriptorPool, Value};
 
 /// The message option naming the event type a payload message carries.
 const EVENT_TYPE_OPTION: &str = "rapport.api.v1.event_type";
+/// The message option marking a payload that carries ids only.
+const IDS_ONLY_OPTION: &str = "rapport.api.v1.ids_only";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let proto_root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
@@ -84,7 +86,11 @@ fn contract_impls(pool: &DescriptorPool) -> Result<String, Box<dyn std::error::E
     let event_type = pool
         .get_extension_by_name(EVENT_TYPE_OPTION)
         .ok_or("the event_type option is not defined")?;
+    let ids_only = pool
+        .get_extension_by_name(IDS_ONLY_OPTION)
+        .ok_or("the ids_only option is not defined")?;
     let mut seen = std::collections::BTreeMap::new();
+    let mut ids_only_types = Vec::new();
     for message in pool.all_messages() {
         let options = message.options();
         if !options.has_extension(&event_type) {
@@ -100,12 +106,20 @@ fn contract_impls(pool: &DescriptorPool) -> Result<String, Box<dyn std::error::E
             )
             .into());
         }
+        let ids_only = options.get_extension(&ids_only).as_bool().unwrap_or(false);
+        if ids_only {
+            ids_only_types.push(kind.clone());
+        }
         writeln!(
             out,
-            "impl crate::EventPayload for {path} {{ const EVENT_TYPE: &'static str = {kind:?}; }}",
+            "impl crate::EventPayload for {path} {{ const EVENT_TYPE: &'static str = {kind:?}; const IDS_ONLY: bool = {ids_only}; }}",
             path = rust_path(message.full_name())
         )?;
     }
+    writeln!(
+        out,
+        "/// Every event type whose payload carries ids only (never redacted).\npub const IDS_ONLY_EVENT_TYPES: &[&str] = &{ids_only_types:?};"
+    )?;
     Ok(out)
 }
 

@@ -214,7 +214,7 @@ impl Database {
     pub async fn begin_tenant_snapshot(&self, tenant: Uuid) -> Result<Tx, sqlx::Error> {
         self.begin(
             Some(tenant),
-            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+            SNAPSHOT,
             &[("app.tenant_id", &tenant.to_string())],
         )
         .await
@@ -300,6 +300,17 @@ pub async fn begin_with_settings(
 ) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
     begin_with(pool, "BEGIN", settings).await
 }
+
+/// [`begin_with_settings`] for a read-only snapshot: every read in it sees
+/// the data as of its first statement (REPEATABLE READ).
+pub async fn begin_snapshot_with_settings(
+    pool: &PgPool,
+    settings: &[(&str, &str)],
+) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+    begin_with(pool, SNAPSHOT, settings).await
+}
+
+const SNAPSHOT: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
 
 /// `begin` (`BEGIN` or `BEGIN READ ONLY`) with `settings` applied to the
 /// transaction. Settings made of plain characters (letters, digits,

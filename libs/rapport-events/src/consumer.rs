@@ -1,34 +1,72 @@
-//! Applying a producer's feed: each event in one transaction with the
-//! cursor's advance, so a redelivered event changes nothing; reconnecting
-//! with backoff; and the lag as a metric.
+//! Following a producer's feed. A consumer keeps its cursor in its own
+//! schema and applies each batch of events set-based, in the transaction
+//! that moves its cursor, so that a redelivered event changes nothing:
+//! at-least-once delivery, exactly-once effect. A new consumer (or one
+//! whose cursor fell behind the retained feed) builds from the producer's
+//! snapshot, then follows the feed from the position the snapshot names.
+//! An event that cannot be applied is set aside as a dead letter, so the
+//! rest of the feed flows.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use anyhow::Context as _;
 use futures::future::BoxFuture;
 use futures::{FutureExt as _, StreamExt as _};
 use opentelemetry::KeyValue;
+use opentelemetry::metrics::Counter;
+use prost::Message as _;
 use rapport_core::credential::{Access, CREDENTIAL_HEADER, CredentialKey, Grant, Scope};
 use rapport_core::db::set_local;
-use rapport_core::service::Service;
+use rapport_core::error::is_connection_loss;
+use rapport_proto::EventPayload;
 use rapport_proto::events::v1::event_feed_service_client::EventFeedServiceClient;
-use rapport_proto::events::v1::{EventEnvelope, SubscribeRequest};
+use rapport_proto::events::v1::{
+    EventEnvelope, GetSnapshotRequest, SnapshotItem, SubscribeRequest,
+};
 use sqlx::{AssertSqlSafe, PgConnection, PgPool};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
-/// Most events applied in one transaction.
-const MAX_BATCH: usize = 500;
+/// Times an event is tried, each in a savepoint of its own, before it is
+/// set aside as a dead letter.
+pub const ATTEMPTS: usize = 3;
 
-/// What a consumer does with each event, inside the transaction that also
-/// advances its cursor (with `app.tenant_id` set to the event's tenant).
+/// What a consumer does with the feed it follows. Every method runs inside
+/// a transaction the consumer owns; `app.tenant_id` is set to the tenant of
+/// the events or items it is given.
 pub trait Handler: Send + Sync {
+    /// Applies `events` of one tenant, in feed order, set-based, in the
+    /// transaction that moves the cursor past them. An event whose payload
+    /// was redacted (a person erased since) has no payload: skip it.
     fn apply<'a>(
         &'a self,
         tx: &'a mut PgConnection,
-        event: &'a EventEnvelope,
+        events: &'a [EventEnvelope],
     ) -> BoxFuture<'a, anyhow::Result<()>>;
+
+    /// The snapshot kinds this consumer builds from (payload message
+    /// names, see `rapport_events::snapshot::kind`); none when it needs
+    /// only the position to start from.
+    fn snapshot_kinds(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Loads snapshot `items` of one tenant. Must be idempotent: a load cut
+    /// short starts again from the beginning.
+    fn load<'a>(
+        &'a self,
+        _tx: &'a mut PgConnection,
+        _items: &'a [SnapshotItem],
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        async { Ok(()) }.boxed()
+    }
+
+    /// Forgets the projection before a rebuild from the snapshot (the
+    /// cursor fell behind the retained feed). No tenant is set.
+    fn reset<'a>(&'a self, _tx: &'a mut PgConnection) -> BoxFuture<'a, anyhow::Result<()>> {
+        async { Ok(()) }.boxed()
+    }
 }
 
 /// A shared handler, so its owner can look at its state while it runs.
@@ -36,9 +74,47 @@ impl<H: Handler> Handler for Arc<H> {
     fn apply<'a>(
         &'a self,
         tx: &'a mut PgConnection,
-        event: &'a EventEnvelope,
+        events: &'a [EventEnvelope],
     ) -> BoxFuture<'a, anyhow::Result<()>> {
-        (**self).apply(tx, event)
+        (**self).apply(tx, events)
+    }
+
+    fn snapshot_kinds(&self) -> Vec<String> {
+        (**self).snapshot_kinds()
+    }
+
+    fn load<'a>(
+        &'a self,
+        tx: &'a mut PgConnection,
+        items: &'a [SnapshotItem],
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        (**self).load(tx, items)
+    }
+
+    fn reset<'a>(&'a self, tx: &'a mut PgConnection) -> BoxFuture<'a, anyhow::Result<()>> {
+        (**self).reset(tx)
+    }
+}
+
+/// The payload of `event` as `M`, or `None` when the event is of another
+/// type or its payload was redacted.
+pub fn payload<M: EventPayload>(event: &EventEnvelope) -> anyhow::Result<Option<M>> {
+    match &event.payload {
+        Some(any) if event.r#type == M::EVENT_TYPE && !any.type_url.is_empty() => {
+            Ok(Some(any.to_msg()?))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// The payload of snapshot `item` as `M`, or `None` when it is of another
+/// kind.
+pub fn snapshot_payload<M: prost::Name + Default>(
+    item: &SnapshotItem,
+) -> anyhow::Result<Option<M>> {
+    match &item.payload {
+        Some(any) if item.kind == M::full_name() => Ok(Some(any.to_msg()?)),
+        _ => Ok(None),
     }
 }
 
@@ -49,11 +125,21 @@ pub struct Subscription {
     pub consumer: &'static str,
     /// The producing service, such as `contacts` (the scope its feed needs).
     pub producer: &'static str,
-    /// Schema-qualified cursor table in the consumer's schema, such as
-    /// `feedback.feed_cursors`: `(consumer text PRIMARY KEY, position bigint NOT NULL)`.
-    pub cursor_table: &'static str,
+    /// The consumer's schema, which holds `feed_cursors` and `dead_letters`
+    /// as [`schema_sql`] defines them.
+    pub schema: &'static str,
     /// The event types to apply; all when empty.
     pub types: &'static [&'static str],
+}
+
+impl Subscription {
+    fn cursors(&self) -> String {
+        format!("{}.feed_cursors", self.schema)
+    }
+
+    pub(crate) fn dead_letters(&self) -> String {
+        format!("{}.dead_letters", self.schema)
+    }
 }
 
 /// One consumer of one producer's feed.
@@ -63,58 +149,14 @@ pub struct Consumer<H> {
     pub feed: Channel,
     pub key: CredentialKey,
     pub handler: H,
+    batch_size: usize,
     lag: Arc<AtomicI64>,
+    dead_lettered: Counter<u64>,
     _gauge: opentelemetry::metrics::ObservableGauge<i64>,
 }
 
-/// Follows `subscription` from the producer at `producer_url` while
-/// `service` serves, applying each event with `handler`.
-pub fn follow<H: Handler + 'static>(
-    service: &mut Service,
-    subscription: Subscription,
-    producer_url: &str,
-    handler: H,
-) -> anyhow::Result<()> {
-    let feed = Endpoint::from_shared(producer_url.to_owned())
-        .with_context(|| format!("the {} feed URL", subscription.producer))?
-        .connect_lazy();
-    let consumer = Consumer::new(
-        subscription,
-        service.db().pool().clone(),
-        feed,
-        service.key().clone(),
-        handler,
-    );
-    service.spawn(move |stop| async move {
-        if let Err(stopped) = consumer.run(stop.cancelled_owned()).await {
-            tracing::error!(
-                consumer = subscription.consumer,
-                error = %stopped,
-                "stopped following the {} feed",
-                subscription.producer
-            );
-        }
-    });
-    Ok(())
-}
-
-/// Why a consumer stopped for good.
-#[derive(Debug)]
-pub enum Stopped {
-    /// The producer pruned events the cursor had not reached: rebuild from
-    /// the producer's APIs, then set the cursor to its feed head.
-    CursorExpired(String),
-}
-
-impl std::fmt::Display for Stopped {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Stopped::CursorExpired(message) => write!(f, "the feed cursor expired: {message}"),
-        }
-    }
-}
-
-impl std::error::Error for Stopped {}
+/// Most events applied in one transaction unless configured otherwise.
+pub const DEFAULT_BATCH: usize = 1000;
 
 impl<H: Handler> Consumer<H> {
     pub fn new(
@@ -130,12 +172,17 @@ impl<H: Handler> Consumer<H> {
             KeyValue::new("consumer", subscription.consumer),
             KeyValue::new("producer", subscription.producer),
         ];
-        let gauge = opentelemetry::global::meter("rapport-events")
+        let meter = opentelemetry::global::meter("rapport-events");
+        let gauge = meter
             .i64_observable_gauge("rapport.events.consumer.lag")
             .with_description("Events the consumer has yet to apply")
             .with_callback(move |observer| {
                 observer.observe(observed.load(Ordering::Relaxed), &attributes)
             })
+            .build();
+        let dead_lettered = meter
+            .u64_counter("rapport.events.consumer.dead_letters")
+            .with_description("Events the consumer set aside because they could not be applied")
             .build();
         Self {
             subscription,
@@ -143,9 +190,17 @@ impl<H: Handler> Consumer<H> {
             feed,
             key,
             handler,
+            batch_size: DEFAULT_BATCH,
             lag,
+            dead_lettered,
             _gauge: gauge,
         }
+    }
+
+    /// Applies at most `batch_size` events per transaction.
+    pub fn with_batch_size(mut self, batch_size: usize) -> Self {
+        self.batch_size = batch_size.max(1);
+        self
     }
 
     /// Events seen at the producer and not yet applied here.
@@ -153,38 +208,52 @@ impl<H: Handler> Consumer<H> {
         self.lag.load(Ordering::Relaxed)
     }
 
-    /// Applies the feed until `shutdown`, reconnecting with backoff after
-    /// any failure; stops with an error only when the cursor expired.
-    pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Result<(), Stopped> {
+    /// Follows the feed until `shutdown`, reconnecting with backoff after
+    /// any failure, and rebuilding from the snapshot when it starts without
+    /// a cursor or its cursor fell behind the retained feed.
+    pub async fn run(&self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         let mut backoff = Duration::from_millis(100);
         loop {
             tokio::select! {
-                () = &mut shutdown => return Ok(()),
+                () = &mut shutdown => return,
                 result = self.session() => match result {
                     Ok(()) => backoff = Duration::from_millis(100),
-                    Err(SessionError::Expired(message)) => return Err(Stopped::CursorExpired(message)),
-                    Err(SessionError::Retry(error)) => {
-                        tracing::warn!(consumer = self.subscription.consumer, error = format!("{error:#}"), "feed session ended; reconnecting");
-                    }
+                    Err(error) => tracing::warn!(
+                        consumer = self.subscription.consumer,
+                        error = format!("{error:#}"),
+                        "feed session ended; reconnecting"
+                    ),
                 },
             }
             tokio::select! {
-                () = &mut shutdown => return Ok(()),
+                () = &mut shutdown => return,
                 () = tokio::time::sleep(backoff) => backoff = (backoff * 2).min(Duration::from_secs(10)),
             }
         }
     }
 
-    async fn session(&self) -> Result<(), SessionError> {
-        let cursor = self.cursor().await?;
+    /// A request for the producer, with a service credential.
+    fn request<T>(&self, message: T) -> anyhow::Result<tonic::Request<T>> {
         let grant = Grant {
             tenant_id: None,
             principal: format!("consumer:{}", self.subscription.consumer),
             scopes: vec![Scope::new(self.subscription.producer, Access::Read)],
         };
         let token = self.key.mint(&grant, Duration::from_secs(300));
-        let mut request = tonic::Request::new(SubscribeRequest {
+        let mut request = tonic::Request::new(message);
+        request
+            .metadata_mut()
+            .insert(CREDENTIAL_HEADER, token.parse()?);
+        Ok(request)
+    }
+
+    async fn session(&self) -> anyhow::Result<()> {
+        let cursor = match self.cursor().await? {
+            Some(cursor) => cursor,
+            None => self.rebuild(false).await?,
+        };
+        let request = self.request(SubscribeRequest {
             from_position: cursor,
             types: self
                 .subscription
@@ -192,29 +261,30 @@ impl<H: Handler> Consumer<H> {
                 .iter()
                 .map(|t| (*t).to_owned())
                 .collect(),
-        });
-        request.metadata_mut().insert(
-            CREDENTIAL_HEADER,
-            token.parse().map_err(anyhow::Error::from)?,
-        );
+        })?;
         let mut stream = match EventFeedServiceClient::new(self.feed.clone())
             .subscribe(request)
             .await
         {
             Ok(response) => response.into_inner(),
             Err(status) if status.code() == tonic::Code::FailedPrecondition => {
-                return Err(SessionError::Expired(status.message().to_owned()));
+                tracing::warn!(
+                    consumer = self.subscription.consumer,
+                    "the cursor fell behind the retained feed; rebuilding from the snapshot"
+                );
+                self.rebuild(true).await?;
+                return Ok(());
             }
-            Err(status) => return Err(SessionError::Retry(status.into())),
+            Err(status) => return Err(status.into()),
         };
         while let Some(first) = stream.next().await {
             // Whatever else has already arrived goes into the same
             // transaction: fewer commits when the feed is busy, no wait
             // when it is not.
-            let mut batch = vec![first.map_err(anyhow::Error::from)?];
-            while batch.len() < MAX_BATCH {
+            let mut batch = vec![first?];
+            while batch.len() < self.batch_size {
                 match stream.next().now_or_never() {
-                    Some(Some(message)) => batch.push(message.map_err(anyhow::Error::from)?),
+                    Some(Some(message)) => batch.push(message?),
                     Some(None) | None => break,
                 }
             }
@@ -233,53 +303,215 @@ impl<H: Handler> Consumer<H> {
         Ok(())
     }
 
-    async fn cursor(&self) -> anyhow::Result<i64> {
-        sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO {} (consumer, position) VALUES ($1, 0) ON CONFLICT DO NOTHING",
-            self.subscription.cursor_table
+    async fn cursor(&self) -> sqlx::Result<Option<i64>> {
+        sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT position FROM {} WHERE consumer = $1",
+            self.subscription.cursors()
         )))
         .bind(self.subscription.consumer)
+        .fetch_optional(&self.pool)
+        .await
+    }
+
+    /// Builds the projection from the producer's snapshot (forgetting it
+    /// first when `reset`) and sets the cursor to the position the snapshot
+    /// is consistent with, which it returns.
+    async fn rebuild(&self, reset: bool) -> anyhow::Result<i64> {
+        if reset {
+            let mut tx = self.pool.begin().await?;
+            self.handler.reset(&mut tx).await?;
+            tx.commit().await?;
+        }
+        let request = self.request(GetSnapshotRequest {
+            kinds: self.handler.snapshot_kinds(),
+        })?;
+        let mut stream = EventFeedServiceClient::new(self.feed.clone())
+            .get_snapshot(request)
+            .await?
+            .into_inner();
+        let position = stream
+            .message()
+            .await?
+            .map(|first| first.position)
+            .ok_or_else(|| anyhow::anyhow!("the snapshot ended before its position"))?;
+        let mut loaded = 0;
+        while let Some(message) = stream.message().await? {
+            loaded += message.items.len();
+            let mut tx = self.pool.begin().await?;
+            for (tenant, items) in by_tenant(message.items, |item| item.tenant_id.clone()) {
+                set_local(&mut tx, &[("app.tenant_id", &tenant)]).await?;
+                self.handler.load(&mut tx, &items).await?;
+            }
+            tx.commit().await?;
+        }
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO {} (consumer, position) VALUES ($1, $2) \
+             ON CONFLICT (consumer) DO UPDATE SET position = $2",
+            self.subscription.cursors()
+        )))
+        .bind(self.subscription.consumer)
+        .bind(position)
         .execute(&self.pool)
         .await?;
-        let position = sqlx::query_scalar(AssertSqlSafe(format!(
-            "SELECT position FROM {} WHERE consumer = $1",
-            self.subscription.cursor_table
-        )))
-        .bind(self.subscription.consumer)
-        .fetch_one(&self.pool)
-        .await?;
+        tracing::info!(
+            consumer = self.subscription.consumer,
+            position,
+            items = loaded,
+            "built from the snapshot; following the feed"
+        );
         Ok(position)
     }
 
     /// Applies `events` (in feed order) once, in one transaction that also
     /// moves the cursor to `through` (at or past the last event), skipping
-    /// any at or before the cursor (a redelivery). Returns the new cursor.
+    /// any at or before the cursor (a redelivery). When the batch fails,
+    /// it is applied again event by event, and an event that keeps failing
+    /// is set aside as a dead letter. Returns the new cursor.
     async fn apply(&self, events: &[EventEnvelope], through: i64) -> anyhow::Result<i64> {
-        let mut tx = self.pool.begin().await?;
-        let cursor: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
-            "SELECT position FROM {} WHERE consumer = $1 FOR UPDATE",
-            self.subscription.cursor_table
-        )))
-        .bind(self.subscription.consumer)
-        .fetch_one(&mut *tx)
-        .await?;
         let through = events.iter().map(|e| e.position).fold(through, i64::max);
+        match self.apply_batch(events, through).await {
+            Ok(cursor) => Ok(cursor),
+            Err(error) if lost_connection(&error) => Err(error),
+            Err(error) => {
+                tracing::warn!(
+                    consumer = self.subscription.consumer,
+                    error = format!("{error:#}"),
+                    "a batch failed; applying its events one by one"
+                );
+                self.apply_one_by_one(events, through).await
+            }
+        }
+    }
+
+    async fn apply_batch(&self, events: &[EventEnvelope], through: i64) -> anyhow::Result<i64> {
+        let mut tx = self.pool.begin().await?;
+        let cursor = self.lock_cursor(&mut tx).await?;
+        if through <= cursor {
+            return Ok(cursor);
+        }
+        let fresh: Vec<EventEnvelope> = events
+            .iter()
+            .filter(|event| event.position > cursor)
+            .cloned()
+            .collect();
+        for (tenant, run) in by_tenant(fresh, |event| event.tenant_id.clone()) {
+            set_local(&mut tx, &[("app.tenant_id", &tenant)]).await?;
+            self.handler.apply(&mut tx, &run).await?;
+        }
+        self.move_cursor(&mut tx, through).await?;
+        tx.commit().await?;
+        Ok(through)
+    }
+
+    async fn apply_one_by_one(
+        &self,
+        events: &[EventEnvelope],
+        through: i64,
+    ) -> anyhow::Result<i64> {
+        let mut tx = self.pool.begin().await?;
+        let cursor = self.lock_cursor(&mut tx).await?;
         if through <= cursor {
             return Ok(cursor);
         }
         for event in events.iter().filter(|event| event.position > cursor) {
-            set_local(&mut tx, &[("app.tenant_id", &event.tenant_id)]).await?;
-            self.handler.apply(&mut tx, event).await?;
+            let mut last_error = None;
+            for _ in 0..ATTEMPTS {
+                match self.apply_in_savepoint(&mut tx, event).await {
+                    Ok(()) => {
+                        last_error = None;
+                        break;
+                    }
+                    Err(error) if lost_connection(&error) => return Err(error),
+                    Err(error) => last_error = Some(error),
+                }
+            }
+            if let Some(error) = last_error {
+                self.dead_letter(&mut tx, event, &error).await?;
+            }
         }
+        self.move_cursor(&mut tx, through).await?;
+        tx.commit().await?;
+        Ok(through)
+    }
+
+    async fn apply_in_savepoint(
+        &self,
+        tx: &mut PgConnection,
+        event: &EventEnvelope,
+    ) -> anyhow::Result<()> {
+        sqlx::query("SAVEPOINT one_event").execute(&mut *tx).await?;
+        let applied = async {
+            set_local(tx, &[("app.tenant_id", &event.tenant_id)]).await?;
+            self.handler.apply(tx, std::slice::from_ref(event)).await
+        }
+        .await;
+        let end = if applied.is_ok() {
+            "RELEASE SAVEPOINT one_event"
+        } else {
+            "ROLLBACK TO SAVEPOINT one_event"
+        };
+        sqlx::query(end).execute(&mut *tx).await?;
+        applied
+    }
+
+    async fn dead_letter(
+        &self,
+        tx: &mut PgConnection,
+        event: &EventEnvelope,
+        error: &anyhow::Error,
+    ) -> anyhow::Result<()> {
+        tracing::error!(
+            consumer = self.subscription.consumer,
+            position = event.position,
+            event_id = %event.event_id,
+            r#type = %event.r#type,
+            error = format!("{error:#}"),
+            "could not apply an event; set aside as a dead letter"
+        );
+        self.dead_lettered.add(
+            1,
+            &[
+                KeyValue::new("consumer", self.subscription.consumer),
+                KeyValue::new("producer", self.subscription.producer),
+            ],
+        );
+        // Dead letters are not tenant data: no tenant applies to them.
+        set_local(tx, &[("app.tenant_id", "")]).await?;
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO {} (consumer, position, envelope, error, attempts, dead_time) \
+             VALUES ($1, $2, $3, $4, $5, now()) ON CONFLICT (consumer, position) DO NOTHING",
+            self.subscription.dead_letters()
+        )))
+        .bind(self.subscription.consumer)
+        .bind(event.position)
+        .bind(event.encode_to_vec())
+        .bind(format!("{error:#}"))
+        .bind(ATTEMPTS as i32)
+        .execute(&mut *tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn lock_cursor(&self, tx: &mut PgConnection) -> sqlx::Result<i64> {
+        sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT position FROM {} WHERE consumer = $1 FOR UPDATE",
+            self.subscription.cursors()
+        )))
+        .bind(self.subscription.consumer)
+        .fetch_one(tx)
+        .await
+    }
+
+    async fn move_cursor(&self, tx: &mut PgConnection, through: i64) -> anyhow::Result<()> {
         // The cursor row is not tenant data: no event's tenant applies to it.
-        set_local(&mut tx, &[("app.tenant_id", "")]).await?;
+        set_local(tx, &[("app.tenant_id", "")]).await?;
         let moved = sqlx::query(AssertSqlSafe(format!(
             "UPDATE {} SET position = $2 WHERE consumer = $1",
-            self.subscription.cursor_table
+            self.subscription.cursors()
         )))
         .bind(self.subscription.consumer)
         .bind(through)
-        .execute(&mut *tx)
+        .execute(tx)
         .await?
         .rows_affected();
         anyhow::ensure!(
@@ -287,18 +519,137 @@ impl<H: Handler> Consumer<H> {
             "the cursor of {} did not move; nothing applied",
             self.subscription.consumer
         );
-        tx.commit().await?;
-        Ok(through)
+        Ok(())
+    }
+
+    /// Applies the dead letters again, oldest first: those that apply are
+    /// removed, the others keep their new error. Returns (replayed, failed).
+    pub async fn replay_dead_letters(&self) -> anyhow::Result<(u32, u32)> {
+        let letters: Vec<(i64, Vec<u8>)> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT position, envelope FROM {} WHERE consumer = $1 ORDER BY position",
+            self.subscription.dead_letters()
+        )))
+        .bind(self.subscription.consumer)
+        .fetch_all(&self.pool)
+        .await?;
+        let (mut replayed, mut failed) = (0, 0);
+        for (position, envelope) in letters {
+            let event = EventEnvelope::decode(envelope.as_slice())?;
+            let mut tx = self.pool.begin().await?;
+            let applied = self.apply_in_savepoint(&mut tx, &event).await;
+            set_local(&mut tx, &[("app.tenant_id", "")]).await?;
+            let table = self.subscription.dead_letters();
+            match &applied {
+                Ok(()) => {
+                    sqlx::query(AssertSqlSafe(format!(
+                        "DELETE FROM {table} WHERE consumer = $1 AND position = $2"
+                    )))
+                    .bind(self.subscription.consumer)
+                    .bind(position)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                Err(error) => {
+                    sqlx::query(AssertSqlSafe(format!(
+                        "UPDATE {table} SET error = $3, attempts = attempts + 1, dead_time = now() \
+                         WHERE consumer = $1 AND position = $2"
+                    )))
+                    .bind(self.subscription.consumer)
+                    .bind(position)
+                    .bind(format!("{error:#}"))
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+            tx.commit().await?;
+            match applied {
+                Ok(()) => replayed += 1,
+                Err(_) => failed += 1,
+            }
+        }
+        Ok((replayed, failed))
     }
 }
 
-enum SessionError {
-    Expired(String),
-    Retry(anyhow::Error),
+/// `items` grouped by tenant, in the order each tenant first appears, each
+/// group in its original order. Different tenants' changes are independent,
+/// so a batch is applied tenant by tenant, one `app.tenant_id` each.
+fn by_tenant<T>(items: Vec<T>, tenant: impl Fn(&T) -> String) -> Vec<(String, Vec<T>)> {
+    let mut order: Vec<(String, Vec<T>)> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for item in items {
+        let key = tenant(&item);
+        match index.get(&key) {
+            Some(&i) => order[i].1.push(item),
+            None => {
+                index.insert(key.clone(), order.len());
+                order.push((key, vec![item]));
+            }
+        }
+    }
+    order
 }
 
-impl From<anyhow::Error> for SessionError {
-    fn from(error: anyhow::Error) -> Self {
-        Self::Retry(error)
+/// Whether `error` is the database connection going away: the batch is
+/// retried on a new session rather than its events set aside.
+fn lost_connection(error: &anyhow::Error) -> bool {
+    error
+        .downcast_ref::<sqlx::Error>()
+        .is_some_and(is_connection_loss)
+}
+
+/// The tables a consumer keeps in its own schema: its cursors, and the
+/// events it set aside. A test in each consumer checks its migrations
+/// against this one definition.
+pub fn schema_sql(schema: &str, role: &str) -> String {
+    format!(
+        r#"
+CREATE TABLE {schema}.feed_cursors (
+    consumer text   PRIMARY KEY,
+    position bigint NOT NULL
+);
+CREATE TABLE {schema}.dead_letters (
+    consumer  text        NOT NULL,
+    position  bigint      NOT NULL,
+    envelope  bytea       NOT NULL,
+    error     text        NOT NULL,
+    attempts  integer     NOT NULL,
+    dead_time timestamptz NOT NULL,
+    PRIMARY KEY (consumer, position)
+);
+ALTER TABLE {schema}.feed_cursors ENABLE ROW LEVEL SECURITY;
+ALTER TABLE {schema}.feed_cursors FORCE ROW LEVEL SECURITY;
+CREATE POLICY no_tenant ON {schema}.feed_cursors
+    USING (coalesce(current_setting('app.tenant_id', true), '') = '');
+ALTER TABLE {schema}.dead_letters ENABLE ROW LEVEL SECURITY;
+ALTER TABLE {schema}.dead_letters FORCE ROW LEVEL SECURITY;
+CREATE POLICY no_tenant ON {schema}.dead_letters
+    USING (coalesce(current_setting('app.tenant_id', true), '') = '');
+GRANT SELECT, INSERT, UPDATE ON {schema}.feed_cursors TO {role};
+GRANT SELECT, INSERT, UPDATE, DELETE ON {schema}.dead_letters TO {role};
+"#
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_is_grouped_by_tenant_keeping_each_tenants_order() {
+        let items = vec![("a", 1), ("b", 2), ("a", 3), ("c", 4), ("b", 5)];
+        let groups = by_tenant(items, |(tenant, _)| (*tenant).to_owned());
+        let flat: Vec<(String, Vec<i32>)> = groups
+            .into_iter()
+            .map(|(tenant, items)| (tenant, items.into_iter().map(|(_, n)| n).collect()))
+            .collect();
+        assert_eq!(
+            flat,
+            [
+                ("a".to_owned(), vec![1, 3]),
+                ("b".to_owned(), vec![2, 5]),
+                ("c".to_owned(), vec![4]),
+            ]
+        );
     }
 }

@@ -2,6 +2,7 @@
 
 use std::collections::VecDeque;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -16,7 +17,8 @@ use rapport_proto::common::v1::ErrorReason as Common;
 use rapport_proto::events::v1::ErrorReason;
 use rapport_proto::events::v1::event_feed_service_server::EventFeedService;
 use rapport_proto::events::v1::{
-    EventEnvelope, GetFeedHeadRequest, GetFeedHeadResponse, SubscribeRequest, SubscribeResponse,
+    EventEnvelope, GetFeedHeadRequest, GetFeedHeadResponse, GetSnapshotRequest, SubscribeRequest,
+    SubscribeResponse,
 };
 use sqlx::postgres::PgListener;
 use sqlx::{AssertSqlSafe, FromRow, PgPool};
@@ -26,6 +28,7 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::outbox::Outbox;
+use crate::snapshot::{self, SnapshotSource, SnapshotStream};
 
 /// Events read per query while catching up.
 const PAGE: i64 = 500;
@@ -47,21 +50,25 @@ pub struct Feed {
     /// Cancelled when the service stops: subscriptions then end with
     /// UNAVAILABLE, and their consumers resume from their cursors.
     draining: CancellationToken,
+    snapshot: Arc<dyn SnapshotSource>,
 }
 
 impl Feed {
-    /// The feed of `outbox`, whose newest position `head` tracks.
+    /// The feed of `outbox`, whose newest position `head` tracks, and
+    /// whose snapshot `snapshot` reads.
     pub fn new(
         pool: PgPool,
         outbox: Outbox,
         head: watch::Receiver<i64>,
         draining: CancellationToken,
+        snapshot: Arc<dyn SnapshotSource>,
     ) -> Self {
         Self {
             pool,
             outbox,
             head,
             draining,
+            snapshot,
         }
     }
 }
@@ -312,6 +319,39 @@ impl Follow {
 #[tonic::async_trait]
 impl EventFeedService for Feed {
     type SubscribeStream = FeedStream;
+    type GetSnapshotStream = SnapshotStream;
+
+    async fn get_snapshot(
+        &self,
+        request: Request<GetSnapshotRequest>,
+    ) -> Result<Response<SnapshotStream>, Status> {
+        authorize_service(&request, self.outbox.producer, Access::Read)?;
+        let kinds = request.into_inner().kinds;
+        let mut violations = Violations::default();
+        let served = self.snapshot.kinds();
+        for (i, kind) in kinds.iter().enumerate() {
+            if !served.contains(kind) {
+                violations.add(
+                    format!("kinds[{i}]"),
+                    format!(
+                        "is not a kind of the {} snapshot: {}",
+                        self.outbox.producer,
+                        served.join(", ")
+                    ),
+                );
+            }
+        }
+        violations.check()?;
+        let stream = snapshot::stream(
+            &self.pool,
+            self.outbox,
+            self.snapshot.clone(),
+            kinds,
+            self.draining.clone(),
+        )
+        .await?;
+        Ok(Response::new(stream))
+    }
 
     async fn subscribe(
         &self,

@@ -19,9 +19,12 @@
 
 pub mod consumer;
 pub mod feed;
+pub mod following;
 pub mod outbox;
 pub mod producer;
 pub mod sequencer;
+pub mod snapshot;
 
+pub use following::{ConsumerConfig, Following};
 pub use outbox::{Outbox, OutboxEvent};
 pub use producer::{FeedConfig, produce};

@@ -99,14 +99,17 @@ impl Outbox {
 
     /// Empties the payloads of the events about `aggregate_ids`, so that no
     /// personal data of an erased resource stays in the retained feed.
+    /// Events that carry ids only stay whole: a consumer that has yet to
+    /// apply them needs the ids to forget the person itself.
     pub async fn redact(&self, tx: &mut PgConnection, aggregate_ids: &[Uuid]) -> sqlx::Result<u64> {
         let empty = prost::Message::encode_to_vec(&prost_types::Any::default());
         let result = sqlx::query(AssertSqlSafe(format!(
-            "UPDATE {} SET payload = $2 WHERE aggregate_id = ANY($1)",
+            "UPDATE {} SET payload = $2 WHERE aggregate_id = ANY($1) AND type <> ALL($3)",
             self.table()
         )))
         .bind(aggregate_ids)
         .bind(empty)
+        .bind(rapport_proto::IDS_ONLY_EVENT_TYPES)
         .execute(tx)
         .await?;
         Ok(result.rows_affected())

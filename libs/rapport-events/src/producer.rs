@@ -1,6 +1,7 @@
 //! Making a service a producer: its sequencer runs while it serves, and it
 //! serves its change feed.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
@@ -11,6 +12,7 @@ use tokio::sync::watch;
 use crate::feed::{self, Feed};
 use crate::outbox::Outbox;
 use crate::sequencer;
+use crate::snapshot::SnapshotSource;
 
 /// Settings of a service that produces a change feed.
 #[derive(Debug, Clone, Args)]
@@ -27,8 +29,14 @@ impl FeedConfig {
 }
 
 /// Positions `outbox`'s events while `service` serves, and serves them as
-/// its `rapport.events.v1.EventFeedService`.
-pub fn produce(service: &mut Service, outbox: Outbox, config: &FeedConfig) {
+/// its `rapport.events.v1.EventFeedService`, with `snapshot` as the
+/// snapshot new consumers start from.
+pub fn produce(
+    service: &mut Service,
+    outbox: Outbox,
+    config: &FeedConfig,
+    snapshot: impl SnapshotSource,
+) {
     let (head_sender, head) = watch::channel(0);
     let pool = service.db().pool().clone();
     service.spawn({
@@ -41,6 +49,6 @@ pub fn produce(service: &mut Service, outbox: Outbox, config: &FeedConfig) {
         let pool = pool.clone();
         move |stop| sequencer::run(pool, outbox, retention, clock, stop)
     });
-    let feed = Feed::new(pool, outbox, head, service.draining());
+    let feed = Feed::new(pool, outbox, head, service.draining(), Arc::new(snapshot));
     service.add(EventFeedServiceServer::new(feed));
 }

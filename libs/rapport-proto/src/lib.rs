@@ -33,6 +33,9 @@ pub trait ErrorReason: Copy {
 /// `(rapport.api.v1.event_type)` option declares.
 pub trait EventPayload: prost::Name + Default {
     const EVENT_TYPE: &'static str;
+    /// The payload names resources by id only (`(rapport.api.v1.ids_only)`):
+    /// erasing a person never redacts it.
+    const IDS_ONLY: bool;
 }
 
 /// A generated gRPC server, so that every service gets the same message

@@ -328,57 +328,90 @@ pub fn reason(status: &tonic::Status) -> String {
 /// `rapport_events::outbox::schema_sql` defines, so that no producer's
 /// copy drifts from the one definition.
 pub async fn assert_outbox_matches_definition(db: &TestDatabase, schema: &str, role: &str) {
-    let reference = format!("outbox_reference_{}", Uuid::now_v7().simple());
+    let definition = |schema: &str| rapport_events::outbox::schema_sql(schema, role);
+    assert_tables_match(db, schema, role, &["outbox", "outbox_state"], definition).await;
+}
+
+/// [`assert_outbox_matches_definition`] for a consumer's tables (its
+/// cursors and dead letters), against `rapport_events::consumer::schema_sql`.
+pub async fn assert_consumer_matches_definition(db: &TestDatabase, schema: &str, role: &str) {
+    let definition = |schema: &str| rapport_events::consumer::schema_sql(schema, role);
+    assert_tables_match(
+        db,
+        schema,
+        role,
+        &["feed_cursors", "dead_letters"],
+        definition,
+    )
+    .await;
+}
+
+/// Asserts that `tables` of `schema` are what `definition` creates in a
+/// schema of its own.
+async fn assert_tables_match(
+    db: &TestDatabase,
+    schema: &str,
+    role: &str,
+    tables: &[&str],
+    definition: impl Fn(&str) -> String,
+) {
+    let reference = format!("reference_{}", Uuid::now_v7().simple());
     let mut admin = db.admin().await;
     sqlx::raw_sql(AssertSqlSafe(format!(
         "CREATE SCHEMA {reference}; {}",
-        rapport_events::outbox::schema_sql(&reference, role)
+        definition(&reference)
     )))
     .execute(&mut admin)
     .await
-    .expect("applying the outbox definition");
-    let expected = describe_outbox(&mut admin, &reference, role).await;
-    let actual = describe_outbox(&mut admin, schema, role).await;
+    .expect("applying the definition");
+    let expected = describe_tables(&mut admin, &reference, role, tables).await;
+    let actual = describe_tables(&mut admin, schema, role, tables).await;
     sqlx::raw_sql(AssertSqlSafe(format!("DROP SCHEMA {reference} CASCADE")))
         .execute(&mut admin)
         .await
         .expect("dropping the reference schema");
     assert_eq!(
         actual, expected,
-        "the {schema} outbox differs from rapport_events::outbox::schema_sql"
+        "{tables:?} of {schema} differ from their one definition"
     );
 }
 
-/// The catalog's description of an outbox, with the schema name left out.
-async fn describe_outbox(conn: &mut PgConnection, schema: &str, role: &str) -> Vec<String> {
-    // Each query reads `$1` (the schema); the grants also `$2` (the role).
+/// The catalog's description of `tables`, with the schema name left out.
+async fn describe_tables(
+    conn: &mut PgConnection,
+    schema: &str,
+    role: &str,
+    tables: &[&str],
+) -> Vec<String> {
+    // Each query reads `$1` (the schema) and `$2` (the tables); the grants
+    // also `$3` (the role).
     const QUERIES: [&str; 6] = [
         "SELECT format('column %s.%s %s %s null=%s default=%s', table_name, column_name, \
              ordinal_position, data_type, is_nullable, coalesce(column_default, '-')) \
          FROM information_schema.columns WHERE table_schema = $1 \
-           AND table_name IN ('outbox', 'outbox_state') ORDER BY table_name, ordinal_position",
+           AND table_name = ANY($2) ORDER BY table_name, ordinal_position",
         "SELECT format('index %s %s', indexname, replace(indexdef, schemaname || '.', '')) \
-         FROM pg_indexes WHERE schemaname = $1 AND tablename IN ('outbox', 'outbox_state') \
+         FROM pg_indexes WHERE schemaname = $1 AND tablename = ANY($2) \
          ORDER BY indexname",
         "SELECT format('constraint %s %s', c.conname, pg_get_constraintdef(c.oid)) \
          FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid \
          JOIN pg_namespace n ON n.oid = t.relnamespace \
-         WHERE n.nspname = $1 AND t.relname IN ('outbox', 'outbox_state') ORDER BY c.conname",
+         WHERE n.nspname = $1 AND t.relname = ANY($2) ORDER BY c.conname",
         "SELECT format('rls %s enabled=%s forced=%s', c.relname, c.relrowsecurity, c.relforcerowsecurity) \
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-         WHERE n.nspname = $1 AND c.relname IN ('outbox', 'outbox_state') ORDER BY c.relname",
+         WHERE n.nspname = $1 AND c.relname = ANY($2) ORDER BY c.relname",
         "SELECT format('policy %s.%s %s using=%s check=%s', tablename, policyname, cmd, \
              coalesce(qual, '-'), coalesce(with_check, '-')) \
-         FROM pg_policies WHERE schemaname = $1 AND tablename IN ('outbox', 'outbox_state') \
+         FROM pg_policies WHERE schemaname = $1 AND tablename = ANY($2) \
          ORDER BY tablename, policyname",
         "SELECT format('grant %s %s', table_name, privilege_type) \
-         FROM information_schema.role_table_grants WHERE table_schema = $1 AND grantee = $2 \
-           AND table_name IN ('outbox', 'outbox_state') ORDER BY table_name, privilege_type",
+         FROM information_schema.role_table_grants WHERE table_schema = $1 AND grantee = $3 \
+           AND table_name = ANY($2) ORDER BY table_name, privilege_type",
     ];
     let mut lines = Vec::new();
     for query_text in QUERIES {
-        let mut query = sqlx::query_scalar(query_text).bind(schema);
-        if query_text.contains("$2") {
+        let mut query = sqlx::query_scalar(query_text).bind(schema).bind(tables);
+        if query_text.contains("$3") {
             query = query.bind(role);
         }
         let rows: Vec<String> = query

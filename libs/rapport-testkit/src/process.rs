@@ -115,7 +115,7 @@ impl ServiceProcess {
 
 /// `name` next to the running program, or one directory up (a test runs
 /// from `target/<profile>/deps`).
-fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
+pub fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let dir = exe.parent().context("the program has a directory")?;
     [dir.join(name), dir.join("..").join(name)]

@@ -76,11 +76,13 @@ pub fn contact_merged(duplicate: Uuid, survivor: Uuid) -> OutboxEvent {
     )
 }
 
-pub fn contact_erased(id: Uuid) -> OutboxEvent {
+/// `contact.erased` for `id` and every id merged into it before.
+pub fn contact_erased(id: Uuid, merged: &[Uuid]) -> OutboxEvent {
     OutboxEvent::new(
         id,
         &pb::ContactErased {
             contact_id: id.to_string(),
+            merged_ids: merged.iter().map(Uuid::to_string).collect(),
         },
     )
 }

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod domain;
 pub mod events;
+pub mod snapshot;
 pub mod store;
 
 use rapport_core::service::{self, Service, ServiceInfo};
@@ -40,7 +41,12 @@ pub async fn serve(
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     let mut service = Service::start(&SERVICE, &config.common).await?;
-    rapport_events::produce(&mut service, events::OUTBOX, &config.service.feed);
+    rapport_events::produce(
+        &mut service,
+        events::OUTBOX,
+        &config.service.feed,
+        snapshot::ContactsSnapshot,
+    );
     let api = api::ContactsApi::new(service.db().clone(), service.clock().clone());
     service.add(ContactsServiceServer::new(api));
     service.serve(listener, shutdown).await

@@ -5,6 +5,7 @@
 mod common;
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -12,13 +13,13 @@ use prost::Message as _;
 use prost_types::Timestamp;
 use rapport_core::credential::{Access, CredentialKey, Grant, Scope};
 use rapport_events::OutboxEvent;
-use rapport_events::consumer::{Consumer, Handler, Stopped, Subscription};
+use rapport_events::consumer::{Consumer, Handler, Subscription};
 use rapport_proto::common::v1::{Channel, LifecycleStage};
 use rapport_proto::contacts::v1::*;
 use rapport_proto::events::v1::event_feed_service_client::EventFeedServiceClient;
 use rapport_proto::events::v1::{EventEnvelope, SubscribeRequest};
 use rapport_testkit::TEST_CREDENTIAL_SECRET;
-use sqlx::{Executor as _, PgConnection, PgPool};
+use sqlx::{AssertSqlSafe, Executor as _, PgConnection, PgPool};
 use tonic::Code;
 use uuid::Uuid;
 
@@ -357,34 +358,53 @@ async fn an_erased_contact_leaves_no_personal_data_in_the_feed() {
     assert_eq!(erased.contact_id, contact.id);
 }
 
-/// Records each applied event; a second application of one would violate
-/// the primary key and fail the consumer.
-struct Sink;
+/// Records each applied event, a batch in one statement; a second
+/// application of one would violate the primary key. Refuses the event at
+/// `poison` (a position; 0 for none), as a handler with a bug would.
+#[derive(Default)]
+struct Sink {
+    poison: std::sync::atomic::AtomicI64,
+}
 
 impl Handler for Sink {
     fn apply<'a>(
         &'a self,
         tx: &'a mut PgConnection,
-        event: &'a EventEnvelope,
+        events: &'a [EventEnvelope],
     ) -> BoxFuture<'a, anyhow::Result<()>> {
         Box::pin(async move {
-            sqlx::query("INSERT INTO sink.applied (event_id, position) VALUES ($1, $2)")
-                .bind(Uuid::parse_str(&event.event_id)?)
-                .bind(event.position)
-                .execute(tx)
-                .await?;
+            let poison = self.poison.load(std::sync::atomic::Ordering::SeqCst);
+            anyhow::ensure!(
+                events.iter().all(|event| event.position != poison),
+                "event {poison} is poison"
+            );
+            let ids = events
+                .iter()
+                .map(|event| Uuid::parse_str(&event.event_id))
+                .collect::<Result<Vec<_>, _>>()?;
+            let positions: Vec<i64> = events.iter().map(|event| event.position).collect();
+            sqlx::query(
+                "INSERT INTO sink.applied (event_id, position) SELECT * FROM unnest($1::uuid[], $2::int8[])",
+            )
+            .bind(ids)
+            .bind(positions)
+            .execute(tx)
+            .await?;
             Ok(())
         })
     }
 }
 
+/// A consumer schema `sink` (cursor at the start of the feed) with a table
+/// of what it applied.
 async fn sink(h: &common::Harness) -> PgPool {
     let pool = PgPool::connect(&h.db.url(None)).await.unwrap();
-    pool.execute(
-        "CREATE SCHEMA sink; \
-         CREATE TABLE sink.feed_cursors (consumer text PRIMARY KEY, position bigint NOT NULL); \
-         CREATE TABLE sink.applied (event_id uuid PRIMARY KEY, position bigint NOT NULL)",
-    )
+    pool.execute(AssertSqlSafe(format!(
+        "CREATE SCHEMA sink; {} \
+         CREATE TABLE sink.applied (event_id uuid PRIMARY KEY, position bigint NOT NULL); \
+         INSERT INTO sink.feed_cursors VALUES ('sink', 0)",
+        rapport_events::consumer::schema_sql("sink", "postgres")
+    )))
     .await
     .unwrap();
     pool
@@ -409,13 +429,13 @@ fn filtered_consumer(
         Subscription {
             consumer: "sink",
             producer: "contacts",
-            cursor_table: "sink.feed_cursors",
+            schema: "sink",
             types,
         },
         pool,
         channel,
         CredentialKey::new(TEST_CREDENTIAL_SECRET).unwrap(),
-        Sink,
+        Sink::default(),
     )
 }
 
@@ -596,7 +616,7 @@ async fn a_consumer_rides_out_a_producer_restart() {
 }
 
 #[tokio::test]
-async fn a_cursor_behind_the_retained_feed_is_refused() {
+async fn a_cursor_behind_the_retained_feed_is_refused_and_a_consumer_rebuilds() {
     let h = common::start().await;
     let pool = sink(&h).await;
     let mut client = h.client(Uuid::now_v7());
@@ -624,18 +644,33 @@ async fn a_cursor_behind_the_retained_feed_is_refused() {
     assert_eq!(err.code(), Code::FailedPrecondition);
     assert!(err.message().contains("pruned"), "{}", err.message());
 
-    let stopped = consumer(&h, pool, h.server.channel.clone())
-        .run(std::future::pending())
-        .await;
-    assert!(matches!(stopped, Err(Stopped::CursorExpired(_))));
-    // From the head, a fresh subscription works.
-    feed_client(&h)
-        .subscribe(SubscribeRequest {
-            from_position: 11,
-            types: vec![],
-        })
-        .await
-        .expect("from the head");
+    // A consumer whose cursor is behind rebuilds from the snapshot (this
+    // one needs none of it) and follows from the position it names.
+    let consumer = consumer(&h, pool.clone(), h.server.channel.clone());
+    let run = tokio::spawn(async move { consumer.run(std::future::pending()).await });
+    let rebuilt = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let cursor: i64 = sqlx::query_scalar("SELECT position FROM sink.feed_cursors")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            if cursor == 11 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(rebuilt.is_ok(), "the cursor moved to the snapshot's position");
+    write_events(&mut client, &contact.id, 5, "b").await;
+    wait_for_applied(&pool, 5).await;
+    let (applied, last) = applied(&pool).await;
+    assert_eq!(
+        (applied, last),
+        (5, 16),
+        "only what came after the snapshot"
+    );
+    run.abort();
 }
 
 #[tokio::test]
@@ -681,4 +716,205 @@ async fn the_feed_needs_a_service_credential() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
+}
+
+/// Rebuilds what it was given into `snapshot_sink`: contacts (from the
+/// snapshot and from `contact.created`) and events (from the snapshot and
+/// from `contact.event_recorded`), each once.
+struct Projection;
+
+impl Handler for Projection {
+    fn apply<'a>(
+        &'a self,
+        tx: &'a mut PgConnection,
+        events: &'a [EventEnvelope],
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(async move {
+            for event in events {
+                if let Some(created) = rapport_events::consumer::payload::<ContactCreated>(event)? {
+                    let contact = created.contact.unwrap_or_default();
+                    project(tx, "contacts", &contact.id).await?;
+                } else if let Some(recorded) =
+                    rapport_events::consumer::payload::<ContactEventRecorded>(event)?
+                {
+                    project(tx, "events", &recorded.event.unwrap_or_default().id).await?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn snapshot_kinds(&self) -> Vec<String> {
+        vec![
+            rapport_events::snapshot::kind::<ContactSnapshot>(),
+            rapport_events::snapshot::kind::<Event>(),
+        ]
+    }
+
+    fn load<'a>(
+        &'a self,
+        tx: &'a mut PgConnection,
+        items: &'a [rapport_proto::events::v1::SnapshotItem],
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        use rapport_events::consumer::snapshot_payload;
+        Box::pin(async move {
+            for item in items {
+                if let Some(snapshot) = snapshot_payload::<ContactSnapshot>(item)? {
+                    let contact = snapshot.contact.unwrap_or_default();
+                    assert_eq!(snapshot.lifecycle_history.len(), 1, "histories come along");
+                    project(tx, "contacts", &contact.id).await?;
+                } else if let Some(event) = snapshot_payload::<Event>(item)? {
+                    project(tx, "events", &event.id).await?;
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+async fn project(tx: &mut PgConnection, table: &str, id: &str) -> anyhow::Result<()> {
+    sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO snapshot_sink.{table} (id) VALUES ($1::uuid) ON CONFLICT DO NOTHING"
+    )))
+    .bind(id)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_consumer_on_an_empty_schema_over_a_pruned_feed_builds_from_the_snapshot_then_follows() {
+    let h = common::start().await;
+    let mut client = h.client(Uuid::now_v7());
+    let mut other_tenant = h.client(Uuid::now_v7());
+    for (client, name) in [(&mut client, "a"), (&mut other_tenant, "b")] {
+        for i in 0..3 {
+            let mut contact = common::person(&format!("{name}{i}@example.com"));
+            contact.lifecycle_stage = LifecycleStage::Discovery as i32;
+            let created = common::create(client, contact).await;
+            write_events(client, &created.id, 10, &format!("{name}{i}")).await;
+        }
+    }
+    // Nothing of it is left on the feed.
+    read_feed(&h, 0, 6 * 12).await;
+    let service = service_pool(&h).await;
+    let pruned = rapport_events::sequencer::prune(
+        &service,
+        &rapport_contacts::events::OUTBOX,
+        Duration::ZERO,
+        chrono::Utc::now(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(pruned, 6 * 12);
+
+    let pool = PgPool::connect(&h.db.url(None)).await.unwrap();
+    pool.execute(AssertSqlSafe(format!(
+        "CREATE SCHEMA snapshot_sink; {} \
+         CREATE TABLE snapshot_sink.contacts (id uuid PRIMARY KEY); \
+         CREATE TABLE snapshot_sink.events (id uuid PRIMARY KEY)",
+        rapport_events::consumer::schema_sql("snapshot_sink", "postgres")
+    )))
+    .await
+    .unwrap();
+    let consumer = Consumer::new(
+        Subscription {
+            consumer: "projection",
+            producer: "contacts",
+            schema: "snapshot_sink",
+            types: &[],
+        },
+        pool.clone(),
+        h.server.channel.clone(),
+        CredentialKey::new(TEST_CREDENTIAL_SECRET).unwrap(),
+        Projection,
+    );
+    let run = tokio::spawn(async move { consumer.run(std::future::pending()).await });
+    let counts = |pool: PgPool| async move {
+        sqlx::query_as::<_, (i64, i64)>(
+            "SELECT (SELECT count(*) FROM snapshot_sink.contacts), (SELECT count(*) FROM snapshot_sink.events)",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+    };
+    let built = tokio::time::timeout(Duration::from_secs(20), async {
+        while counts(pool.clone()).await != (6, 60) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(built.is_ok(), "built {:?}", counts(pool.clone()).await);
+
+    // Then it follows the feed.
+    let created = common::create(&mut client, common::person("later@example.com")).await;
+    write_events(&mut client, &created.id, 5, "later").await;
+    let followed = tokio::time::timeout(Duration::from_secs(20), async {
+        while counts(pool.clone()).await != (7, 65) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(
+        followed.is_ok(),
+        "followed {:?}",
+        counts(pool.clone()).await
+    );
+    run.abort();
+}
+
+#[tokio::test]
+async fn an_event_that_cannot_be_applied_is_set_aside_and_replayed_after_a_fix() {
+    let h = common::start().await;
+    let pool = sink(&h).await;
+    let mut client = h.client(Uuid::now_v7());
+    let contact = common::create(&mut client, common::person("poison@example.com")).await;
+    write_events(&mut client, &contact.id, 20, "a").await;
+
+    let sink = Arc::new(Sink::default());
+    // The event at position 5 hits a bug in the handler.
+    sink.poison.store(5, std::sync::atomic::Ordering::SeqCst);
+    let consumer = Arc::new(Consumer::new(
+        Subscription {
+            consumer: "sink",
+            producer: "contacts",
+            schema: "sink",
+            types: &[],
+        },
+        pool.clone(),
+        h.server.channel.clone(),
+        CredentialKey::new(TEST_CREDENTIAL_SECRET).unwrap(),
+        sink.clone(),
+    ));
+    let running = consumer.clone();
+    let run = tokio::spawn(async move { running.run(std::future::pending()).await });
+    // Every other event applies, later ones included.
+    wait_for_applied(&pool, 20).await;
+    write_events(&mut client, &contact.id, 5, "b").await;
+    wait_for_applied(&pool, 25).await;
+    let dead: Vec<(i64, String)> =
+        sqlx::query_as("SELECT position, error FROM sink.dead_letters ORDER BY position")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].0, 5);
+    assert!(dead[0].1.contains("poison"), "{}", dead[0].1);
+    let applied_positions: Vec<i64> =
+        sqlx::query_scalar("SELECT position FROM sink.applied ORDER BY position")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert!(!applied_positions.contains(&5));
+
+    // After the fix, the replay applies it and empties the list.
+    sink.poison.store(0, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(consumer.replay_dead_letters().await.unwrap(), (1, 0));
+    assert_eq!(applied(&pool).await, (26, 26));
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM sink.dead_letters")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+    run.abort();
 }

@@ -7,11 +7,12 @@ pub mod consumers;
 pub mod domain;
 pub mod events;
 pub mod export;
+pub mod snapshot;
 pub mod store;
 
 use rapport_core::service::{self, Service, ServiceInfo};
 use rapport_core::shutdown::Shutdown;
-use rapport_events::FeedConfig;
+use rapport_events::{ConsumerConfig, FeedConfig, Following};
 use rapport_proto::feedback::v1::feedback_service_server::FeedbackServiceServer;
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
@@ -40,6 +41,8 @@ pub struct Settings {
     pub contacts_url: String,
     #[command(flatten)]
     pub feed: FeedConfig,
+    #[command(flatten)]
+    pub consumer: ConsumerConfig,
 }
 
 /// Configuration of the feedback service (`rapport-feedback --help`).
@@ -53,16 +56,23 @@ pub async fn serve(
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     let mut service = Service::start(&SERVICE, &config.common).await?;
-    rapport_events::produce(&mut service, events::OUTBOX, &config.service.feed);
+    rapport_events::produce(
+        &mut service,
+        events::OUTBOX,
+        &config.service.feed,
+        snapshot::FeedbackSnapshot,
+    );
+    let mut following = Following::new(&config.service.consumer);
     let changes = ContactChanges {
         clock: service.clock().clone(),
     };
-    rapport_events::consumer::follow(
-        &mut service,
+    following.follow(
+        &service,
         SUBSCRIPTION,
         &config.service.contacts_url,
         changes,
     )?;
+    following.start(&mut service);
     let api = api::FeedbackApi::new(service.db().clone(), service.clock().clone());
     service.add(FeedbackServiceServer::new(api));
     service.serve(listener, shutdown).await

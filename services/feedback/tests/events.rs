@@ -9,8 +9,9 @@ use std::time::Duration;
 use common::*;
 use futures::StreamExt as _;
 use rapport_core::credential::{Access, Grant, Scope};
+use rapport_proto::contacts::v1::contacts_service_client::ContactsServiceClient;
 use rapport_proto::contacts::v1::{
-    Contact, CreateContactRequest, EraseContactRequest, MergeContactsRequest,
+    Contact, ContactErased, CreateContactRequest, EraseContactRequest, MergeContactsRequest,
 };
 use rapport_proto::events::v1::event_feed_service_client::EventFeedServiceClient;
 use rapport_proto::events::v1::{EventEnvelope, SubscribeRequest};
@@ -267,4 +268,206 @@ async fn the_outbox_matches_its_one_definition() {
     let harness = start().await;
     rapport_testkit::assert_outbox_matches_definition(&harness.db, "feedback", "rapport_feedback")
         .await;
+}
+
+#[tokio::test]
+async fn a_merge_then_an_erasure_missed_while_stopped_forget_the_duplicate_too() {
+    let Harness {
+        feedback,
+        contacts,
+        db,
+    } = start().await;
+    let tenant = Uuid::now_v7();
+    let harness = Harness {
+        feedback,
+        contacts,
+        db,
+    };
+    let mut client = harness.client(tenant);
+    let survey = active_survey(&mut client, nps_survey()).await;
+    let survivor = new_contact(&harness, tenant, "survivor@example.com").await;
+    let duplicate = new_contact(&harness, tenant, "duplicate@example.com").await;
+    let invited = invite(&mut client, &survey, &[duplicate]).await;
+    let submitted = submit(
+        &mut harness.public(),
+        &invited.invitations[0].token,
+        vec![score("nps", 3), text("why", "The duplicate's own words")],
+        true,
+    )
+    .await
+    .unwrap();
+
+    // Feedback stops; the duplicate is merged into the survivor, which is
+    // then erased, before feedback has seen either.
+    let Harness {
+        feedback,
+        contacts,
+        db,
+    } = harness;
+    feedback.shutdown().await.unwrap();
+    let mut people = ContactsServiceClient::new(contacts.tenant_channel(tenant));
+    people
+        .merge_contacts(MergeContactsRequest {
+            survivor_id: survivor.to_string(),
+            duplicate_id: duplicate.to_string(),
+        })
+        .await
+        .unwrap();
+    people
+        .erase_contact(EraseContactRequest {
+            id: survivor.to_string(),
+        })
+        .await
+        .unwrap();
+    let feedback = start_feedback(&db, &contacts).await;
+    let harness = Harness {
+        feedback,
+        contacts,
+        db,
+    };
+
+    // It catches up (lag 0), and nothing is set aside.
+    let mut admin = harness.db.admin().await;
+    let caught_up = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let (head, cursor): (i64, i64) = sqlx::query_as(
+                "SELECT (SELECT last_position FROM contacts.outbox_state), \
+                        (SELECT position FROM feedback.feed_cursors)",
+            )
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
+            if head == cursor {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(caught_up.is_ok(), "feedback did not catch up");
+    let dead: i64 = sqlx::query_scalar("SELECT count(*) FROM feedback.dead_letters")
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+    assert_eq!(dead, 0);
+
+    let response = harness
+        .client(tenant)
+        .get_response(GetResponseRequest {
+            id: submitted.response_id,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .response
+        .unwrap();
+    assert_eq!(response.contact_id, "", "the person is forgotten");
+    let why = response
+        .answers
+        .iter()
+        .find(|a| a.question_id == "why")
+        .unwrap();
+    assert_eq!(why.value, Some(answer::Value::Text(String::new())));
+    assert_eq!(response.score, Some(3), "the score stays for the KPIs");
+}
+
+#[tokio::test]
+async fn a_dead_letter_is_listed_and_replayed_through_the_service() {
+    use rapport_proto::events::v1::dead_letter_service_client::DeadLetterServiceClient;
+    use rapport_proto::events::v1::{ListDeadLettersRequest, ReplayDeadLettersRequest};
+    let harness = start().await;
+    let tenant = Uuid::now_v7();
+    let mut client = harness.client(tenant);
+    let survey = active_survey(&mut client, nps_survey()).await;
+    let contact = new_contact(&harness, tenant, "dead.letter@example.com").await;
+    let invited = invite(&mut client, &survey, &[contact]).await;
+    let submitted = submit(
+        &mut harness.public(),
+        &invited.invitations[0].token,
+        vec![score("nps", 4), text("why", "Words to forget")],
+        true,
+    )
+    .await
+    .unwrap();
+
+    // An erasure the consumer set aside (as after a bug), kept in its schema.
+    let erased = ContactErased {
+        contact_id: contact.to_string(),
+        merged_ids: Vec::new(),
+    };
+    let envelope = EventEnvelope {
+        event_id: Uuid::now_v7().to_string(),
+        tenant_id: tenant.to_string(),
+        producer: "contacts".into(),
+        r#type: "contact.erased".into(),
+        aggregate_id: contact.to_string(),
+        occur_time: Some(prost_types::Timestamp::default()),
+        position: 1_000_000,
+        payload: Some(prost_types::Any::from_msg(&erased).unwrap()),
+    };
+    sqlx::query(
+        "INSERT INTO feedback.dead_letters (consumer, position, envelope, error, attempts, dead_time) \
+         VALUES ('feedback.contacts', $1, $2, 'a bug', 3, now())",
+    )
+    .bind(envelope.position)
+    .bind(prost::Message::encode_to_vec(&envelope))
+    .execute(&mut harness.db.admin().await)
+    .await
+    .unwrap();
+
+    let operator = harness.feedback.channel_for(&Grant {
+        tenant_id: None,
+        principal: "operator".into(),
+        scopes: vec![Scope::new("feedback", Access::Write)],
+    });
+    let mut letters = DeadLetterServiceClient::new(operator);
+    let listed = letters
+        .list_dead_letters(ListDeadLettersRequest {
+            consumer: "feedback.contacts".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.dead_letters.len(), 1);
+    assert_eq!(listed.dead_letters[0].error, "a bug");
+    let replayed = letters
+        .replay_dead_letters(ReplayDeadLettersRequest {
+            consumer: "feedback.contacts".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((replayed.replayed, replayed.failed), (1, 0));
+    let response = client
+        .get_response(GetResponseRequest {
+            id: submitted.response_id,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .response
+        .unwrap();
+    assert_eq!(response.contact_id, "");
+
+    // A tenant's credential cannot reach them.
+    let err = DeadLetterServiceClient::new(harness.feedback.tenant_channel(tenant))
+        .list_dead_letters(ListDeadLettersRequest {
+            consumer: "feedback.contacts".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied);
+}
+
+#[tokio::test]
+async fn the_consumer_schema_matches_its_one_definition() {
+    let harness = start().await;
+    rapport_testkit::assert_consumer_matches_definition(
+        &harness.db,
+        "feedback",
+        "rapport_feedback",
+    )
+    .await;
 }

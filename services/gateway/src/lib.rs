@@ -16,6 +16,7 @@ use rapport_core::limits::Check;
 use rapport_core::server::{ServeOptions, reflection_services};
 use rapport_core::service::{self, Service, ServiceInfo};
 use rapport_core::shutdown::Shutdown;
+use rapport_proto::events::v1::dead_letter_service_server::SERVICE_NAME as DEAD_LETTER_SERVICE_NAME;
 use rapport_proto::events::v1::event_feed_service_server::SERVICE_NAME as FEED_SERVICE_NAME;
 use rapport_proto::gateway::v1::gateway_admin_service_server::{
     GatewayAdminServiceServer, SERVICE_NAME,
@@ -141,9 +142,14 @@ pub async fn serve(
             per_second: settings.public_rate_per_second,
             burst: settings.public_rate_burst,
         },
-        // The admin service is the gateway's own; change feeds are internal;
-        // test controls are each process's own.
-        methods: MethodTable::new(&[SERVICE_NAME, FEED_SERVICE_NAME, TEST_CONTROL_SERVICE_NAME]),
+        // The admin service is the gateway's own; change feeds and dead
+        // letters are internal; test controls are each process's own.
+        methods: MethodTable::new(&[
+            SERVICE_NAME,
+            FEED_SERVICE_NAME,
+            DEAD_LETTER_SERVICE_NAME,
+            TEST_CONTROL_SERVICE_NAME,
+        ]),
         upstreams: upstream_channels(&settings.upstreams)?,
         reflection,
     });

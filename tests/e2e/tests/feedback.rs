@@ -257,3 +257,103 @@ async fn public_calls_share_a_rate_limit() {
     assert_eq!(limited.code(), Code::ResourceExhausted);
     assert_eq!(reason(&limited), "PUBLIC_RATE_LIMITED");
 }
+
+#[tokio::test]
+async fn a_persons_export_gathers_their_part_from_every_service() {
+    let suite = Suite::start().await;
+    let key = suite
+        .tenant(named("privacy e2e"), &["contacts:write", "feedback:write"])
+        .await;
+    let client = suite.client(&key.secret);
+    let mut feedback = client.feedback();
+    let survey = feedback
+        .create_survey(CreateSurveyRequest {
+            survey: Some(nps_survey()),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .survey
+        .unwrap();
+    feedback
+        .activate_survey(ActivateSurveyRequest {
+            id: survey.id.clone(),
+        })
+        .await
+        .unwrap();
+    let contact = client
+        .contacts()
+        .create_contact(CreateContactRequest {
+            contact: Some(Contact {
+                email: "person@example.com".into(),
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .contact
+        .unwrap();
+    let invited = feedback
+        .create_invitations(CreateInvitationsRequest {
+            survey_id: survey.id.clone(),
+            contact_ids: vec![contact.id.clone()],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    anonymous(&suite)
+        .submit_response(SubmitResponseRequest {
+            token: invited.invitations[0].token.clone(),
+            answers: vec![
+                Answer {
+                    question_id: "nps".into(),
+                    value: Some(Value::Score(9)),
+                },
+                Answer {
+                    question_id: "comment".into(),
+                    value: Some(Value::Text("The parcel came wrapped in paper".into())),
+                },
+            ],
+            complete: true,
+            language: "en".into(),
+        })
+        .await
+        .unwrap();
+
+    // rapportctl, as an operator of the tenant would run it.
+    let output = tokio::process::Command::new(
+        rapport_testkit::process::sibling_binary("rapportctl").unwrap(),
+    )
+    .args([
+        "--endpoint",
+        &format!("http://{}", suite.gateway.addr),
+        "privacy",
+        "export",
+        &contact.id,
+    ])
+    .env("RAPPORT_API_KEY", &key.secret)
+    .output()
+    .await
+    .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let export: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let contacts = export["contacts"].to_string();
+    assert!(contacts.contains("person@example.com"), "{contacts}");
+    let feedback = export["feedback"].to_string();
+    assert!(
+        feedback.contains("The parcel came wrapped in paper"),
+        "{feedback}"
+    );
+    assert!(
+        !feedback.contains(&invited.invitations[0].token),
+        "never a token"
+    );
+}

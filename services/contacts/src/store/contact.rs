@@ -374,3 +374,34 @@ pub async fn fold_into(
         .await?;
     Ok(moved)
 }
+
+/// A page of every tenant's contacts in (tenant, id) order after `after`,
+/// for the feed's snapshot (read with `app.feed` on).
+pub async fn snapshot_page(
+    conn: &mut PgConnection,
+    after: Option<(Uuid, Uuid)>,
+    limit: i64,
+) -> sqlx::Result<Vec<(Uuid, StoredContact)>> {
+    #[derive(FromRow)]
+    struct Row {
+        tenant_id: Uuid,
+        #[sqlx(flatten)]
+        contact: ContactRow,
+    }
+    let rows: Vec<Row> = sqlx::query_as(concat!(
+        "SELECT tenant_id, ",
+        contact_columns!(),
+        " FROM contacts.contacts \
+          WHERE $1::uuid IS NULL OR (tenant_id, id) > ($1, $2) \
+          ORDER BY tenant_id, id LIMIT $3"
+    ))
+    .bind(after.map(|(tenant, _)| tenant))
+    .bind(after.map(|(_, id)| id))
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| (row.tenant_id, row.contact.into()))
+        .collect())
+}

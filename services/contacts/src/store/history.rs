@@ -87,3 +87,27 @@ impl HistoryEntry {
         }
     }
 }
+
+/// Every history entry of `kind` of the contacts `contact_ids`, oldest
+/// first, with its contact: for the feed's snapshot.
+pub async fn of_contacts(
+    conn: &mut PgConnection,
+    kind: History,
+    contact_ids: &[Uuid],
+) -> sqlx::Result<Vec<(Uuid, HistoryEntry)>> {
+    let query = match kind {
+        History::Lifecycle => {
+            "SELECT contact_id AS id, 0::int2 AS channel, from_stage AS from_value, to_stage AS to_value, \
+             change_time, source FROM contacts.lifecycle_history WHERE contact_id = ANY($1) ORDER BY id"
+        }
+        History::Consent => {
+            "SELECT contact_id AS id, channel, from_status AS from_value, to_status AS to_value, \
+             change_time, source FROM contacts.consent_history WHERE contact_id = ANY($1) ORDER BY id"
+        }
+    };
+    let rows: Vec<HistoryRow> = sqlx::query_as(query)
+        .bind(contact_ids)
+        .fetch_all(conn)
+        .await?;
+    Ok(rows.into_iter().map(|row| (row.id, row.entry)).collect())
+}

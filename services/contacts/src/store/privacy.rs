@@ -34,8 +34,14 @@ pub async fn erase(
     .fetch_one(&mut *conn)
     .await?;
     let erased_ids = forget(conn, id).await?;
+    let merged: Vec<Uuid> = erased_ids.iter().copied().filter(|e| *e != id).collect();
     OUTBOX
-        .write(&mut *conn, tenant, vec![events::contact_erased(id)], now)
+        .write(
+            &mut *conn,
+            tenant,
+            vec![events::contact_erased(id, &merged)],
+            now,
+        )
         .await?;
     sqlx::query("DELETE FROM contacts.contacts WHERE id = $1")
         .bind(id)
@@ -87,6 +93,44 @@ pub async fn merges(
     )
     .bind(survivor)
     .bind(after)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+/// A page of every tenant's merges, (tenant, merged id, survivor id) in
+/// (tenant, merged id) order after `after`, for the feed's snapshot.
+pub async fn merges_snapshot_page(
+    conn: &mut PgConnection,
+    after: Option<(Uuid, Uuid)>,
+    limit: i64,
+) -> sqlx::Result<Vec<(Uuid, Uuid, Uuid)>> {
+    sqlx::query_as(
+        "SELECT tenant_id, merged_id, survivor_id FROM contacts.merges \
+         WHERE $1::uuid IS NULL OR (tenant_id, merged_id) > ($1, $2) \
+         ORDER BY tenant_id, merged_id LIMIT $3",
+    )
+    .bind(after.map(|(tenant, _)| tenant))
+    .bind(after.map(|(_, id)| id))
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+/// A page of every tenant's erased ids, (tenant, id) in that order after
+/// `after`, for the feed's snapshot.
+pub async fn erasures_snapshot_page(
+    conn: &mut PgConnection,
+    after: Option<(Uuid, Uuid)>,
+    limit: i64,
+) -> sqlx::Result<Vec<(Uuid, Uuid)>> {
+    sqlx::query_as(
+        "SELECT tenant_id, contact_id FROM contacts.erasures \
+         WHERE $1::uuid IS NULL OR (tenant_id, contact_id) > ($1, $2) \
+         ORDER BY tenant_id, contact_id LIMIT $3",
+    )
+    .bind(after.map(|(tenant, _)| tenant))
+    .bind(after.map(|(_, id)| id))
     .bind(limit)
     .fetch_all(conn)
     .await

@@ -249,3 +249,34 @@ pub async fn export_events(
         .map(|row| ((row.occur_time, row.id), row.into_proto()))
         .collect())
 }
+
+/// A page of every tenant's events in (tenant, id) order after `after`,
+/// for the feed's snapshot (read with `app.feed` on).
+pub async fn snapshot_page(
+    conn: &mut PgConnection,
+    after: Option<(Uuid, Uuid)>,
+    limit: i64,
+) -> sqlx::Result<Vec<(Uuid, pb::Event)>> {
+    #[derive(FromRow)]
+    struct Row {
+        tenant_id: Uuid,
+        #[sqlx(flatten)]
+        event: EventRow,
+    }
+    let rows: Vec<Row> = sqlx::query_as(concat!(
+        "SELECT tenant_id, ",
+        event_columns!(),
+        " FROM contacts.events \
+          WHERE $1::uuid IS NULL OR (tenant_id, id) > ($1, $2) \
+          ORDER BY tenant_id, id LIMIT $3"
+    ))
+    .bind(after.map(|(tenant, _)| tenant))
+    .bind(after.map(|(_, id)| id))
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| (row.tenant_id, row.event.into_proto()))
+        .collect())
+}

@@ -4,6 +4,7 @@
 //! in one module per resource.
 
 mod invitations;
+mod privacy;
 mod responses;
 mod settings;
 mod summary;
@@ -188,6 +189,18 @@ impl FeedbackService for FeedbackApi {
     ) -> Result<Response<TagResponseResponse>, Status> {
         let ctx = SCOPE.write(&request)?;
         Ok(Response::new(self.tag(&ctx, request.into_inner()).await?))
+    }
+
+    type ExportContactFeedbackStream = ApiStream<ExportContactFeedbackResponse>;
+
+    async fn export_contact_feedback(
+        &self,
+        request: Request<ExportContactFeedbackRequest>,
+    ) -> Result<Response<Self::ExportContactFeedbackStream>, Status> {
+        let ctx = SCOPE.read(&request)?;
+        Ok(Response::new(
+            self.export_contact(ctx, request.into_inner()).await?,
+        ))
     }
 
     async fn get_survey_summary(

@@ -8,37 +8,39 @@ use rapport_proto::feedback::v1::{InvitationSent, ResponseSubmitted};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-/// Forgets `contact`. Locks in the order the API takes them, so it neither
-/// deadlocks with nor misses a call in flight: the contact's invitation
-/// lock (as CreateInvitations), then its invitations (as SubmitResponse,
-/// whose response row it waits for), then their responses.
+/// Forgets `contacts` (of one person or several), all at once. Locks in
+/// the order the API takes them, so it neither deadlocks with nor misses a
+/// call in flight: the contacts' invitation locks (as CreateInvitations),
+/// then their invitations (as SubmitResponse, whose response row it waits
+/// for), then their responses. Forgetting a forgotten contact changes
+/// nothing.
 pub async fn erase(
     tx: &mut PgConnection,
     tenant: Uuid,
-    contact: Uuid,
+    contacts: &[Uuid],
     when: DateTime<Utc>,
 ) -> anyhow::Result<()> {
-    super::invitation::lock_contacts(tx, tenant, &[contact]).await?;
+    super::invitation::lock_contacts(tx, tenant, contacts).await?;
     sqlx::query(
         "INSERT INTO feedback.erased_contacts (tenant_id, contact_id, erase_time) \
-         VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+         SELECT $1, unnest($2::uuid[]), $3 ON CONFLICT DO NOTHING",
     )
     .bind(tenant)
-    .bind(contact)
+    .bind(contacts)
     .bind(when)
     .execute(&mut *tx)
     .await?;
     let invitations: Vec<Uuid> = sqlx::query_scalar(
-        "UPDATE feedback.invitations SET contact_id = NULL WHERE contact_id = $1 RETURNING id",
+        "UPDATE feedback.invitations SET contact_id = NULL WHERE contact_id = ANY($1) RETURNING id",
     )
-    .bind(contact)
+    .bind(contacts)
     .fetch_all(&mut *tx)
     .await?;
     let responses: Vec<Uuid> = sqlx::query_scalar(
         "UPDATE feedback.responses SET contact_id = NULL, has_comment = false \
-         WHERE contact_id = $1 RETURNING id",
+         WHERE contact_id = ANY($1) RETURNING id",
     )
-    .bind(contact)
+    .bind(contacts)
     .fetch_all(&mut *tx)
     .await?;
     sqlx::query(
@@ -49,7 +51,7 @@ pub async fn erase(
     .await?;
     // CreateInvitations replies kept for retries name the contact (invited
     // or skipped) and hold the tokens.
-    let subjects: Vec<Uuid> = invitations.iter().copied().chain([contact]).collect();
+    let subjects: Vec<Uuid> = invitations.iter().chain(contacts).copied().collect();
     sqlx::query("DELETE FROM feedback.idempotency_keys WHERE subject_ids && $1")
         .bind(&subjects)
         .execute(&mut *tx)

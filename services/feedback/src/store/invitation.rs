@@ -213,3 +213,37 @@ pub async fn counts(
     .fetch_one(tx)
     .await
 }
+
+/// The invitations `ids`, whatever their tenant when read with `app.feed`
+/// on (the feed's snapshot).
+pub async fn get_many(tx: &mut PgConnection, ids: &[Uuid]) -> sqlx::Result<Vec<StoredInvitation>> {
+    sqlx::query_as(concat!(
+        "SELECT ",
+        invitation_columns!(),
+        " FROM feedback.invitations WHERE id = ANY($1)"
+    ))
+    .bind(ids)
+    .fetch_all(tx)
+    .await
+}
+
+/// A page of `contact`'s invitations, oldest first, after `after`: for the
+/// contact's export.
+pub async fn of_contact(
+    tx: &mut PgConnection,
+    contact: Uuid,
+    after: Option<Uuid>,
+    limit: i64,
+) -> sqlx::Result<Vec<StoredInvitation>> {
+    sqlx::query_as(concat!(
+        "SELECT ",
+        invitation_columns!(),
+        " FROM feedback.invitations WHERE contact_id = $1 AND ($2::uuid IS NULL OR id > $2) \
+          ORDER BY id LIMIT $3"
+    ))
+    .bind(contact)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(tx)
+    .await
+}

@@ -411,3 +411,56 @@ pub async fn answer_counts(
             .collect(),
     ))
 }
+
+/// A page of every tenant's completed responses, with their tenant, in
+/// (tenant, id) order after `after`: for the feed's snapshot (read with
+/// `app.feed` on).
+pub async fn completed_snapshot_page(
+    tx: &mut PgConnection,
+    after: Option<(Uuid, Uuid)>,
+    limit: i64,
+) -> sqlx::Result<Vec<(Uuid, StoredResponse)>> {
+    #[derive(FromRow)]
+    struct Row {
+        tenant_id: Uuid,
+        #[sqlx(flatten)]
+        response: StoredResponse,
+    }
+    let rows: Vec<Row> = sqlx::query_as(concat!(
+        "SELECT tenant_id, ",
+        response_columns!(),
+        " FROM feedback.responses WHERE status = $4 \
+          AND ($1::uuid IS NULL OR (tenant_id, id) > ($1, $2)) ORDER BY tenant_id, id LIMIT $3"
+    ))
+    .bind(after.map(|(tenant, _)| tenant))
+    .bind(after.map(|(_, id)| id))
+    .bind(limit)
+    .bind(ResponseStatus::Completed as i16)
+    .fetch_all(tx)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| (row.tenant_id, row.response))
+        .collect())
+}
+
+/// A page of `contact`'s responses, oldest first, after `after`: for the
+/// contact's export.
+pub async fn of_contact(
+    tx: &mut PgConnection,
+    contact: Uuid,
+    after: Option<Uuid>,
+    limit: i64,
+) -> sqlx::Result<Vec<StoredResponse>> {
+    sqlx::query_as(concat!(
+        "SELECT ",
+        response_columns!(),
+        " FROM feedback.responses WHERE contact_id = $1 AND ($2::uuid IS NULL OR id > $2) \
+          ORDER BY id LIMIT $3"
+    ))
+    .bind(contact)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(tx)
+    .await
+}

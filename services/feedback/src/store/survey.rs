@@ -281,3 +281,17 @@ pub async fn list(
     .await?;
     rows.into_iter().map(SurveyRow::into_stored).collect()
 }
+
+/// The surveys `ids`, whatever their tenant when read with `app.feed` on
+/// (the feed's snapshot).
+pub async fn get_many(tx: &mut PgConnection, ids: &[Uuid]) -> sqlx::Result<Vec<StoredSurvey>> {
+    let rows: Vec<SurveyRow> = sqlx::query_as(concat!(
+        "SELECT ",
+        survey_columns!(),
+        " FROM feedback.surveys WHERE id = ANY($1)"
+    ))
+    .bind(ids)
+    .fetch_all(tx)
+    .await?;
+    rows.into_iter().map(SurveyRow::into_stored).collect()
+}

@@ -31,21 +31,24 @@ pub async fn start() -> Harness {
         rapport_contacts::serve(contacts_config, listener, shutdown)
     })
     .await;
-    let contacts_url = format!("http://{}", contacts.addr);
-    let config = rapport_testkit::config(
-        &rapport_feedback::SERVICE,
-        &db,
-        &["--contacts-url", &contacts_url],
-    );
-    let feedback = TestServer::start(move |listener, shutdown| {
-        rapport_feedback::serve(config, listener, shutdown)
-    })
-    .await;
+    let feedback = start_feedback(&db, &contacts).await;
     Harness {
         feedback,
         contacts,
         db,
     }
+}
+
+/// The feedback service on `db`, following `contacts`.
+pub async fn start_feedback(db: &TestDatabase, contacts: &TestServer) -> TestServer {
+    let contacts_url = format!("http://{}", contacts.addr);
+    let config = rapport_testkit::config(
+        &rapport_feedback::SERVICE,
+        db,
+        &["--contacts-url", &contacts_url],
+    );
+    TestServer::start(move |listener, shutdown| rapport_feedback::serve(config, listener, shutdown))
+        .await
 }
 
 impl Harness {

@@ -6,7 +6,9 @@
 
 mod admin;
 mod contacts;
+mod dead_letters;
 mod feedback;
+mod privacy;
 
 use std::time::Duration;
 
@@ -72,6 +74,13 @@ enum Command {
     /// API keys (needs the operator key).
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// A person's data across every service.
+    #[command(subcommand)]
+    Privacy(privacy::PrivacyCommand),
+    /// Events a feed consumer set aside: straight to the consuming service
+    /// (--endpoint), with --credential-secret and no --tenant.
+    #[command(subcommand)]
+    DeadLetters(dead_letters::DeadLettersCommand),
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -116,14 +125,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         return match cli.command {
             Command::Tenants(command) => admin::tenants(&client, command).await,
             Command::Keys(command) => admin::keys(&client, command).await,
-            Command::Contacts(_) | Command::Feedback(_) => unreachable!("matched above"),
+            _ => unreachable!("matched above"),
         };
     }
     let auth = match (&cli.api_key, &cli.credential_secret) {
         (_, Some(secret)) => {
-            let tenant = cli.tenant.context("--credential-secret needs --tenant")?;
+            // A service credential (no tenant) for internal calls, else one
+            // for --tenant.
+            let tenant_id = match &cli.command {
+                Command::DeadLetters(_) => None,
+                _ => Some(cli.tenant.context("--credential-secret needs --tenant")?),
+            };
             let grant = Grant {
-                tenant_id: Some(tenant),
+                tenant_id,
                 principal: "rapportctl".into(),
                 scopes: vec![Scope::all()],
             };
@@ -143,6 +157,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Contacts(command) => contacts::run(&client, command).await,
         Command::Feedback(command) => feedback::run(&client, command).await,
+        Command::Privacy(command) => privacy::run(&client, command).await,
+        Command::DeadLetters(command) => dead_letters::run(&client, command).await,
         Command::Tenants(_) | Command::Keys(_) => unreachable!("handled above"),
     }
 }
