@@ -30,7 +30,7 @@ use uuid::Uuid;
 use crate::outbox::Outbox;
 use crate::snapshot::{self, SnapshotSource, SnapshotStream};
 
-/// Events read per query while catching up.
+/// Positions read per query while catching up.
 const PAGE: i64 = 500;
 /// The longest a follower waits before looking again without a wake-up.
 const IDLE_CHECK: Duration = Duration::from_secs(1);
@@ -164,9 +164,17 @@ struct Page {
 }
 
 impl Feed {
-    /// The next events after `after` that match `types` (all when empty),
-    /// up to the head as it was when the page was read, or
-    /// FEED_CURSOR_EXPIRED when events after `after` were pruned.
+    /// The events after `after` that match `types` (all when empty) among
+    /// the next [`PAGE`] positions, up to the head as it was when the page
+    /// was read, or FEED_CURSOR_EXPIRED when events after `after` were
+    /// pruned.
+    ///
+    /// A page is a window of positions, not the first rows past `after`:
+    /// positions have no gaps, so the window bounds the rows any plan
+    /// reads. (Asked for the first rows of an open range, the planner,
+    /// which cannot see through the row-level policy that every row passes,
+    /// chose to read the whole backlog and sort it: 50 ms a page behind a
+    /// burst of 100,000 events.)
     ///
     /// The head is read first, so every position up to it has committed
     /// and the rows are complete up to it; the prune mark is read last, so a
@@ -185,17 +193,17 @@ impl Feed {
             .fetch_one(&mut *tx)
             .await
             .map_err(ApiError::from)?;
+        let through = head.min(after + PAGE).max(after);
         let rows: Vec<Row> = sqlx::query_as(AssertSqlSafe(format!(
             "SELECT tenant_id, event_id, position, type, aggregate_id, occur_time, payload FROM {} \
              WHERE position > $1 AND position <= $2 \
                AND (cardinality($3::text[]) = 0 OR type = ANY($3)) \
-             ORDER BY position LIMIT $4",
+             ORDER BY position",
             self.outbox.table()
         )))
         .bind(after)
-        .bind(head)
+        .bind(through)
         .bind(types)
-        .bind(PAGE)
         .fetch_all(&mut *tx)
         .await
         .map_err(ApiError::from)?;
@@ -207,13 +215,9 @@ impl Feed {
         if after < pruned {
             return Err(expired(after, pruned, self.outbox.producer));
         }
-        let scanned_through = match rows.last() {
-            Some(last) if rows.len() as i64 == PAGE => last.position,
-            _ => head.max(after),
-        };
         Ok(Page {
             rows,
-            scanned_through,
+            scanned_through: through,
             head,
         })
     }
@@ -283,9 +287,10 @@ impl Follow {
             let moved = page.scanned_through > self.scanned_through;
             self.last_head = page.head;
             self.scanned_through = page.scanned_through.max(self.scanned_through);
-            if page.rows.is_empty() {
-                // Nothing new: wait for news. Only left-out events: progress
-                // is due once its interval has passed, news or not.
+            if page.rows.is_empty() && self.scanned_through >= page.head {
+                // Caught up, nothing new: wait for news. Only left-out
+                // events: progress is due once its interval has passed, news
+                // or not.
                 let wait = if moved {
                     PROGRESS_INTERVAL.saturating_sub(self.last_sent.elapsed())
                 } else {

@@ -25,7 +25,7 @@ use crate::stack::Stack;
 /// The steady write rate of the lag run, and how it is sent.
 const STEADY_RATE: u64 = 5_000;
 const STEADY_BATCH: u64 = 50;
-const BURST_EVENTS: usize = 100_000;
+const BURST_EVENTS: usize = 200_000;
 
 /// How a benchmark consumer applies what it receives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +47,7 @@ impl Apply {
         }
     }
 
+    /// The schema a burst consumer of this kind keeps its rows in.
     fn schema(self) -> &'static str {
         match self {
             Apply::Nothing => "bench_noop",
@@ -59,6 +60,7 @@ impl Apply {
 /// Applies events as `mode` says and records their lag.
 struct Recorder {
     mode: Apply,
+    schema: &'static str,
     recording: AtomicBool,
     lag_us: Mutex<Histogram<u64>>,
     applied: AtomicU64,
@@ -71,7 +73,7 @@ impl Handler for Recorder {
         events: &'a [EventEnvelope],
     ) -> BoxFuture<'a, anyhow::Result<()>> {
         Box::pin(async move {
-            let table = format!("{}.applied", self.mode.schema());
+            let table = format!("{}.applied", self.schema);
             let ids = events
                 .iter()
                 .map(|event| Uuid::parse_str(&event.event_id))
@@ -98,6 +100,7 @@ impl Handler for Recorder {
                 }
             }
             if self.recording.load(Ordering::Relaxed) {
+                // An envelope's time is when the producer wrote the event.
                 let now = chrono::Utc::now();
                 let mut lag_us = self.lag_us.lock().expect("not poisoned");
                 for written in events
@@ -118,15 +121,15 @@ impl Handler for Recorder {
     }
 }
 
-/// A consumer of the contacts feed applying as `mode` says, with its cursor
-/// at `from`.
+/// A consumer of the contacts feed applying as `mode` says into a new
+/// `schema`, with its cursor at `from`.
 async fn consumer(
     stack: &Stack,
     sink: &PgPool,
     mode: Apply,
+    schema: &'static str,
     from: i64,
 ) -> anyhow::Result<(Arc<Recorder>, Consumer<Arc<Recorder>>)> {
-    let schema = mode.schema();
     sink.execute(AssertSqlSafe(format!(
         "CREATE SCHEMA {schema}; {} CREATE TABLE {schema}.applied (event_id uuid PRIMARY KEY); \
          INSERT INTO {schema}.feed_cursors VALUES ('bench', {from})",
@@ -135,6 +138,7 @@ async fn consumer(
     .await?;
     let recorder = Arc::new(Recorder {
         mode,
+        schema,
         recording: AtomicBool::new(false),
         lag_us: Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 3)?),
         applied: AtomicU64::new(0),
@@ -198,7 +202,7 @@ pub async fn run(args: &Args, stack: &Stack, contact_ids: Arc<Vec<String>>) -> a
     );
     let mut rates = Vec::new();
     for mode in [Apply::Nothing, Apply::RowByRow, Apply::SetBased] {
-        let (recorder, consumer) = consumer(stack, &sink, mode, before).await?;
+        let (recorder, consumer) = consumer(stack, &sink, mode, mode.schema(), before).await?;
         let started = Instant::now();
         let consuming = tokio::spawn(async move { consumer.run(std::future::pending()).await });
         wait_until(&recorder, BURST_EVENTS as u64).await?;
@@ -214,7 +218,14 @@ pub async fn run(args: &Args, stack: &Stack, contact_ids: Arc<Vec<String>>) -> a
 
     // Lag at a steady rate: a call of STEADY_BATCH events every 10 ms,
     // applied by the set-based consumer as it arrives.
-    let (recorder, consumer) = consumer(stack, &sink, Apply::SetBased, head(&sink).await?).await?;
+    let (recorder, consumer) = consumer(
+        stack,
+        &sink,
+        Apply::SetBased,
+        "bench_lag",
+        head(&sink).await?,
+    )
+    .await?;
     recorder.recording.store(true, Ordering::Relaxed);
     let consuming = tokio::spawn(async move { consumer.run(std::future::pending()).await });
     let calls = args.seconds * STEADY_RATE / STEADY_BATCH;
