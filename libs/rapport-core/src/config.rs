@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
+use crate::connection::ConnectionLimits;
+
 /// How the gRPC server limits and times out work.
 #[derive(Debug, Clone, Args)]
 pub struct ServerConfig {
@@ -30,6 +32,13 @@ pub struct ServerConfig {
     /// as a survey answer), in bytes after decompression.
     #[arg(long, env = "RAPPORT_MAX_PUBLIC_MESSAGE_BYTES", default_value_t = 64 * 1024)]
     pub max_public_message_bytes: usize,
+    /// Connections open at once; one more is closed as soon as it is
+    /// accepted.
+    #[arg(long, env = "RAPPORT_MAX_CONNECTIONS", default_value_t = 4096)]
+    pub max_connections: usize,
+    /// A connection that has carried no call for this long is closed.
+    #[arg(long, env = "RAPPORT_CONNECTION_IDLE_MS", default_value_t = 300_000)]
+    pub connection_idle_ms: u64,
     /// How long in-flight calls may take to finish after SIGINT/SIGTERM.
     #[arg(long, env = "RAPPORT_SHUTDOWN_GRACE_MS", default_value_t = 20_000)]
     pub shutdown_grace_ms: u64,
@@ -42,6 +51,13 @@ impl ServerConfig {
 
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_millis(self.shutdown_grace_ms)
+    }
+
+    pub fn connection_limits(&self) -> ConnectionLimits {
+        ConnectionLimits {
+            max_connections: self.max_connections,
+            idle_timeout: Duration::from_millis(self.connection_idle_ms),
+        }
     }
 }
 

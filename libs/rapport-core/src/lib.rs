@@ -6,6 +6,7 @@
 pub mod api;
 pub mod clock;
 pub mod config;
+pub mod connection;
 pub mod contract;
 pub mod convert;
 pub mod credential;

@@ -1,23 +1,36 @@
 //! Serving a set of tonic services the way every Rapport service does:
 //! health and reflection alongside, request ids and trace context, the
 //! credential check, a deadline, shedding over the limit of calls in
-//! flight, request limits before decoding, coalesced socket writes, and a
-//! bounded graceful shutdown.
+//! flight, request limits before decoding, coalesced socket writes, HTTP/2
+//! and connection limits, and a bounded graceful shutdown.
 
-use futures::StreamExt as _;
+use std::time::Duration;
+
 use tokio::net::TcpListener;
 use tonic::service::Routes;
-use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_web::GrpcWebLayer;
 use tower::ServiceBuilder;
 
 use crate::config::ServerConfig;
+use crate::connection::{self, ActivityLayer};
 use crate::credential::CredentialKey;
-use crate::io::CoalescedWrites;
 use crate::limits::{Check, RequestLimitsLayer};
 use crate::middleware::{AuthenticationLayer, DeadlineLayer, RequestContextLayer};
 use crate::shed::ShedLayer;
+
+/// Streams one connection may make the server reset for its own protocol
+/// errors before the server ends the connection (GOAWAY): hyper's default,
+/// which tonic leaves unset, turning off the mitigation of "MadeYouReset"
+/// (CVE-2025-8671).
+const MAX_LOCAL_ERROR_RESETS: usize = 1024;
+/// Largest header block a client may send: gRPC's usual hard limit, where
+/// h2 would accept 16 MiB.
+const MAX_HEADER_LIST_BYTES: u32 = 16 * 1024;
+/// How often an HTTP/2 ping checks that the peer is still there, and how
+/// long its answer may take before the connection is closed.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How a server admits calls.
 pub struct ServeOptions {
@@ -71,6 +84,7 @@ pub async fn serve(
     }
 
     let layers = ServiceBuilder::new()
+        .layer(ActivityLayer)
         .layer(RequestContextLayer)
         .layer(DeadlineLayer::new(config.request_timeout()))
         .option_layer(options.grpc_web.then(GrpcWebLayer::new))
@@ -83,9 +97,7 @@ pub async fn serve(
         ));
 
     let local_addr = listener.local_addr()?;
-    let incoming = TcpIncoming::from(listener)
-        .with_nodelay(Some(true))
-        .map(|connection| connection.map(CoalescedWrites::new));
+    let incoming = connection::accept(listener, config.connection_limits());
     let (draining_tx, draining_rx) = tokio::sync::oneshot::channel::<()>();
     let names: Vec<String> = service_names
         .iter()
@@ -104,6 +116,10 @@ pub async fn serve(
     let server = tonic::transport::Server::builder()
         .accept_http1(options.grpc_web)
         .max_concurrent_streams(config.max_concurrent_streams)
+        .http2_max_local_error_reset_streams(Some(MAX_LOCAL_ERROR_RESETS))
+        .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
+        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .layer(layers)
         .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, signal);

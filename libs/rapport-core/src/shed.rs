@@ -96,15 +96,15 @@ where
     }
 }
 
-/// A response body that holds a permit until it ends, so that a stream
-/// keeps its slot for as long as it runs.
-pub struct HoldsPermit {
+/// A response body that holds a permit (or any guard) until it ends, so
+/// that a stream keeps its slot for as long as it runs.
+pub struct HoldsPermit<G = OwnedSemaphorePermit> {
     body: tonic::body::Body,
-    _permit: OwnedSemaphorePermit,
+    _permit: G,
 }
 
-impl HoldsPermit {
-    pub fn new(body: tonic::body::Body, permit: OwnedSemaphorePermit) -> Self {
+impl<G> HoldsPermit<G> {
+    pub fn new(body: tonic::body::Body, permit: G) -> Self {
         Self {
             body,
             _permit: permit,
@@ -112,7 +112,7 @@ impl HoldsPermit {
     }
 }
 
-impl http_body::Body for HoldsPermit {
+impl<G: Unpin> http_body::Body for HoldsPermit<G> {
     type Data = bytes::Bytes;
     type Error = tonic::Status;
 

@@ -221,8 +221,18 @@ impl TestServer {
 
     /// A channel whose calls carry a credential for `grant`.
     pub fn channel_for(&self, grant: &Grant) -> InterceptedService<Channel, Credential> {
+        self.credentialed(self.channel.clone(), grant)
+    }
+
+    /// `channel` (to this server), its calls carrying a credential for
+    /// `grant`.
+    pub fn credentialed(
+        &self,
+        channel: Channel,
+        grant: &Grant,
+    ) -> InterceptedService<Channel, Credential> {
         let token = self.key.mint(grant, Duration::from_secs(3600));
-        InterceptedService::new(self.channel.clone(), Credential(Some(token)))
+        InterceptedService::new(channel, Credential(Some(token)))
     }
 
     /// Moves the server's clock forward by `by` (its test controls are on).
