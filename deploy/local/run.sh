@@ -28,17 +28,32 @@ if ! psql "$admin_url" -tAc "SELECT 1 FROM pg_database WHERE datname = '$databas
 fi
 migrate_url=$(url_for "$admin_url" "$database")
 
-mkdir -p .run
+mkdir -p .run/keys
 secret() { # secret FILE: a random secret kept in .run/ across runs
   [[ -s $1 ]] || head -c 48 /dev/urandom | base64 | tr -d '\n/+=' > "$1"
   cat "$1"
 }
-export RAPPORT_CREDENTIAL_SECRET=$(secret .run/credential-secret)
 export RAPPORT_OPERATOR_KEY=$(secret .run/operator-key)
 export RAPPORT_MIGRATE_DATABASE_URL=$migrate_url
 export RUST_LOG=${RUST_LOG:-info}
 
 cargo build --bins -p rapport-contacts -p rapport-feedback -p rapport-gateway -p rapport-client
+
+# Each process signs its calls with a key of its own, made once and kept in
+# .run/keys; every service trusts the list below: the gateway may grant
+# anything, feedback may read contacts, and `operator` (rapportctl straight
+# to a service) anything.
+key() { # key NAME: NAME's private key
+  [[ -s .run/keys/$1.pem ]] || (umask 077 && target/debug/rapportctl identity new > ".run/keys/$1.pem")
+  cat ".run/keys/$1.pem"
+}
+public() { key "$1" | target/debug/rapportctl identity public-key; }
+export RAPPORT_TRUSTED_ISSUERS="[
+  {\"issuer\": \"gateway\", \"keys\": [\"$(public gateway)\"], \"grants\": [\"*:write\"]},
+  {\"issuer\": \"contacts\", \"keys\": [\"$(public contacts)\"], \"grants\": []},
+  {\"issuer\": \"feedback\", \"keys\": [\"$(public feedback)\"], \"grants\": [\"contacts:read\"]},
+  {\"issuer\": \"operator\", \"keys\": [\"$(public operator)\"], \"grants\": [\"*:write\"]}
+]"
 
 pids=()
 stop() {
@@ -51,15 +66,18 @@ stop() {
 trap stop INT TERM
 
 DATABASE_URL=$(url_for "$admin_url" "$database" rapport_contacts) \
+RAPPORT_IDENTITY_KEY=$(key contacts) \
 RAPPORT_CONTACTS_LISTEN_ADDR=127.0.0.1:50061 \
   target/debug/rapport-contacts & pids+=($!)
 
 DATABASE_URL=$(url_for "$admin_url" "$database" rapport_feedback) \
+RAPPORT_IDENTITY_KEY=$(key feedback) \
 RAPPORT_FEEDBACK_LISTEN_ADDR=127.0.0.1:50062 \
 RAPPORT_CONTACTS_URL=http://127.0.0.1:50061 \
   target/debug/rapport-feedback & pids+=($!)
 
 DATABASE_URL=$(url_for "$admin_url" "$database" rapport_gateway) \
+RAPPORT_IDENTITY_KEY=$(key gateway) \
 RAPPORT_GATEWAY_LISTEN_ADDR=127.0.0.1:50051 \
 RAPPORT_UPSTREAMS=contacts=http://127.0.0.1:50061,feedback=http://127.0.0.1:50062 \
   target/debug/rapport-gateway & pids+=($!)
@@ -89,6 +107,9 @@ Demo tenant $tenant. To call it:
   export RAPPORT_API_KEY=$(cat .run/demo-api-key)
   target/debug/rapportctl contacts list
 Admin (tenants, keys): export RAPPORT_OPERATOR_KEY=\$(cat .run/operator-key)
+Straight to a service (dead letters, say):
+  RAPPORT_IDENTITY_KEY=\$(cat .run/keys/operator.pem) target/debug/rapportctl \\
+    --endpoint http://127.0.0.1:50062 --service feedback dead-letters list feedback.contacts
 
 MSG
 wait -n "${pids[@]}" || true

@@ -15,7 +15,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use rapport_core::credential::CREDENTIAL_HEADER;
+use rapport_core::credential::Outbound;
 use rapport_proto::contacts::v1::contacts_service_client::ContactsServiceClient;
 use rapport_proto::feedback::v1::feedback_service_client::FeedbackServiceClient;
 use rapport_proto::gateway::v1::gateway_admin_service_client::GatewayAdminServiceClient;
@@ -28,9 +28,10 @@ use tonic::transport::{Channel, Endpoint};
 pub enum Auth {
     /// An API key, for calls through the gateway (`authorization: Bearer`).
     ApiKey(String),
-    /// An internal credential, for calls straight to a service (operators
-    /// and local development; see `rapport_core::credential`).
-    Credential(String),
+    /// Internal credentials signed by an identity the service trusts, for
+    /// calls straight to a service (operators and local development; see
+    /// `rapport_core::credential`).
+    Internal(Outbound),
     /// Nothing: only the gateway's public methods (a customer answering a
     /// survey with the token in the request) accept such calls.
     Public,
@@ -39,9 +40,18 @@ pub enum Auth {
 /// Adds the credential, and the default deadline when the call has none.
 #[derive(Clone)]
 pub struct CallContext {
-    /// The header and value that authenticate calls, if any.
-    credential: Option<(&'static str, MetadataValue<Ascii>)>,
+    credential: Credential,
     timeout: Duration,
+}
+
+/// How a call authenticates.
+#[derive(Clone)]
+enum Credential {
+    /// The same value on every call: an API key.
+    Fixed(&'static str, MetadataValue<Ascii>),
+    /// Minted when it has to be.
+    Internal(Outbound),
+    None,
 }
 
 impl tonic::service::Interceptor for CallContext {
@@ -49,8 +59,12 @@ impl tonic::service::Interceptor for CallContext {
         &mut self,
         mut request: tonic::Request<()>,
     ) -> Result<tonic::Request<()>, tonic::Status> {
-        if let Some((header, value)) = &self.credential {
-            request.metadata_mut().insert(*header, value.clone());
+        match &mut self.credential {
+            Credential::Fixed(header, value) => {
+                request.metadata_mut().insert(*header, value.clone());
+            }
+            Credential::Internal(outbound) => request = outbound.call(request)?,
+            Credential::None => {}
         }
         if !request.metadata().contains_key("grpc-timeout") {
             request.set_timeout(self.timeout);
@@ -82,12 +96,13 @@ impl RapportClient {
     /// Uses an existing channel; `timeout` is the deadline of calls that set none.
     pub fn with_channel(channel: Channel, auth: Auth, timeout: Duration) -> anyhow::Result<Self> {
         let credential = match auth {
-            Auth::ApiKey(key) => Some(("authorization", format!("Bearer {key}"))),
-            Auth::Credential(token) => Some((CREDENTIAL_HEADER, token)),
-            Auth::Public => None,
-        }
-        .map(|(header, token)| MetadataValue::try_from(token.as_str()).map(|value| (header, value)))
-        .transpose()?;
+            Auth::ApiKey(key) => Credential::Fixed(
+                "authorization",
+                MetadataValue::try_from(format!("Bearer {key}"))?,
+            ),
+            Auth::Internal(outbound) => Credential::Internal(outbound),
+            Auth::Public => Credential::None,
+        };
         Ok(Self {
             transport: InterceptedService::new(
                 channel,

@@ -88,18 +88,31 @@ pub struct DatabaseConfig {
     pub database_max_connections_per_tenant: Option<u32>,
 }
 
-/// The key that verifies (and, in the gateway, mints) internal credentials.
+/// Who this process is, and whose credentials it accepts.
 #[derive(Clone, Args)]
-pub struct CredentialConfig {
-    /// Shared secret (at least 32 bytes) for the internal credential the
-    /// gateway mints and services verify.
-    #[arg(long, env = "RAPPORT_CREDENTIAL_SECRET", hide_env_values = true)]
-    pub credential_secret: String,
+pub struct IdentityConfig {
+    /// This process's Ed25519 private key (PKCS#8 PEM, as `rapportctl
+    /// identity new` writes it): it signs the credentials of the calls it
+    /// makes, under the service's name.
+    #[arg(
+        long,
+        env = "RAPPORT_IDENTITY_KEY",
+        hide_env_values = true,
+        allow_hyphen_values = true
+    )]
+    pub identity_key: String,
+    /// Who may sign the credentials this process accepts: a JSON list of
+    /// `{"issuer": name, "keys": [public key, ...], "grants": [scope, ...]}`
+    /// (`rapportctl identity public-key` prints a key's public half).
+    #[arg(long, env = "RAPPORT_TRUSTED_ISSUERS")]
+    pub trusted_issuers: String,
 }
 
-impl std::fmt::Debug for CredentialConfig {
+impl std::fmt::Debug for IdentityConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CredentialConfig").finish_non_exhaustive()
+        f.debug_struct("IdentityConfig")
+            .field("trusted_issuers", &self.trusted_issuers)
+            .finish_non_exhaustive()
     }
 }
 

@@ -30,6 +30,6 @@ pub mod testing;
 pub mod wire;
 
 pub use clock::Clock;
-pub use credential::{Access, CredentialKey, Grant, Scope};
+pub use credential::{Access, Grant, Identity, Scope};
 pub use error::{ApiError, ApiResult, Violations};
 pub use tenant::TenantContext;

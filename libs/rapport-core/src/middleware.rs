@@ -14,7 +14,7 @@ use tracing::Instrument as _;
 
 use rapport_proto::common::v1::ErrorReason as Common;
 
-use crate::credential::{CREDENTIAL_HEADER, CredentialKey};
+use crate::credential::{CREDENTIAL_HEADER, Verifier};
 use crate::error::ApiError;
 use crate::{request_id, telemetry};
 
@@ -97,12 +97,14 @@ where
 /// handler runs.
 #[derive(Clone)]
 pub struct AuthenticationLayer {
-    key: CredentialKey,
+    verifier: Arc<Verifier>,
 }
 
 impl AuthenticationLayer {
-    pub fn new(key: CredentialKey) -> Self {
-        Self { key }
+    pub fn new(verifier: Verifier) -> Self {
+        Self {
+            verifier: Arc::new(verifier),
+        }
     }
 }
 
@@ -112,7 +114,7 @@ impl<S> Layer<S> for AuthenticationLayer {
     fn layer(&self, inner: S) -> Self::Service {
         Authentication {
             inner,
-            key: self.key.clone(),
+            verifier: self.verifier.clone(),
         }
     }
 }
@@ -120,7 +122,7 @@ impl<S> Layer<S> for AuthenticationLayer {
 #[derive(Clone)]
 pub struct Authentication<S> {
     inner: S,
-    key: CredentialKey,
+    verifier: Arc<Verifier>,
 }
 
 impl<S, B> Service<http::Request<B>> for Authentication<S>
@@ -159,7 +161,7 @@ where
                             "the internal credential is malformed",
                         )
                     })
-                    .and_then(|token| self.key.verify(token)),
+                    .and_then(|token| self.verifier.verify(token)),
             };
             match verified {
                 Ok(grant) => {
@@ -168,7 +170,7 @@ where
                         span.record("tenant_id", tracing::field::display(tenant));
                     }
                     span.record("principal", grant.principal.as_str());
-                    request.extensions_mut().insert(Arc::new(grant));
+                    request.extensions_mut().insert(grant);
                 }
                 Err(error) => {
                     let response = tonic::Status::from(error).into_http();

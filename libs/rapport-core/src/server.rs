@@ -14,7 +14,7 @@ use tower::ServiceBuilder;
 
 use crate::config::ServerConfig;
 use crate::connection::{self, ActivityLayer};
-use crate::credential::CredentialKey;
+use crate::credential::Verifier;
 use crate::limits::{Check, RequestLimitsLayer};
 use crate::middleware::{AuthenticationLayer, DeadlineLayer, RequestContextLayer};
 use crate::shed::ShedLayer;
@@ -36,7 +36,7 @@ const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct ServeOptions {
     /// Verify the internal credential of every call but health checks (the
     /// services). `None` leaves authentication to the routes (the gateway).
-    pub credential: Option<CredentialKey>,
+    pub credential: Option<Verifier>,
     /// Serve gRPC server reflection of every Rapport proto.
     pub reflection: bool,
     /// Also accept gRPC-Web over HTTP/1.1, for browsers.
@@ -47,9 +47,9 @@ pub struct ServeOptions {
 
 impl ServeOptions {
     /// What every service behind the gateway uses.
-    pub fn service(key: CredentialKey) -> Self {
+    pub fn service(verifier: Verifier) -> Self {
         Self {
-            credential: Some(key),
+            credential: Some(verifier),
             reflection: true,
             grpc_web: false,
             check: Check::Message,

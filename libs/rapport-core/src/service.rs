@@ -1,12 +1,14 @@
 //! One way to build and run a service binary. A service declares what is
 //! its own (a [`ServiceInfo`], its settings, its API, its feed and the feeds
 //! it follows); everything else (configuration, telemetry, the database
-//! pool and its migrations, the credential key, the clock, the server and
+//! pool and its migrations, the identity and the credentials it accepts,
+//! the clock, the server and
 //! its layers, background tasks that stop with it) is done here, the same
 //! way for every service. A service's `main.rs` is one call to [`main`].
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -21,8 +23,8 @@ use tonic::server::NamedService;
 use tonic::service::Routes;
 
 use crate::clock::Clock;
-use crate::config::{CredentialConfig, DatabaseConfig, ServerConfig, TelemetryConfig};
-use crate::credential::CredentialKey;
+use crate::config::{DatabaseConfig, IdentityConfig, ServerConfig, TelemetryConfig};
+use crate::credential::{Identity, TrustList, Verifier};
 use crate::db::Database;
 use crate::server::ServeOptions;
 use crate::shutdown::Shutdown;
@@ -87,7 +89,7 @@ pub struct ServiceConfig {
     #[command(flatten)]
     pub database: DatabaseConfig,
     #[command(flatten)]
-    pub credential: CredentialConfig,
+    pub identity: IdentityConfig,
     #[command(flatten)]
     pub telemetry: TelemetryConfig,
     #[command(flatten)]
@@ -140,14 +142,14 @@ where
         })
 }
 
-/// A service being assembled, then served: its pool, key and clock, the
+/// A service being assembled, then served: its pool, identity and clock, the
 /// gRPC services it answers, and the background tasks (sequencers, feed
 /// consumers) that run while it serves and stop when it stops.
 pub struct Service {
     info: &'static ServiceInfo,
     config: ServiceConfig,
     db: Database,
-    key: CredentialKey,
+    identity: Arc<Identity>,
     clock: Clock,
     routes: Routes,
     names: Vec<&'static str>,
@@ -164,7 +166,14 @@ impl Service {
     /// Connects to the database (migrating it when configured to) and
     /// prepares the service to answer calls with a verified credential.
     pub async fn start(info: &'static ServiceInfo, config: &ServiceConfig) -> anyhow::Result<Self> {
-        let key = CredentialKey::new(&config.credential.credential_secret)?;
+        let identity = Identity::from_pem(info.name, &config.identity.identity_key)
+            .context("RAPPORT_IDENTITY_KEY")?;
+        let trust: TrustList = config
+            .identity
+            .trusted_issuers
+            .parse()
+            .context("RAPPORT_TRUSTED_ISSUERS")?;
+        let verifier = Verifier::new(info.name, &trust);
         let pool = crate::db::connect(&config.database, info.migrator)
             .await
             .with_context(|| format!("starting {}", info.binary()))?;
@@ -177,8 +186,8 @@ impl Service {
             info,
             config: config.clone(),
             db,
-            options: ServeOptions::service(key.clone()),
-            key,
+            options: ServeOptions::service(verifier),
+            identity: Arc::new(identity),
             clock: Clock::system(),
             routes: Routes::default(),
             names: Vec::new(),
@@ -201,10 +210,10 @@ impl Service {
         &self.db
     }
 
-    /// The key that verifies (and mints, for the service's own calls)
-    /// internal credentials.
-    pub fn key(&self) -> &CredentialKey {
-        &self.key
+    /// Who this service is when it calls others: it signs the
+    /// credentials of those calls (see `rapport_core::credential::Outbound`).
+    pub fn identity(&self) -> &Arc<Identity> {
+        &self.identity
     }
 
     pub fn clock(&self) -> &Clock {

@@ -17,7 +17,7 @@ use futures::{FutureExt as _, StreamExt as _};
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::Counter;
 use prost::Message as _;
-use rapport_core::credential::{Access, CREDENTIAL_HEADER, CredentialKey, Grant, Scope};
+use rapport_core::credential::{Access, Grant, Identity, Outbound, Scope};
 use rapport_core::db::set_local;
 use rapport_core::error::is_connection_loss;
 use rapport_proto::EventPayload;
@@ -26,6 +26,7 @@ use rapport_proto::events::v1::{
     EventEnvelope, GetSnapshotRequest, SnapshotItem, SubscribeRequest,
 };
 use sqlx::{AssertSqlSafe, PgConnection, PgPool};
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 /// Times an event is tried, each in a savepoint of its own, before it is
@@ -147,7 +148,8 @@ pub struct Consumer<H> {
     pub subscription: Subscription,
     pub pool: PgPool,
     pub feed: Channel,
-    pub key: CredentialKey,
+    /// The service credential its calls to the producer carry.
+    credential: Outbound,
     pub handler: H,
     batch_size: usize,
     lag: Arc<AtomicI64>,
@@ -163,9 +165,15 @@ impl<H: Handler> Consumer<H> {
         subscription: Subscription,
         pool: PgPool,
         feed: Channel,
-        key: CredentialKey,
+        identity: Arc<Identity>,
         handler: H,
     ) -> Self {
+        let grant = Grant {
+            tenant_id: None,
+            principal: format!("consumer:{}", subscription.consumer),
+            scopes: vec![Scope::new(subscription.producer, Access::Read)],
+        };
+        let credential = Outbound::new(identity, subscription.producer, grant);
         let lag = Arc::new(AtomicI64::new(0));
         let observed = lag.clone();
         let attributes = [
@@ -188,7 +196,7 @@ impl<H: Handler> Consumer<H> {
             subscription,
             pool,
             feed,
-            key,
+            credential,
             handler,
             batch_size: DEFAULT_BATCH,
             lag,
@@ -233,19 +241,10 @@ impl<H: Handler> Consumer<H> {
         }
     }
 
-    /// A request for the producer, with a service credential.
-    fn request<T>(&self, message: T) -> anyhow::Result<tonic::Request<T>> {
-        let grant = Grant {
-            tenant_id: None,
-            principal: format!("consumer:{}", self.subscription.consumer),
-            scopes: vec![Scope::new(self.subscription.producer, Access::Read)],
-        };
-        let token = self.key.mint(&grant, Duration::from_secs(300));
-        let mut request = tonic::Request::new(message);
-        request
-            .metadata_mut()
-            .insert(CREDENTIAL_HEADER, token.parse()?);
-        Ok(request)
+    /// A client of the producer's feed, its calls carrying the service
+    /// credential.
+    fn producer(&self) -> EventFeedServiceClient<InterceptedService<Channel, Outbound>> {
+        EventFeedServiceClient::with_interceptor(self.feed.clone(), self.credential.clone())
     }
 
     async fn session(&self) -> anyhow::Result<()> {
@@ -253,7 +252,7 @@ impl<H: Handler> Consumer<H> {
             Some(cursor) => cursor,
             None => self.rebuild(false).await?,
         };
-        let request = self.request(SubscribeRequest {
+        let request = SubscribeRequest {
             from_position: cursor,
             types: self
                 .subscription
@@ -261,11 +260,8 @@ impl<H: Handler> Consumer<H> {
                 .iter()
                 .map(|t| (*t).to_owned())
                 .collect(),
-        })?;
-        let mut stream = match EventFeedServiceClient::new(self.feed.clone())
-            .subscribe(request)
-            .await
-        {
+        };
+        let mut stream = match self.producer().subscribe(request).await {
             Ok(response) => response.into_inner(),
             Err(status) if status.code() == tonic::Code::FailedPrecondition => {
                 tracing::warn!(
@@ -322,13 +318,10 @@ impl<H: Handler> Consumer<H> {
             self.handler.reset(&mut tx).await?;
             tx.commit().await?;
         }
-        let request = self.request(GetSnapshotRequest {
+        let request = GetSnapshotRequest {
             kinds: self.handler.snapshot_kinds(),
-        })?;
-        let mut stream = EventFeedServiceClient::new(self.feed.clone())
-            .get_snapshot(request)
-            .await?
-            .into_inner();
+        };
+        let mut stream = self.producer().get_snapshot(request).await?.into_inner();
         let position = stream
             .message()
             .await?

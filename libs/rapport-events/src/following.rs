@@ -94,7 +94,7 @@ impl Following {
                 subscription,
                 service.db().pool().clone(),
                 feed,
-                service.key().clone(),
+                service.identity().clone(),
                 handler,
             )
             .with_batch_size(self.config.consumer_batch_size),

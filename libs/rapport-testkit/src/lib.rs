@@ -7,14 +7,16 @@
 //! must be allowed to create databases and roles. Services log in as their
 //! own role without a password, as the local trust setup allows.
 
+pub mod identity;
 pub mod postgres;
 pub mod process;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::FromArgMatches as _;
-use rapport_core::credential::{Access, CredentialKey, Grant, Scope};
+use rapport_core::credential::{Access, Grant, Identity, Outbound, Scope};
 use rapport_core::service::{Config, ServiceInfo};
 use rapport_proto::testing::v1::AdvanceClockRequest;
 use rapport_proto::testing::v1::test_control_service_client::TestControlServiceClient;
@@ -27,8 +29,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use uuid::Uuid;
 
-/// The credential secret every test server verifies with.
-pub const TEST_CREDENTIAL_SECRET: &str = "rapport-test-credential-secret-0123456789";
+pub use identity::{identity, identity_key, sign_claims, trusted_issuers};
 
 pub fn admin_url() -> String {
     std::env::var("RAPPORT_TEST_DATABASE_URL")
@@ -110,13 +111,16 @@ impl Drop for TestDatabase {
 
 /// The configuration `info`'s binary parses, for a test: an ephemeral
 /// loopback port, the service's own role on `db` (migrating with the admin
-/// role), the test credential secret, quiet logs, test controls on and a
+/// role), its test identity and the test trust list, quiet logs, test
+/// controls on and a
 /// short drain; `args` add to or override these (`["--contacts-url", url]`).
 /// Environment variables are not read, so a test does not depend on the
 /// shell it runs in; defaults are the binary's own.
 pub fn config<S: clap::Args>(info: &ServiceInfo, db: &TestDatabase, args: &[&str]) -> Config<S> {
     let database_url = db.url(Some(&info.role()));
     let migrate_url = db.url(None);
+    let key = identity_key(info.name);
+    let trust = trusted_issuers();
     let defaults = [
         "--listen-addr",
         "127.0.0.1:0",
@@ -126,8 +130,10 @@ pub fn config<S: clap::Args>(info: &ServiceInfo, db: &TestDatabase, args: &[&str
         &migrate_url,
         "--database-max-connections",
         "8",
-        "--credential-secret",
-        TEST_CREDENTIAL_SECRET,
+        "--identity-key",
+        &key,
+        "--trusted-issuers",
+        &trust,
         "--log-filter",
         "warn",
         "--shutdown-grace-ms",
@@ -153,15 +159,16 @@ pub fn config<S: clap::Args>(info: &ServiceInfo, db: &TestDatabase, args: &[&str
 pub struct TestServer {
     pub addr: SocketAddr,
     pub channel: Channel,
-    key: CredentialKey,
+    /// The service it is: the audience of the credentials it is sent.
+    info: &'static ServiceInfo,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
 impl TestServer {
-    /// Starts `serve(listener, shutdown)` on an ephemeral loopback port and
-    /// waits until it answers.
-    pub async fn start<F, Fut>(serve: F) -> Self
+    /// Starts service `info` with `serve(listener, shutdown)` on an
+    /// ephemeral loopback port and waits until it answers.
+    pub async fn start<F, Fut>(info: &'static ServiceInfo, serve: F) -> Self
     where
         F: FnOnce(TcpListener, rapport_core::shutdown::Shutdown) -> Fut,
         Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
@@ -172,13 +179,17 @@ impl TestServer {
         let addr = listener.local_addr().expect("bound address");
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(serve(listener, Box::pin(Stopped(rx))));
-        let mut server = Self::attach(addr, task).await;
+        let mut server = Self::attach(info, addr, task).await;
         server.shutdown = Some(tx);
         server
     }
 
-    /// Adopts a server already started on `addr` by `task`.
-    pub async fn attach(addr: SocketAddr, task: JoinHandle<anyhow::Result<()>>) -> Self {
+    /// Adopts service `info`, already started on `addr` by `task`.
+    pub async fn attach(
+        info: &'static ServiceInfo,
+        addr: SocketAddr,
+        task: JoinHandle<anyhow::Result<()>>,
+    ) -> Self {
         let channel = Channel::from_shared(format!("http://{addr}"))
             .expect("a valid URI")
             .connect_timeout(Duration::from_secs(5))
@@ -186,8 +197,7 @@ impl TestServer {
         let server = Self {
             addr,
             channel,
-            key: CredentialKey::new(TEST_CREDENTIAL_SECRET)
-                .expect("the test secret is long enough"),
+            info,
             shutdown: None,
             task: Some(task),
         };
@@ -210,8 +220,9 @@ impl TestServer {
         panic!("the test server at {} did not start serving", self.addr);
     }
 
-    /// A channel whose calls carry a credential for `tenant` with every scope.
-    pub fn tenant_channel(&self, tenant: Uuid) -> InterceptedService<Channel, Credential> {
+    /// A channel whose calls carry a credential for `tenant` with every
+    /// scope, as the gateway signs them.
+    pub fn tenant_channel(&self, tenant: Uuid) -> InterceptedService<Channel, Outbound> {
         self.channel_for(&Grant {
             tenant_id: Some(tenant),
             principal: "test".to_owned(),
@@ -219,20 +230,24 @@ impl TestServer {
         })
     }
 
-    /// A channel whose calls carry a credential for `grant`.
-    pub fn channel_for(&self, grant: &Grant) -> InterceptedService<Channel, Credential> {
-        self.credentialed(self.channel.clone(), grant)
+    /// A channel whose calls carry a credential for `grant`, as the
+    /// gateway signs them.
+    pub fn channel_for(&self, grant: &Grant) -> InterceptedService<Channel, Outbound> {
+        self.credentialed(self.channel.clone(), identity("gateway"), grant)
     }
 
     /// `channel` (to this server), its calls carrying a credential for
-    /// `grant`.
+    /// `grant` signed by `signer`.
     pub fn credentialed(
         &self,
         channel: Channel,
+        signer: Arc<Identity>,
         grant: &Grant,
-    ) -> InterceptedService<Channel, Credential> {
-        let token = self.key.mint(grant, Duration::from_secs(3600));
-        InterceptedService::new(channel, Credential(Some(token)))
+    ) -> InterceptedService<Channel, Outbound> {
+        InterceptedService::new(
+            channel,
+            Outbound::new(signer, self.info.name, grant.clone()),
+        )
     }
 
     /// Moves the server's clock forward by `by` (its test controls are on).
@@ -242,7 +257,8 @@ impl TestServer {
             principal: "test-clock".to_owned(),
             scopes: vec![Scope::new("testing", Access::Write)],
         };
-        TestControlServiceClient::new(self.channel_for(&grant))
+        let operator = self.credentialed(self.channel.clone(), identity("operator"), &grant);
+        TestControlServiceClient::new(operator)
             .advance_clock(AdvanceClockRequest {
                 by: Some(by.try_into().expect("a duration that fits")),
             })
@@ -270,7 +286,8 @@ impl Drop for TestServer {
     }
 }
 
-/// Adds a fixed credential (or none) to every call.
+/// Adds a fixed credential (or none) to every call: for tests of what a
+/// service does with a missing, forged or foreign one.
 #[derive(Clone)]
 pub struct Credential(Option<String>);
 

@@ -259,10 +259,8 @@ fn env(
     let mut env = vec![
         ("DATABASE_URL", db.url(Some(&format!("rapport_{name}")))),
         ("RAPPORT_MIGRATE_DATABASE_URL", db.url(None)),
-        (
-            "RAPPORT_CREDENTIAL_SECRET",
-            crate::TEST_CREDENTIAL_SECRET.to_owned(),
-        ),
+        ("RAPPORT_IDENTITY_KEY", crate::identity_key(name)),
+        ("RAPPORT_TRUSTED_ISSUERS", crate::trusted_issuers()),
         ("RAPPORT_TEST_CONTROLS", "true".to_owned()),
         ("RAPPORT_SHUTDOWN_GRACE_MS", "10000".to_owned()),
     ];

@@ -11,23 +11,20 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use prost::Message as _;
 use prost_types::Timestamp;
-use rapport_core::credential::{Access, CredentialKey, Grant, Scope};
+use rapport_core::credential::{Access, Grant, Outbound, Scope};
 use rapport_events::OutboxEvent;
 use rapport_events::consumer::{Consumer, Handler, Subscription};
 use rapport_proto::common::v1::{Channel, LifecycleStage};
 use rapport_proto::contacts::v1::*;
 use rapport_proto::events::v1::event_feed_service_client::EventFeedServiceClient;
 use rapport_proto::events::v1::{EventEnvelope, SubscribeRequest};
-use rapport_testkit::TEST_CREDENTIAL_SECRET;
+use rapport_testkit::identity;
 use sqlx::{AssertSqlSafe, Executor as _, PgConnection, PgPool};
 use tonic::Code;
 use uuid::Uuid;
 
 type FeedClient = EventFeedServiceClient<
-    tonic::service::interceptor::InterceptedService<
-        tonic::transport::Channel,
-        rapport_testkit::Credential,
-    >,
+    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, Outbound>,
 >;
 
 fn feed_client(h: &common::Harness) -> FeedClient {
@@ -36,7 +33,11 @@ fn feed_client(h: &common::Harness) -> FeedClient {
         principal: "test-consumer".into(),
         scopes: vec![Scope::new("contacts", Access::Read)],
     };
-    EventFeedServiceClient::new(h.server.channel_for(&grant))
+    EventFeedServiceClient::new(h.server.credentialed(
+        h.server.channel.clone(),
+        identity("consumer"),
+        &grant,
+    ))
 }
 
 /// Reads the feed from `from` until `count` events arrived (or fails after 30 s).
@@ -434,7 +435,7 @@ fn filtered_consumer(
         },
         pool,
         channel,
-        CredentialKey::new(TEST_CREDENTIAL_SECRET).unwrap(),
+        identity("consumer"),
         Sink::default(),
     )
 }
@@ -606,7 +607,8 @@ async fn a_consumer_rides_out_a_producer_restart() {
         rapport_contacts::serve(config, listener, Box::pin(std::future::pending())).await
     });
     let h = common::Harness {
-        server: rapport_testkit::TestServer::attach(addr, restarted).await,
+        server: rapport_testkit::TestServer::attach(&rapport_contacts::SERVICE, addr, restarted)
+            .await,
         db,
     };
     let mut client = h.client(Uuid::now_v7());
@@ -831,7 +833,7 @@ async fn a_consumer_on_an_empty_schema_over_a_pruned_feed_builds_from_the_snapsh
         },
         pool.clone(),
         h.server.channel.clone(),
-        CredentialKey::new(TEST_CREDENTIAL_SECRET).unwrap(),
+        identity("consumer"),
         Projection,
     );
     let run = tokio::spawn(async move { consumer.run(std::future::pending()).await });
@@ -888,7 +890,7 @@ async fn an_event_that_cannot_be_applied_is_set_aside_and_replayed_after_a_fix()
         },
         pool.clone(),
         h.server.channel.clone(),
-        CredentialKey::new(TEST_CREDENTIAL_SECRET).unwrap(),
+        identity("consumer"),
         sink.clone(),
     ));
     let running = consumer.clone();

@@ -70,7 +70,7 @@ async fn over_the_limit_of_calls_in_flight_a_call_is_refused_at_once() {
     let db = TestDatabase::create().await;
     let mut config = common::config(&db);
     config.common.server.max_concurrent_requests = 2;
-    let server = TestServer::start(move |listener, shutdown| {
+    let server = TestServer::start(&rapport_contacts::SERVICE, move |listener, shutdown| {
         rapport_contacts::serve(config, listener, shutdown)
     })
     .await;

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use rapport_core::credential::{Access, CredentialKey, Grant, Scope};
+use rapport_core::credential::{Access, Grant, Scope};
 use rapport_proto::contacts::v1::contacts_service_client::ContactsServiceClient;
 use rapport_proto::contacts::v1::*;
 use rapport_testkit::Credential;
@@ -32,16 +32,8 @@ async fn calls_without_a_valid_credential_are_refused() {
         .unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated);
 
-    let forged = CredentialKey::new("a-different-secret-held-by-an-attacker-000")
-        .unwrap()
-        .mint(
-            &Grant {
-                tenant_id: Some(Uuid::now_v7()),
-                principal: "mallory".into(),
-                scopes: vec![Scope::all()],
-            },
-            Duration::from_secs(60),
-        );
+    // Signed with a key of the attacker's own, under the gateway's name.
+    let forged = rapport_testkit::sign_claims("mallory", &claims("gateway", "contacts", 60));
     let err = raw(Some(forged))
         .list_contacts(ListContactsRequest::default())
         .await
@@ -64,6 +56,122 @@ async fn calls_without_a_valid_credential_are_refused() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated);
+}
+
+/// Claims of a credential from `issuer` for `audience`, for every tenant's
+/// contacts, issued now and valid for `lifetime` seconds.
+fn claims(issuer: &str, audience: &str, lifetime: u64) -> serde_json::Value {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    serde_json::json!({
+        "iss": issuer,
+        "aud": audience,
+        "sub": "mallory",
+        "tid": Uuid::now_v7(),
+        "scp": ["contacts:write"],
+        "iat": now,
+        "exp": now + lifetime,
+    })
+}
+
+#[tokio::test]
+async fn credentials_are_checked_for_signer_issuer_audience_lifetime_and_scopes() {
+    let h = common::start().await;
+    let call = |token: String| {
+        let mut client = ContactsServiceClient::new(InterceptedService::new(
+            h.server.channel.clone(),
+            Credential::raw(Some(token)),
+        ));
+        async move {
+            client
+                .list_contacts(ListContactsRequest::default())
+                .await
+                .map(drop)
+        }
+    };
+    let refused = |result: Result<(), tonic::Status>, why: &str| {
+        let err = result.expect_err(why);
+        assert_eq!(err.code(), Code::Unauthenticated, "{why}: {err:?}");
+        assert_eq!(rapport_testkit::reason(&err), "INVALID_CREDENTIAL", "{why}");
+        err.message().to_owned()
+    };
+
+    // The gateway's own key, as it signs: accepted.
+    let honest = rapport_testkit::sign_claims("gateway", &claims("gateway", "contacts", 60));
+    call(honest)
+        .await
+        .expect("the gateway's credential for contacts");
+
+    // Minted for feedback: refused by contacts.
+    let message = refused(
+        call(rapport_testkit::sign_claims(
+            "gateway",
+            &claims("gateway", "feedback", 60),
+        ))
+        .await,
+        "wrong audience",
+    );
+    assert!(message.contains("another service"), "{message}");
+
+    // Expired a minute ago.
+    let mut expired = claims("gateway", "contacts", 60);
+    expired["iat"] = (expired["iat"].as_u64().unwrap() - 120).into();
+    expired["exp"] = (expired["exp"].as_u64().unwrap() - 120).into();
+    let message = refused(
+        call(rapport_testkit::sign_claims("gateway", &expired)).await,
+        "expired",
+    );
+    assert!(message.contains("expired"), "{message}");
+
+    // Valid for an hour: longer than any credential may live.
+    refused(
+        call(rapport_testkit::sign_claims(
+            "gateway",
+            &claims("gateway", "contacts", 3600),
+        ))
+        .await,
+        "too long a life",
+    );
+
+    // A service cannot mint a gateway credential: feedback's key, the
+    // gateway's name.
+    let message = refused(
+        call(rapport_testkit::sign_claims(
+            "feedback",
+            &claims("gateway", "contacts", 60),
+        ))
+        .await,
+        "wrong issuer",
+    );
+    assert!(message.contains("issuer"), "{message}");
+
+    // A key no one trusts.
+    refused(
+        call(rapport_testkit::sign_claims(
+            "mallory",
+            &claims("mallory", "contacts", 60),
+        ))
+        .await,
+        "unknown key id",
+    );
+
+    // Feedback may read contacts, not write them.
+    let message = refused(
+        call(rapport_testkit::sign_claims(
+            "feedback",
+            &claims("feedback", "contacts", 60),
+        ))
+        .await,
+        "a scope outside the issuer's grants",
+    );
+    assert!(message.contains("feedback may not grant"), "{message}");
+    let mut reading = claims("feedback", "contacts", 60);
+    reading["scp"] = serde_json::json!(["contacts:read"]);
+    call(rapport_testkit::sign_claims("feedback", &reading))
+        .await
+        .expect("feedback reading contacts for a tenant");
 }
 
 #[tokio::test]
@@ -269,9 +377,10 @@ async fn test_controls_are_refused_unless_switched_on_and_need_a_service_credent
     let db = rapport_testkit::TestDatabase::create().await;
     let mut config = common::config(&db);
     config.common.testing.test_controls = false;
-    let off = rapport_testkit::TestServer::start(move |listener, shutdown| {
-        rapport_contacts::serve(config, listener, shutdown)
-    })
+    let off = rapport_testkit::TestServer::start(
+        &rapport_contacts::SERVICE,
+        move |listener, shutdown| rapport_contacts::serve(config, listener, shutdown),
+    )
     .await;
     let err = TestControlServiceClient::new(off.channel_for(&service_grant))
         .advance_clock(advance)

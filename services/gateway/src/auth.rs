@@ -2,14 +2,17 @@
 //! the configured TTL (under a second), so a revoked key, an expired key or
 //! a suspended tenant is refused within that bound on every replica, while
 //! the database sees one lookup per key per TTL however busy the key is.
+//! Each lookup also signs the key's internal credential for every service
+//! behind the gateway (each credential names its one audience).
 
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use http::HeaderValue;
 use moka::future::Cache;
-use rapport_core::credential::{CredentialKey, Grant, Scope};
+use rapport_core::credential::{Grant, Identity, Outbound, Scope};
 use rapport_core::db::Database;
 use rapport_core::error::is_connection_loss;
 use rapport_core::{ApiError, ApiResult, Clock};
@@ -26,9 +29,16 @@ pub struct Caller {
     pub key_id: Uuid,
     pub key_prefix: String,
     pub grant: Grant,
-    /// The internal credential the services verify, minted at lookup.
-    pub credential: HeaderValue,
+    /// The internal credential for each service, minted at lookup.
+    credentials: HashMap<String, HeaderValue>,
     pub tenant_quota: Quota,
+}
+
+impl Caller {
+    /// The credential of this caller's calls to `service`.
+    pub fn credential(&self, service: &str) -> Option<&HeaderValue> {
+        self.credentials.get(service)
+    }
 }
 
 /// What a lookup found for a prefix; cached, misses included.
@@ -42,13 +52,14 @@ struct KeyEntry {
 
 pub struct Authenticator {
     db: Database,
-    key: CredentialKey,
+    identity: Arc<Identity>,
+    /// The services behind the gateway: each key's credentials name them.
+    audiences: Vec<String>,
     clock: Clock,
     cache: Cache<String, Option<Arc<KeyEntry>>>,
     default_quota: Quota,
-    /// The credential of public calls and when it was minted; re-minted
-    /// well before it expires.
-    public: std::sync::Mutex<(Instant, HeaderValue)>,
+    /// The credential of public calls, by service.
+    public: HashMap<String, Outbound>,
 }
 
 /// How long a caller is asked to wait when keys cannot be checked.
@@ -61,7 +72,8 @@ const CREDENTIAL_TTL: Duration = Duration::from_secs(60);
 impl Authenticator {
     pub fn new(
         db: Database,
-        key: CredentialKey,
+        identity: Arc<Identity>,
+        audiences: Vec<String>,
         clock: Clock,
         cache_ttl: Duration,
         default_quota: Quota,
@@ -70,10 +82,24 @@ impl Authenticator {
             .max_capacity(100_000)
             .time_to_live(cache_ttl)
             .build();
-        let public = std::sync::Mutex::new((Instant::now(), mint_public(&key)));
+        // Public calls carry no tenant and no scope: the service finds
+        // the tenant from the token in the request.
+        let anonymous = Grant {
+            tenant_id: None,
+            principal: "public".to_owned(),
+            scopes: Vec::new(),
+        };
+        let public = audiences
+            .iter()
+            .map(|service| {
+                let outbound = Outbound::new(identity.clone(), service, anonymous.clone());
+                (service.clone(), outbound)
+            })
+            .collect();
         Self {
             db,
-            key,
+            identity,
+            audiences,
             clock,
             cache,
             default_quota,
@@ -81,16 +107,9 @@ impl Authenticator {
         }
     }
 
-    /// The credential forwarded with public calls: no tenant, no scope.
-    pub fn public_credential(&self) -> HeaderValue {
-        let mut public = self
-            .public
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if public.0.elapsed() > CREDENTIAL_TTL / 2 {
-            *public = (Instant::now(), mint_public(&self.key));
-        }
-        public.1.clone()
+    /// The credential forwarded with public calls to `service`.
+    pub fn public_credential(&self, service: &str) -> Option<HeaderValue> {
+        self.public.get(service).map(Outbound::token)
     }
 
     /// The caller behind the `authorization: Bearer <api key>` header.
@@ -165,8 +184,15 @@ impl Authenticator {
             principal: format!("key:{}", key.id),
             scopes,
         };
-        let credential = HeaderValue::from_str(&self.key.mint(&grant, CREDENTIAL_TTL))
-            .expect("a JWT is a valid header value");
+        let credentials = self
+            .audiences
+            .iter()
+            .map(|service| {
+                let token = self.identity.mint(service, &grant, CREDENTIAL_TTL);
+                let value = HeaderValue::from_str(&token).expect("a JWT is a valid header value");
+                (service.clone(), value)
+            })
+            .collect();
         let tenant_quota = Quota {
             per_second: positive_or(tenant.rate_limit_per_second, self.default_quota.per_second),
             burst: positive_or(tenant.rate_limit_burst, self.default_quota.burst),
@@ -181,20 +207,11 @@ impl Authenticator {
                 key_id: key.id,
                 key_prefix: key.prefix,
                 grant,
-                credential,
+                credentials,
                 tenant_quota,
             }),
         })))
     }
-}
-
-fn mint_public(key: &CredentialKey) -> HeaderValue {
-    let grant = Grant {
-        tenant_id: None,
-        principal: "public".to_owned(),
-        scopes: Vec::new(),
-    };
-    HeaderValue::from_str(&key.mint(&grant, CREDENTIAL_TTL)).expect("a JWT is a valid header value")
 }
 
 fn positive_or(value: i32, default: u32) -> u32 {

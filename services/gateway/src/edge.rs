@@ -196,21 +196,15 @@ impl EdgeInner {
             Status::unimplemented(format!("no method {path} is served behind this gateway"))
         })?;
         let admission = if rule.public {
-            self.admit_public()?
+            self.admit_public(&rule.service)?
         } else {
             self.admit_key_holder(request.headers(), &rule.service, rule.access)
                 .await?
         };
-        let upstream = self.upstreams.get(&rule.service).ok_or_else(|| {
-            ApiError::unavailable(
-                ErrorReason::ServiceNotConfigured,
-                format!(
-                    "the {} service is not available on this gateway",
-                    rule.service
-                ),
-                UPSTREAM_RETRY_AFTER,
-            )
-        })?;
+        let upstream = self
+            .upstreams
+            .get(&rule.service)
+            .ok_or_else(|| not_configured(&rule.service))?;
 
         let (parts, body) = forwardable(request, admission.credential).into_parts();
         // Every request is one message, which the limits layer has already
@@ -265,6 +259,10 @@ impl EdgeInner {
             .into());
         }
         self.admit(&caller)?;
+        let credential = caller
+            .credential(service)
+            .cloned()
+            .ok_or_else(|| not_configured(service))?;
         let slot = self
             .in_flight
             .try_acquire(caller.tenant_id)
@@ -276,7 +274,7 @@ impl EdgeInner {
                 )
             })?;
         Ok(Admission {
-            credential: caller.credential.clone(),
+            credential,
             tenant_label: caller.tenant_id.to_string(),
             principal: caller.key_prefix.clone(),
             slot,
@@ -286,7 +284,7 @@ impl EdgeInner {
     /// Admits a public call (such as a customer answering a survey): no
     /// key, so no tenant; all public calls share one rate and one pool of
     /// slots, which keeps anonymous traffic from crowding out tenants.
-    fn admit_public(&self) -> Result<Admission, Status> {
+    fn admit_public(&self, service: &str) -> Result<Admission, Status> {
         tracing::Span::current().record("principal", PUBLIC_PRINCIPAL);
         if let Err(wait) = self
             .limiter
@@ -306,8 +304,12 @@ impl EdgeInner {
                 std::time::Duration::from_millis(100),
             )
         })?;
+        let credential = self
+            .authenticator
+            .public_credential(service)
+            .ok_or_else(|| not_configured(service))?;
         Ok(Admission {
-            credential: self.authenticator.public_credential(),
+            credential,
             tenant_label: "-".to_owned(),
             principal: PUBLIC_PRINCIPAL.to_owned(),
             slot,
@@ -339,6 +341,15 @@ impl EdgeInner {
         }
         Ok(())
     }
+}
+
+/// UNAVAILABLE for a service this gateway has no upstream for.
+fn not_configured(service: &str) -> ApiError {
+    ApiError::unavailable(
+        ErrorReason::ServiceNotConfigured,
+        format!("the {service} service is not available on this gateway"),
+        UPSTREAM_RETRY_AFTER,
+    )
 }
 
 /// What an admitted call forwards with, and the slot it holds.

@@ -124,7 +124,12 @@ pub async fn serve(
     let edge = Edge::new(EdgeInner {
         authenticator: auth::Authenticator::new(
             db.clone(),
-            service.key().clone(),
+            service.identity().clone(),
+            settings
+                .upstreams
+                .iter()
+                .map(|(name, _)| name.clone())
+                .collect(),
             clock.clone(),
             Duration::from_millis(settings.auth_cache_ms),
             Quota {

@@ -10,12 +10,11 @@ use futures::StreamExt as _;
 use futures::future::BoxFuture;
 use hdrhistogram::Histogram;
 use rapport_core::convert::to_datetime;
-use rapport_core::credential::CredentialKey;
 use rapport_events::consumer::{Consumer, Handler, Subscription};
 use rapport_proto::common::v1::Channel;
 use rapport_proto::contacts::v1::{Event, RecordEventsRequest};
 use rapport_proto::events::v1::EventEnvelope;
-use rapport_testkit::TEST_CREDENTIAL_SECRET;
+use rapport_testkit::identity;
 use sqlx::{AssertSqlSafe, Executor as _, PgConnection, PgPool};
 use uuid::Uuid;
 
@@ -156,7 +155,7 @@ async fn consumer(
         subscription,
         sink.clone(),
         feed,
-        CredentialKey::new(TEST_CREDENTIAL_SECRET)?,
+        identity("consumer"),
         recorder.clone(),
     );
     Ok((recorder, consumer))

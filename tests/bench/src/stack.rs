@@ -5,11 +5,11 @@
 use std::time::Duration;
 
 use rapport_client::{Auth, RapportClient, Transport};
-use rapport_core::credential::{CredentialKey, Grant, Scope};
+use rapport_core::credential::{Grant, Outbound, Scope};
 use rapport_proto::contacts::v1::contacts_service_client::ContactsServiceClient;
 use rapport_proto::gateway::v1::{CreateApiKeyRequest, CreateTenantRequest, Tenant};
 use rapport_testkit::process::{ProcessStack, STACK_OPERATOR_KEY, ServiceProcess};
-use rapport_testkit::{TEST_CREDENTIAL_SECRET, TestDatabase};
+use rapport_testkit::{TestDatabase, identity};
 use tonic::transport::Endpoint;
 use uuid::Uuid;
 
@@ -18,8 +18,9 @@ pub struct Stack {
     pub processes: ProcessStack,
     /// The benchmark tenant's API key, for calls through the gateway.
     pub api_key: String,
-    /// An internal credential for the same tenant, for direct calls.
-    pub direct_credential: String,
+    /// Internal credentials for the same tenant, for direct calls to
+    /// contacts, as the gateway signs them.
+    pub direct_credential: Outbound,
     pub tenant: Uuid,
 }
 
@@ -71,13 +72,14 @@ impl Stack {
             .await?
             .into_inner();
         let tenant: Uuid = tenant.id.parse()?;
-        let direct_credential = CredentialKey::new(TEST_CREDENTIAL_SECRET)?.mint(
-            &Grant {
+        let direct_credential = Outbound::new(
+            identity("gateway"),
+            "contacts",
+            Grant {
                 tenant_id: Some(tenant),
                 principal: "bench".into(),
                 scopes: vec![Scope::all()],
             },
-            Duration::from_secs(3600),
         );
         Ok(Self {
             processes,
@@ -94,7 +96,7 @@ impl Stack {
     ) -> anyhow::Result<Vec<ContactsServiceClient<Transport>>> {
         clients(
             &self.contacts,
-            Auth::Credential(self.direct_credential.clone()),
+            Auth::Internal(self.direct_credential.clone()),
             connections,
         )
         .await

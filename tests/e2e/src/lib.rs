@@ -36,7 +36,7 @@ impl Suite {
     pub async fn start_with(adjust: impl FnOnce(&mut rapport_gateway::Config)) -> Self {
         let db = TestDatabase::create().await;
         let contacts_config = rapport_testkit::config(&rapport_contacts::SERVICE, &db, &[]);
-        let contacts = TestServer::start(move |listener, shutdown| {
+        let contacts = TestServer::start(&rapport_contacts::SERVICE, move |listener, shutdown| {
             rapport_contacts::serve(contacts_config, listener, shutdown)
         })
         .await;
@@ -46,7 +46,7 @@ impl Suite {
             &db,
             &["--contacts-url", &contacts_url],
         );
-        let feedback = TestServer::start(move |listener, shutdown| {
+        let feedback = TestServer::start(&rapport_feedback::SERVICE, move |listener, shutdown| {
             rapport_feedback::serve(feedback_config, listener, shutdown)
         })
         .await;
@@ -78,7 +78,7 @@ impl Suite {
             ],
         );
         adjust(&mut gateway_config);
-        let gateway = TestServer::start(move |listener, shutdown| {
+        let gateway = TestServer::start(&rapport_gateway::SERVICE, move |listener, shutdown| {
             rapport_gateway::serve(gateway_config, listener, shutdown)
         })
         .await;

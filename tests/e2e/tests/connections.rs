@@ -152,7 +152,7 @@ async fn connections_over_the_cap_are_closed_and_idle_ones_are_let_go() {
         &db,
         &["--max-connections", "2", "--connection-idle-ms", "1000"],
     );
-    let server = TestServer::start(move |listener, shutdown| {
+    let server = TestServer::start(&rapport_contacts::SERVICE, move |listener, shutdown| {
         rapport_contacts::serve(config, listener, shutdown)
     })
     .await;
@@ -182,11 +182,15 @@ async fn connections_over_the_cap_are_closed_and_idle_ones_are_let_go() {
         principal: "consumer:test".to_owned(),
         scopes: vec![Scope::new("contacts", Access::Read)],
     };
-    let mut events = EventFeedServiceClient::new(server.credentialed(feed, &consumer))
-        .subscribe(SubscribeRequest::default())
-        .await
-        .expect("a subscription")
-        .into_inner();
+    let mut events = EventFeedServiceClient::new(server.credentialed(
+        feed,
+        rapport_testkit::identity("consumer"),
+        &consumer,
+    ))
+    .subscribe(SubscribeRequest::default())
+    .await
+    .expect("a subscription")
+    .into_inner();
     tokio::time::sleep(Duration::from_millis(2500)).await;
     ContactsServiceClient::new(server.tenant_channel(Uuid::now_v7()))
         .create_contact(CreateContactRequest {

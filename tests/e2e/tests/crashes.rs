@@ -13,7 +13,7 @@ use rapport_e2e::{create_tenant, named};
 use rapport_proto::common::v1::Channel as EventChannel;
 use rapport_proto::contacts::v1::*;
 use rapport_testkit::process::{ProcessStack, STACK_OPERATOR_KEY, sibling_binary};
-use rapport_testkit::{TEST_CREDENTIAL_SECRET, TestDatabase};
+use rapport_testkit::{TestDatabase, identity_key};
 use sqlx::{AssertSqlSafe, Executor as _, PgPool};
 use tokio::process::{Child, Command};
 
@@ -24,7 +24,7 @@ fn start_consumer(stack: &ProcessStack) -> Child {
             "RAPPORT_CONTACTS_URL",
             format!("http://{}", stack.contacts.addr),
         )
-        .env("RAPPORT_CREDENTIAL_SECRET", TEST_CREDENTIAL_SECRET)
+        .env("RAPPORT_IDENTITY_KEY", identity_key("consumer"))
         .kill_on_drop(true)
         .spawn()
         .unwrap()

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use prost::Message as _;
 use prost_types::{FieldMask, Timestamp};
-use rapport_core::credential::{CredentialKey, Grant, Scope};
+use rapport_core::credential::{Grant, Scope};
 use rapport_e2e::{Suite, named, unknown_id};
 use rapport_proto::common::v1::Channel;
 use rapport_proto::contacts::v1::*;
@@ -467,18 +467,17 @@ async fn a_forged_internal_credential_from_a_client_is_ignored() {
     let b = suite.tenant(named("b"), &["contacts:write"]).await;
     let b_contact = create(&mut suite.client(&b.secret).contacts(), "b@example.com").await;
 
-    // A credential for tenant B with every scope, even signed with the real
-    // secret, sent by a client holding only A's read key.
-    let forged = CredentialKey::new(rapport_testkit::TEST_CREDENTIAL_SECRET)
-        .unwrap()
-        .mint(
-            &Grant {
-                tenant_id: Some(b.tenant_id.parse().unwrap()),
-                principal: "mallory".into(),
-                scopes: vec![Scope::all()],
-            },
-            Duration::from_secs(60),
-        );
+    // A credential for tenant B with every scope, even signed with the
+    // gateway's real key, sent by a client holding only A's read key.
+    let forged = rapport_testkit::identity("gateway").mint(
+        "contacts",
+        &Grant {
+            tenant_id: Some(b.tenant_id.parse().unwrap()),
+            principal: "mallory".into(),
+            scopes: vec![Scope::all()],
+        },
+        Duration::from_secs(60),
+    );
     let mut as_a = suite.client(&a.secret).contacts();
     let err = as_a
         .get_contact(with_credential(

@@ -3,14 +3,15 @@
 #![allow(dead_code)] // Each test binary uses a different part of this.
 
 use rapport_contacts::Config;
+use rapport_core::credential::Outbound;
 use rapport_proto::contacts::v1::contacts_service_client::ContactsServiceClient;
 use rapport_proto::contacts::v1::{Contact, CreateContactRequest, GetContactRequest};
-use rapport_testkit::{Credential, TestDatabase, TestServer};
+use rapport_testkit::{TestDatabase, TestServer};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use uuid::Uuid;
 
-pub type Client = ContactsServiceClient<InterceptedService<Channel, Credential>>;
+pub type Client = ContactsServiceClient<InterceptedService<Channel, Outbound>>;
 
 /// Fields drop in order: the server stops before its database goes.
 pub struct Harness {
@@ -25,7 +26,7 @@ pub fn config(db: &TestDatabase) -> Config {
 pub async fn start() -> Harness {
     let db = TestDatabase::create().await;
     let config = config(&db);
-    let server = TestServer::start(move |listener, shutdown| {
+    let server = TestServer::start(&rapport_contacts::SERVICE, move |listener, shutdown| {
         rapport_contacts::serve(config, listener, shutdown)
     })
     .await;

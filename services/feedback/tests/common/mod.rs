@@ -5,17 +5,18 @@
 
 use std::collections::BTreeMap;
 
+use rapport_core::credential::Outbound;
 use rapport_proto::common::v1::Channel;
 use rapport_proto::contacts::v1::contacts_service_client::ContactsServiceClient;
 use rapport_proto::feedback::v1::answer::Value;
 use rapport_proto::feedback::v1::feedback_service_client::FeedbackServiceClient;
 use rapport_proto::feedback::v1::*;
-use rapport_testkit::{Credential, TestDatabase, TestServer};
+use rapport_testkit::{TestDatabase, TestServer};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel as Transport;
 use uuid::Uuid;
 
-pub type Client = FeedbackServiceClient<InterceptedService<Transport, Credential>>;
+pub type Client = FeedbackServiceClient<InterceptedService<Transport, Outbound>>;
 
 /// Fields drop in order: the servers stop before their database goes.
 pub struct Harness {
@@ -27,7 +28,7 @@ pub struct Harness {
 pub async fn start() -> Harness {
     let db = TestDatabase::create().await;
     let contacts_config = rapport_testkit::config(&rapport_contacts::SERVICE, &db, &[]);
-    let contacts = TestServer::start(move |listener, shutdown| {
+    let contacts = TestServer::start(&rapport_contacts::SERVICE, move |listener, shutdown| {
         rapport_contacts::serve(contacts_config, listener, shutdown)
     })
     .await;
@@ -47,8 +48,10 @@ pub async fn start_feedback(db: &TestDatabase, contacts: &TestServer) -> TestSer
         db,
         &["--contacts-url", &contacts_url],
     );
-    TestServer::start(move |listener, shutdown| rapport_feedback::serve(config, listener, shutdown))
-        .await
+    TestServer::start(&rapport_feedback::SERVICE, move |listener, shutdown| {
+        rapport_feedback::serve(config, listener, shutdown)
+    })
+    .await
 }
 
 impl Harness {
@@ -75,7 +78,7 @@ impl Harness {
     pub fn contacts(
         &self,
         tenant: Uuid,
-    ) -> ContactsServiceClient<InterceptedService<Transport, Credential>> {
+    ) -> ContactsServiceClient<InterceptedService<Transport, Outbound>> {
         ContactsServiceClient::new(self.contacts.tenant_channel(tenant))
     }
 }

@@ -5,10 +5,11 @@
 //! a kill lands inside one.
 //!
 //! Environment: `DATABASE_URL` (a role that may write the `test_consumer`
-//! schema), `RAPPORT_CONTACTS_URL`, `RAPPORT_CREDENTIAL_SECRET`.
+//! schema), `RAPPORT_CONTACTS_URL`, `RAPPORT_IDENTITY_KEY` (the test
+//! stack's `consumer` identity).
 
 use futures::future::BoxFuture;
-use rapport_core::credential::CredentialKey;
+use rapport_core::credential::Identity;
 use rapport_events::consumer::{Consumer, Handler, Subscription};
 use rapport_proto::events::v1::EventEnvelope;
 use sqlx::PgConnection;
@@ -58,7 +59,10 @@ async fn main() -> anyhow::Result<()> {
         },
         pool,
         feed,
-        CredentialKey::new(&env("RAPPORT_CREDENTIAL_SECRET")?)?,
+        std::sync::Arc::new(Identity::from_pem(
+            "consumer",
+            &env("RAPPORT_IDENTITY_KEY")?,
+        )?),
         Record,
     )
     .with_batch_size(200);

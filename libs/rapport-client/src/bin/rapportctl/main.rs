@@ -1,6 +1,6 @@
 //! `rapportctl`: the command-line tool for Rapport, over the gateway with an
-//! API key, or straight to a service with an internal credential minted
-//! from the shared secret (operators and local development).
+//! API key, or straight to a service with internal credentials signed by an
+//! identity the services trust (operators and local development).
 
 #![allow(clippy::print_stdout)] // A CLI: printing is its output.
 
@@ -8,14 +8,15 @@ mod admin;
 mod contacts;
 mod dead_letters;
 mod feedback;
+mod identity;
 mod privacy;
 
-use std::time::Duration;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use rapport_client::{Auth, RapportClient};
-use rapport_core::credential::{CredentialKey, Grant, Scope};
+use rapport_core::credential::{Grant, Identity, Outbound, Scope};
 use rapport_proto::common::v1::Channel;
 use uuid::Uuid;
 
@@ -25,7 +26,7 @@ use crate::contacts::ContactsCommand;
 #[derive(Parser)]
 #[command(name = "rapportctl", version, about = "Command-line tool for Rapport")]
 struct Cli {
-    /// The gateway (or, with --credential-secret, a service).
+    /// The gateway (or, with --identity-key, a service).
     #[arg(
         long,
         env = "RAPPORT_ENDPOINT",
@@ -36,15 +37,29 @@ struct Cli {
     /// API key for calls through the gateway.
     #[arg(long, env = "RAPPORT_API_KEY", global = true, hide_env_values = true)]
     api_key: Option<String>,
-    /// Call a service directly with an internal credential minted from this
-    /// shared secret, for --tenant (takes precedence over --api-key).
+    /// Call the service at --endpoint directly, with credentials signed by
+    /// this private key (PKCS#8 PEM), for --tenant (takes precedence over
+    /// --api-key). The services must trust it under --identity-name.
     #[arg(
         long,
-        env = "RAPPORT_CREDENTIAL_SECRET",
+        env = "RAPPORT_IDENTITY_KEY",
         global = true,
-        hide_env_values = true
+        hide_env_values = true,
+        allow_hyphen_values = true
     )]
-    credential_secret: Option<String>,
+    identity_key: Option<String>,
+    /// The issuer name the services trust --identity-key under.
+    #[arg(
+        long,
+        env = "RAPPORT_IDENTITY_NAME",
+        default_value = "operator",
+        global = true
+    )]
+    identity_name: String,
+    /// The service at --endpoint, such as contacts: the audience of the
+    /// credentials --identity-key signs.
+    #[arg(long, env = "RAPPORT_SERVICE", global = true)]
+    service: Option<String>,
     /// Tenant of the minted credential.
     #[arg(long, env = "RAPPORT_TENANT", global = true)]
     tenant: Option<Uuid>,
@@ -78,9 +93,12 @@ enum Command {
     #[command(subcommand)]
     Privacy(privacy::PrivacyCommand),
     /// Events a feed consumer set aside: straight to the consuming service
-    /// (--endpoint), with --credential-secret and no --tenant.
+    /// (--endpoint, --service), with --identity-key and no --tenant.
     #[command(subcommand)]
     DeadLetters(dead_letters::DeadLettersCommand),
+    /// Keys that sign internal credentials: make one, show its public half.
+    #[command(subcommand)]
+    Identity(identity::IdentityCommand),
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -114,6 +132,9 @@ fn describe(error: &anyhow::Error) -> String {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Identity(command) = cli.command {
+        return identity::run(command);
+    }
     if let Command::Tenants(_) | Command::Keys(_) = &cli.command {
         let operator_key = cli
             .operator_key
@@ -128,27 +149,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             _ => unreachable!("matched above"),
         };
     }
-    let auth = match (&cli.api_key, &cli.credential_secret) {
-        (_, Some(secret)) => {
+    let auth = match (&cli.api_key, &cli.identity_key) {
+        (_, Some(key)) => {
             // A service credential (no tenant) for internal calls, else one
             // for --tenant.
             let tenant_id = match &cli.command {
                 Command::DeadLetters(_) => None,
-                _ => Some(cli.tenant.context("--credential-secret needs --tenant")?),
+                _ => Some(cli.tenant.context("--identity-key needs --tenant")?),
             };
+            let service = cli
+                .service
+                .clone()
+                .context("--identity-key needs --service: the service at --endpoint")?;
+            let identity = Identity::from_pem(&cli.identity_name, key)?;
             let grant = Grant {
                 tenant_id,
-                principal: "rapportctl".into(),
+                principal: format!("rapportctl:{}", cli.identity_name),
                 scopes: vec![Scope::all()],
             };
-            Auth::Credential(CredentialKey::new(secret)?.mint(&grant, Duration::from_secs(300)))
+            Auth::Internal(Outbound::new(Arc::new(identity), &service, grant))
         }
         (Some(key), None) => Auth::ApiKey(key.clone()),
         (None, None) if matches!(&cli.command, Command::Feedback(c) if feedback::is_public(c)) => {
             Auth::Public
         }
         (None, None) => anyhow::bail!(
-            "set --api-key (or RAPPORT_API_KEY), or --credential-secret with --tenant"
+            "set --api-key (or RAPPORT_API_KEY), or --identity-key with --service and --tenant"
         ),
     };
     let client = RapportClient::connect(&cli.endpoint, auth)
@@ -159,7 +185,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Feedback(command) => feedback::run(&client, command).await,
         Command::Privacy(command) => privacy::run(&client, command).await,
         Command::DeadLetters(command) => dead_letters::run(&client, command).await,
-        Command::Tenants(_) | Command::Keys(_) => unreachable!("handled above"),
+        Command::Tenants(_) | Command::Keys(_) | Command::Identity(_) => {
+            unreachable!("handled above")
+        }
     }
 }
 

@@ -1,0 +1,76 @@
+//! The credential of the calls a process makes to one service with one
+//! grant: minted when first needed and again once half its life is gone,
+//! so a long-running caller (a feed consumer, a tool, a test) never sends
+//! an expired one and never signs per call.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use http::HeaderValue;
+use tonic::metadata::MetadataValue;
+
+use super::{CREDENTIAL_HEADER, Grant, Identity};
+
+/// How long an outbound credential is valid.
+const LIFETIME: Duration = Duration::from_secs(60);
+
+/// Calls to `audience` as `grant`, signed by `identity`; also a tonic
+/// interceptor that adds the credential to every call.
+#[derive(Clone)]
+pub struct Outbound {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    identity: Arc<Identity>,
+    audience: String,
+    grant: Grant,
+    current: Mutex<Option<(Instant, HeaderValue)>>,
+}
+
+impl Outbound {
+    pub fn new(identity: Arc<Identity>, audience: &str, grant: Grant) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                identity,
+                audience: audience.to_owned(),
+                grant,
+                current: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// The credential to send now.
+    pub fn token(&self) -> HeaderValue {
+        let mut current = self
+            .inner
+            .current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match &*current {
+            Some((minted, token)) if minted.elapsed() < LIFETIME / 2 => token.clone(),
+            _ => {
+                let token = self
+                    .inner
+                    .identity
+                    .mint(&self.inner.audience, &self.inner.grant, LIFETIME)
+                    .parse::<HeaderValue>()
+                    .expect("a JWT is a valid header value");
+                *current = Some((Instant::now(), token.clone()));
+                token
+            }
+        }
+    }
+}
+
+impl tonic::service::Interceptor for Outbound {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        let token = MetadataValue::try_from(self.token().as_bytes())
+            .expect("a JWT is a valid metadata value");
+        request.metadata_mut().insert(CREDENTIAL_HEADER, token);
+        Ok(request)
+    }
+}
