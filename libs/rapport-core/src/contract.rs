@@ -2,8 +2,10 @@
 //! descriptor pool rather than written per method: which service owns it,
 //! the access it needs (methods marked `idempotency_level = NO_SIDE_EFFECTS`
 //! need read access, all others write), whether it is public
-//! (`(rapport.api.v1.public) = true`: no API key), and its input message,
-//! whose fields carry their own caps (`(rapport.api.v1.max_items)`).
+//! (`(rapport.api.v1.public) = true`: no API key) and which field of a public
+//! request names what it answers for (`(rapport.api.v1.rate_limit_key)`),
+//! and its input message, whose fields carry their own caps
+//! (`(rapport.api.v1.max_items)`).
 
 use std::collections::HashMap;
 
@@ -16,6 +18,8 @@ use crate::credential::Access;
 const PUBLIC_OPTION: &str = "rapport.api.v1.public";
 /// The field option that caps a repeated or map field of a request.
 const MAX_ITEMS_OPTION: &str = "rapport.api.v1.max_items";
+/// The field option that marks the field a public call is rate limited by.
+const RATE_LIMIT_KEY_OPTION: &str = "rapport.api.v1.rate_limit_key";
 
 /// What calling one method needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +30,9 @@ pub struct MethodRule {
     /// Answered for people outside the tenant: no API key, no scope; the
     /// service checks the token in the request.
     pub public: bool,
+    /// The number of the request's field whose value has a rate limit of
+    /// its own (a survey token).
+    pub rate_limit_key: Option<u32>,
     /// The request message.
     pub input: MessageDescriptor,
 }
@@ -46,6 +53,7 @@ impl MethodTable {
     /// [`MethodTable::new`] over another pool.
     pub fn from_pool(pool: &DescriptorPool, excluded_services: &[&str]) -> Self {
         let public_option = pool.get_extension_by_name(PUBLIC_OPTION);
+        let key_option = pool.get_extension_by_name(RATE_LIMIT_KEY_OPTION);
         let mut rules = HashMap::new();
         for grpc_service in pool.services() {
             let Some(service) = grpc_service
@@ -67,6 +75,13 @@ impl MethodTable {
                 let public = public_option.as_ref().is_some_and(|option| {
                     method.options().get_extension(option).as_bool() == Some(true)
                 });
+                let rate_limit_key = key_option.as_ref().and_then(|option| {
+                    method
+                        .input()
+                        .fields()
+                        .find(|field| field.options().get_extension(option).as_bool() == Some(true))
+                        .map(|field| field.number())
+                });
                 let access = if read_only {
                     Access::Read
                 } else {
@@ -78,6 +93,7 @@ impl MethodTable {
                         service: service.to_owned(),
                         access,
                         public,
+                        rate_limit_key,
                         input: method.input(),
                     },
                 );
@@ -155,6 +171,16 @@ mod tests {
         assert_eq!(
             public,
             vec!["/rapport.feedback.v1.FeedbackService/SubmitResponse"]
+        );
+        // Its token field (1) is its rate limit key; no other method has one.
+        let keyed: Vec<_> = table
+            .rules
+            .iter()
+            .filter_map(|(path, rule)| Some((path.as_str(), rule.rate_limit_key?)))
+            .collect();
+        assert_eq!(
+            keyed,
+            vec![("/rapport.feedback.v1.FeedbackService/SubmitResponse", 1)]
         );
         assert_eq!(
             access(

@@ -7,7 +7,6 @@
 //! decoded memory can grow past what the contract allows; the gateway only
 //! caps the bytes and leaves the rest to the service that owns the method.
 
-use std::io::BufReader;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -18,13 +17,11 @@ use tower::{Layer, Service};
 
 use crate::contract::MethodTable;
 use crate::error::ApiError;
-use crate::wire::{self, WireLimits};
+use crate::wire::{self, FRAME_HEADER, WireLimits};
 
 /// How much memory a request may take once decoded, as a multiple of its
 /// byte limit: room for honest requests, a bound on hostile ones.
 const DECODED_PER_BYTE: u64 = 4;
-/// The gRPC frame header: a compression flag and a four-byte length.
-const FRAME_HEADER: usize = 5;
 
 /// What the limits layer checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,29 +151,14 @@ fn check_message(
     input: &prost_reflect::MessageDescriptor,
     max_bytes: u64,
 ) -> Result<(), ApiError> {
-    // A body that is not one whole frame is left for tonic to refuse.
-    let Some((header, message)) = body.split_at_checked(FRAME_HEADER) else {
+    let Some(message) = wire::unary_message(body, gzip) else {
         return Ok(());
     };
-    let length = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
-    if length != message.len() {
-        return Ok(());
-    }
     let limits = WireLimits {
         max_bytes,
         max_decoded_bytes: max_bytes.saturating_mul(DECODED_PER_BYTE),
     };
-    let checked = match header[0] {
-        0 => wire::check(message, input, limits),
-        1 if gzip => wire::check(
-            BufReader::new(flate2::bufread::GzDecoder::new(message)),
-            input,
-            limits,
-        ),
-        // Another encoding: tonic refuses what it does not speak.
-        _ => Ok(()),
-    };
-    checked.map_err(|refusal| {
+    wire::check(message, input, limits).map_err(|refusal| {
         if refusal.malformed {
             ApiError::invalid_field(refusal.field, refusal.description)
         } else {

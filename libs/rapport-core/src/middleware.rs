@@ -240,17 +240,27 @@ where
             .get("grpc-timeout")
             .and_then(|value| parse_grpc_timeout(value.as_bytes()))
             .map_or(self.ceiling, |timeout| timeout.min(self.ceiling));
+        let grpc = request
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .is_some_and(|value| value.as_bytes().starts_with(b"application/grpc"));
         let future = take_ready(&mut self.inner).call(request);
         let deadline = tokio::time::Instant::now() + budget;
         Box::pin(async move {
             match tokio::time::timeout_at(deadline, crate::deadline::scope(deadline, future)).await
             {
                 Ok(result) => result,
-                Err(_) => Ok(tonic::Status::deadline_exceeded(format!(
+                Err(_) if grpc => Ok(tonic::Status::deadline_exceeded(format!(
                     "the call's deadline of {} ms passed",
                     budget.as_millis()
                 ))
                 .into_http()),
+                // A plain-HTTP request (a gateway route): a plain timeout.
+                Err(_) => {
+                    let mut response = http::Response::new(tonic::body::Body::empty());
+                    *response.status_mut() = http::StatusCode::GATEWAY_TIMEOUT;
+                    Ok(response)
+                }
             }
         })
     }
@@ -272,6 +282,58 @@ fn parse_grpc_timeout(value: &[u8]) -> Option<Duration> {
         b'n' => Duration::from_nanos(amount),
         _ => return None,
     })
+}
+
+/// Translates gRPC-Web calls (from browsers) into gRPC and their answers
+/// back, and passes every other request on as it is: tonic-web alone
+/// refuses plain HTTP/1.1 requests, which the gateway's routes answer.
+#[derive(Debug, Clone, Default)]
+pub struct GrpcWebLayer;
+
+impl<S> Layer<S> for GrpcWebLayer {
+    type Service = GrpcWeb<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        GrpcWeb { inner }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct GrpcWeb<S> {
+    inner: S,
+}
+
+impl<S, B> Service<http::Request<B>> for GrpcWeb<S>
+where
+    S: Service<http::Request<tonic::body::Body>, Response = http::Response<tonic::body::Body>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + std::fmt::Display,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let inner = take_ready(&mut self.inner);
+        let grpc_web = request
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .is_some_and(|value| value.as_bytes().starts_with(b"application/grpc-web"));
+        if grpc_web {
+            Box::pin(tonic_web::GrpcWebLayer::new().layer(inner).call(request))
+        } else {
+            let mut inner = inner;
+            Box::pin(inner.call(request.map(tonic::body::Body::new)))
+        }
+    }
 }
 
 #[cfg(test)]

@@ -9,14 +9,13 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
 use tonic_health::ServingStatus;
-use tonic_web::GrpcWebLayer;
 use tower::ServiceBuilder;
 
 use crate::config::ServerConfig;
 use crate::connection::{self, ActivityLayer};
 use crate::credential::Verifier;
 use crate::limits::{Check, RequestLimitsLayer};
-use crate::middleware::{AuthenticationLayer, DeadlineLayer, RequestContextLayer};
+use crate::middleware::{AuthenticationLayer, DeadlineLayer, GrpcWebLayer, RequestContextLayer};
 use crate::shed::ShedLayer;
 
 /// Streams one connection may make the server reset for its own protocol
@@ -87,7 +86,7 @@ pub async fn serve(
         .layer(ActivityLayer)
         .layer(RequestContextLayer)
         .layer(DeadlineLayer::new(config.request_timeout()))
-        .option_layer(options.grpc_web.then(GrpcWebLayer::new))
+        .option_layer(options.grpc_web.then_some(GrpcWebLayer))
         .option_layer(options.credential.map(AuthenticationLayer::new))
         .layer(ShedLayer::new(config.max_concurrent_requests))
         .layer(RequestLimitsLayer::new(

@@ -84,6 +84,12 @@ pub struct ServiceConfig {
     /// Address to serve gRPC on.
     #[arg(long)]
     pub listen_addr: SocketAddr,
+    /// The address clients reach Rapport at, through the gateway, such as
+    /// `https://cx.example.com`: the gateway passes it on to the services
+    /// behind its plain-HTTP routes, and services publish links (tracking,
+    /// unsubscribe, survey pages) under it.
+    #[arg(long, env = "RAPPORT_PUBLIC_BASE_URL")]
+    pub public_base_url: Option<url::Url>,
     #[command(flatten)]
     pub server: ServerConfig,
     #[command(flatten)]

@@ -8,9 +8,11 @@
 //! when a repeated or map field holds more entries than the contract allows
 //! (`(rapport.api.v1.max_items)`), or when decoding it would take more
 //! memory than its budget, estimated from the shapes of the messages.
+//! [`field_bytes`] reads one top-level field the same way, for the gateway,
+//! which limits public calls by a field's value.
 
 use std::collections::HashMap;
-use std::io::BufRead;
+use std::io::{BufRead, BufReader};
 
 use prost_reflect::{FieldDescriptor, Kind, MessageDescriptor};
 
@@ -36,6 +38,70 @@ pub struct Refusal {
     pub description: String,
     /// The request is not a valid encoding (rather than too large).
     pub malformed: bool,
+}
+
+/// The gRPC frame header: a compression flag and a four-byte length.
+pub const FRAME_HEADER: usize = 5;
+
+/// The one message of a unary request body (one whole gRPC frame), to read
+/// on the wire: through the decompressor when it came gzipped. `None` for
+/// a body that is not one whole frame, or in another encoding: tonic
+/// refuses those itself.
+pub fn unary_message(body: &[u8], gzip: bool) -> Option<Box<dyn BufRead + '_>> {
+    let (header, message) = body.split_at_checked(FRAME_HEADER)?;
+    let length = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
+    if length != message.len() {
+        return None;
+    }
+    match header[0] {
+        0 => Some(Box::new(message)),
+        1 if gzip => Some(Box::new(BufReader::new(flate2::bufread::GzDecoder::new(
+            message,
+        )))),
+        _ => None,
+    }
+}
+
+/// The bytes of top-level field `number` of the message in `input` (its
+/// last occurrence, as decoding keeps it), reading no more than
+/// `max_bytes` of the message; `None` when the field is absent or not
+/// length-delimited.
+pub fn field_bytes(
+    input: impl BufRead,
+    number: u32,
+    max_bytes: u64,
+) -> Result<Option<Vec<u8>>, Refusal> {
+    let mut scanner = Scanner {
+        input,
+        limits: WireLimits {
+            max_bytes,
+            max_decoded_bytes: max_bytes,
+        },
+        read: 0,
+        spent: 0,
+        costs: HashMap::new(),
+    };
+    let mut found = None;
+    while !scanner.at_end("")? {
+        let key = scanner.varint("")?;
+        match key & 7 {
+            0 => {
+                scanner.varint("")?;
+            }
+            1 => scanner.skip(8, "")?,
+            5 => scanner.skip(4, "")?,
+            2 => {
+                let len = scanner.varint("")?;
+                if key >> 3 == u64::from(number) {
+                    found = Some(scanner.bytes(len)?);
+                } else {
+                    scanner.skip(len, "")?;
+                }
+            }
+            _ => return Err(malformed("")),
+        }
+    }
+    Ok(found)
 }
 
 /// Reads the message `descriptor` describes from `input` to its end and
@@ -263,6 +329,28 @@ impl<R: BufRead> Scanner<R> {
         Err(malformed(path))
     }
 
+    /// The next `len` bytes.
+    fn bytes(&mut self, len: u64) -> Result<Vec<u8>, Refusal> {
+        // Checked against the limit before anything is held.
+        if self.read.saturating_add(len) > self.limits.max_bytes {
+            return Err(too_large(self.limits.max_bytes));
+        }
+        let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or_default());
+        while (bytes.len() as u64) < len {
+            let buffer = self.input.fill_buf().map_err(|_| malformed(""))?;
+            if buffer.is_empty() {
+                return Err(malformed(""));
+            }
+            let step = buffer
+                .len()
+                .min(usize::try_from(len).unwrap_or(usize::MAX) - bytes.len());
+            bytes.extend_from_slice(&buffer[..step]);
+            self.input.consume(step);
+            self.advance(step as u64)?;
+        }
+        Ok(bytes)
+    }
+
     fn skip(&mut self, mut len: u64, path: &str) -> Result<(), Refusal> {
         while len > 0 {
             let buffer = self.input.fill_buf().map_err(|_| malformed(path))?;
@@ -280,13 +368,7 @@ impl<R: BufRead> Scanner<R> {
     fn advance(&mut self, bytes: u64) -> Result<(), Refusal> {
         self.read += bytes;
         if self.read > self.limits.max_bytes {
-            return Err(refusal(
-                "",
-                &format!(
-                    "the request is larger than the {} KiB this method takes",
-                    self.limits.max_bytes / 1024
-                ),
-            ));
+            return Err(too_large(self.limits.max_bytes));
         }
         Ok(())
     }
@@ -302,6 +384,16 @@ fn refusal(field: &str, description: &str) -> Refusal {
         description: description.to_owned(),
         malformed: false,
     }
+}
+
+fn too_large(max_bytes: u64) -> Refusal {
+    refusal(
+        "",
+        &format!(
+            "the request is larger than the {} KiB this method takes",
+            max_bytes / 1024
+        ),
+    )
 }
 
 fn malformed(path: &str) -> Refusal {
@@ -417,5 +509,51 @@ mod tests {
                 .description,
             "is not a valid protobuf encoding"
         );
+    }
+
+    /// `message` as a unary request body: framed, gzipped when asked.
+    fn framed(message: &[u8], gzip: bool) -> Vec<u8> {
+        use std::io::Write as _;
+        let payload = if gzip {
+            let mut encoder =
+                flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            encoder.write_all(message).unwrap();
+            encoder.finish().unwrap()
+        } else {
+            message.to_vec()
+        };
+        let mut body = vec![u8::from(gzip)];
+        body.extend_from_slice(&u32::try_from(payload.len()).unwrap().to_be_bytes());
+        body.extend_from_slice(&payload);
+        body
+    }
+
+    #[test]
+    fn a_top_level_field_is_read_plain_or_gzipped_and_only_within_the_limit() {
+        use rapport_proto::feedback::v1::{Answer, SubmitResponseRequest};
+        let request = SubmitResponseRequest {
+            token: "fba_token".into(),
+            answers: vec![Answer::default(); 3],
+            language: "en".into(),
+            ..Default::default()
+        }
+        .encode_to_vec();
+        for gzip in [false, true] {
+            let body = framed(&request, gzip);
+            let message = unary_message(&body, gzip).unwrap();
+            assert_eq!(
+                field_bytes(message, 1, 1024).unwrap().as_deref(),
+                Some(&b"fba_token"[..])
+            );
+        }
+        let body = framed(&request, false);
+        assert_eq!(
+            field_bytes(unary_message(&body, false).unwrap(), 9, 1024).unwrap(),
+            None
+        );
+        assert!(field_bytes(unary_message(&body, false).unwrap(), 1, 4).is_err());
+        // Not one whole frame, or gzip the headers did not announce.
+        assert!(unary_message(&body[..body.len() - 1], false).is_none());
+        assert!(unary_message(&framed(&request, true), false).is_none());
     }
 }

@@ -244,6 +244,10 @@ fn gateway_env(
         ("RAPPORT_KEY_RATE_BURST", high()),
         ("RAPPORT_PUBLIC_RATE_PER_SECOND", high()),
         ("RAPPORT_PUBLIC_RATE_BURST", high()),
+        ("RAPPORT_PUBLIC_TOKEN_RATE_PER_SECOND", high()),
+        ("RAPPORT_PUBLIC_TOKEN_RATE_BURST", high()),
+        ("RAPPORT_UNAUTHENTICATED_RATE_PER_SECOND", high()),
+        ("RAPPORT_UNAUTHENTICATED_RATE_BURST", high()),
         ("RAPPORT_TENANT_MAX_IN_FLIGHT", "1024".to_owned()),
     ]
 }

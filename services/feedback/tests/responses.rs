@@ -401,6 +401,110 @@ async fn an_anonymous_link_starts_responses_that_can_be_resumed() {
 }
 
 #[tokio::test]
+async fn an_anonymous_link_begins_at_most_its_hourly_limit_of_responses() {
+    let harness = start().await;
+    let mut client = harness.client(Uuid::now_v7());
+    let mut public = harness.public();
+    let mut survey = nps_survey();
+    survey.anonymous_link_enabled = true;
+    survey.anonymous_link_hourly_limit = -1;
+    let refused = client
+        .create_survey(CreateSurveyRequest {
+            survey: Some(survey.clone()),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        violated_fields(&refused),
+        vec!["survey.anonymous_link_hourly_limit"]
+    );
+    survey.anonymous_link_hourly_limit = 2;
+    let survey = active_survey(&mut client, survey).await;
+    let link = survey.anonymous_link_token.clone();
+
+    let partial = submit(&mut public, &link, vec![score("nps", 4)], false)
+        .await
+        .unwrap();
+    submit(&mut public, &link, vec![score("nps", 8)], true)
+        .await
+        .unwrap();
+    let limited = submit(&mut public, &link, vec![score("nps", 9)], true)
+        .await
+        .unwrap_err();
+    assert_eq!(limited.code(), tonic::Code::ResourceExhausted);
+    assert_eq!(rapport_testkit::reason(&limited), "ANONYMOUS_LINK_LIMITED");
+    // A response already begun is finished whatever the link's count.
+    submit(
+        &mut public,
+        &partial.resume_token,
+        vec![text("why", "ok")],
+        true,
+    )
+    .await
+    .unwrap();
+
+    // The next hour, the link begins responses again.
+    harness
+        .advance_clock(std::time::Duration::from_secs(3600))
+        .await;
+    submit(&mut public, &link, vec![score("nps", 9)], true)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_retried_answer_with_its_request_id_counts_once() {
+    let harness = start().await;
+    let mut client = harness.client(Uuid::now_v7());
+    let mut public = harness.public();
+    let mut survey = nps_survey();
+    survey.anonymous_link_enabled = true;
+    let survey = active_survey(&mut client, survey).await;
+    let answer = |request_id: &str| SubmitResponseRequest {
+        token: survey.anonymous_link_token.clone(),
+        answers: vec![score("nps", 10)],
+        complete: true,
+        request_id: request_id.to_owned(),
+        ..Default::default()
+    };
+    let first = public
+        .submit_response(answer("r-1"))
+        .await
+        .unwrap()
+        .into_inner();
+    let retried = public
+        .submit_response(answer("r-1"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(retried, first, "the retry gets the first call's answer");
+    let other = public
+        .submit_response(answer("r-2"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_ne!(other.response_id, first.response_id);
+    // The same id with other answers is a mistake, not a retry.
+    let mut changed = answer("r-1");
+    changed.answers = vec![score("nps", 0)];
+    let reused = public.submit_response(changed).await.unwrap_err();
+    assert_eq!(reused.code(), tonic::Code::InvalidArgument);
+
+    let summary = client
+        .get_survey_summary(GetSurveySummaryRequest {
+            survey_id: survey.id,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .summary
+        .unwrap();
+    assert_eq!(summary.completed_count, 2);
+}
+
+#[tokio::test]
 async fn responses_are_filtered_tagged_and_exported() {
     let harness = start().await;
     let mut client = harness.client(Uuid::now_v7());

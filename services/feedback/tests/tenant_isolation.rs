@@ -175,7 +175,7 @@ async fn submit_needs_a_gateway_credential() {
             token: invited.invitations[0].token.clone(),
             answers: vec![score("nps", 9)],
             complete: true,
-            language: String::new(),
+            ..Default::default()
         })
         .await
         .unwrap_err();

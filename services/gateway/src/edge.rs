@@ -1,137 +1,48 @@
 //! The edge: every call that is not the gateway's own (admin, health) comes
-//! here. It authenticates the API key, checks the scope the method needs,
-//! applies the tenant's and the key's rate limits, swaps client credentials
-//! for a minted internal one, and forwards the call unchanged over HTTP/2 to
-//! the service that owns the `rapport.<service>.v1` package. Bodies,
-//! metadata, trailers, status details, deadlines and cancellation pass
-//! through; there is no code per method.
+//! here. It finds the client the call comes from, admits the call (see
+//! [`crate::admission`]), swaps client credentials for a signed internal
+//! one, and forwards the call unchanged over HTTP/2 to the service that owns
+//! the `rapport.<service>.v1` package. Bodies, metadata, trailers, status
+//! details, deadlines and cancellation pass through; there is no code per
+//! method. Nothing about the methods behind it is told to a caller it has
+//! not authenticated: an unknown method looks like any method needing a key.
+//! Plain-HTTP requests go by the route table instead (see [`crate::web`]).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use futures::future::BoxFuture;
-use http_body_util::{BodyExt as _, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioIo;
-use prost::bytes::Bytes;
-use rapport_core::credential::{Access, CREDENTIAL_HEADER};
-use rapport_core::io::CoalescedWrites;
+use http::StatusCode;
+use http_body_util::BodyExt as _;
+use ipnet::IpNet;
+use rapport_core::connection::ConnectionInfo;
+use rapport_core::contract::{MethodRule, MethodTable};
+use rapport_core::credential::CREDENTIAL_HEADER;
 use rapport_core::request_id::{self, REQUEST_ID_HEADER};
 use rapport_core::shed::HoldsPermit;
-use rapport_core::{ApiError, telemetry};
-use rapport_proto::common::v1::ErrorReason as Common;
+use rapport_core::{ApiError, telemetry, wire};
 use rapport_proto::gateway::v1::ErrorReason;
-use tokio::net::TcpStream;
 use tonic::Status;
 use tonic::body::Body;
 use tower::ServiceExt as _;
-use tower::util::{BoxCloneSyncService, MapResponse};
+use tower::util::BoxCloneSyncService;
 
-use crate::auth::{Authenticator, Caller};
-use crate::domain::rate_limit::{Quota, RateLimiter};
-use rapport_core::contract::MethodTable;
-use rapport_core::shares::TenantShares;
-
-/// A service behind the gateway: where it is, and the HTTP/2 client that
-/// multiplexes calls to it. hyper's client is used as is: no buffer task
-/// between a call and its stream, no deadline of its own (the gateway's
-/// deadline layer ends calls with DEADLINE_EXCEEDED and drops them, which
-/// resets the upstream stream).
-pub struct Upstream {
-    scheme: http::uri::Scheme,
-    authority: http::uri::Authority,
-    /// Each client keeps one HTTP/2 connection; calls take turns, so that
-    /// both ends spread the streams over several connection tasks.
-    clients: Vec<Client<Connector, Body>>,
-    next: std::sync::atomic::AtomicUsize,
-}
-
-/// How long a caller is asked to wait when a service cannot be reached.
-const UPSTREAM_RETRY_AFTER: std::time::Duration = std::time::Duration::from_millis(500);
-
-/// HTTP/2 connections per upstream.
-const UPSTREAM_CONNECTIONS: usize = 4;
-
-/// Opens upstream connections whose writes are coalesced across calls, as
-/// the gateway's own server connections are (see [`CoalescedWrites`]).
-type Connector = MapResponse<HttpConnector, fn(TokioIo<TcpStream>) -> CoalescedIo>;
-type CoalescedIo = TokioIo<CoalescedWrites<TcpStream>>;
-
-fn coalesced(connection: TokioIo<TcpStream>) -> CoalescedIo {
-    TokioIo::new(CoalescedWrites::new(connection.into_inner()))
-}
-
-impl Upstream {
-    pub fn new(url: &str) -> anyhow::Result<Self> {
-        let uri: http::Uri = url.parse()?;
-        anyhow::ensure!(
-            uri.scheme_str() == Some("http") && uri.authority().is_some(),
-            "{url} is not http://host:port"
-        );
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(std::time::Duration::from_secs(2)));
-        let clients = (0..UPSTREAM_CONNECTIONS)
-            .map(|_| {
-                Client::builder(hyper_util::rt::TokioExecutor::new())
-                    .http2_only(true)
-                    .http2_keep_alive_interval(std::time::Duration::from_secs(30))
-                    .timer(hyper_util::rt::TokioTimer::new())
-                    .build(connector.clone().map_response(coalesced as fn(_) -> _))
-            })
-            .collect();
-        let parts = uri.into_parts();
-        let (Some(scheme), Some(authority)) = (parts.scheme, parts.authority) else {
-            anyhow::bail!("{url} is not http://host:port");
-        };
-        Ok(Self {
-            scheme,
-            authority,
-            clients,
-            next: std::sync::atomic::AtomicUsize::new(0),
-        })
-    }
-
-    /// Sends `request` (whose URI is a path, whose body is one message) to
-    /// this upstream. A connection that could not even be opened (a
-    /// replica shutting down) is tried once more on the next connection:
-    /// nothing was sent, so nothing can happen twice.
-    async fn call(
-        &self,
-        mut parts: http::request::Parts,
-        body: Bytes,
-    ) -> Result<http::Response<Body>, hyper_util::client::legacy::Error> {
-        let mut uri = http::uri::Parts::default();
-        uri.scheme = Some(self.scheme.clone());
-        uri.authority = Some(self.authority.clone());
-        uri.path_and_query = parts.uri.path_and_query().cloned();
-        parts.uri = http::Uri::from_parts(uri).expect("scheme, authority and path make a URI");
-        let turn = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let send = |turn: usize| {
-            let request =
-                http::Request::from_parts(parts.clone(), Body::new(Full::new(body.clone())));
-            self.clients[turn % self.clients.len()].request(request)
-        };
-        let response = match send(turn).await {
-            Err(error) if error.is_connect() => send(turn + 1).await?,
-            other => other?,
-        };
-        Ok(response.map(Body::new))
-    }
-}
+use crate::admission::{Admission, Admissions, not_configured};
+use crate::domain::client::{Client, client_address};
+use crate::upstream::{self, Upstream};
+use crate::web::{self, WebRoutes};
 
 /// Reflection answered by the gateway itself, for every service behind it.
 pub type LocalService = BoxCloneSyncService<http::Request<Body>, http::Response<Body>, Infallible>;
 
 const REFLECTION_PREFIX: &str = "/grpc.reflection.";
-/// Who public calls are logged and limited as.
-const PUBLIC_PRINCIPAL: &str = "public";
-/// The rate-limit bucket and in-flight pool all public calls share.
-const PUBLIC_BUCKET: uuid::Uuid = uuid::Uuid::nil();
+/// The longest token a public call's rate is kept by; a longer one is no
+/// token any service hands out, and shares one bucket with the rest.
+const MAX_TOKEN_BYTES: u64 = 256;
 
 #[derive(Clone)]
 pub struct Edge {
@@ -139,17 +50,16 @@ pub struct Edge {
 }
 
 pub struct EdgeInner {
-    pub authenticator: Authenticator,
-    pub limiter: RateLimiter,
-    pub key_quota: Quota,
-    /// The rate all public calls share.
-    pub public_quota: Quota,
-    pub in_flight: TenantShares,
+    pub admissions: Admissions,
     pub methods: MethodTable,
     /// Upstreams by service name (`contacts`).
     pub upstreams: HashMap<String, Upstream>,
     /// `None` when reflection is switched off.
     pub reflection: Option<LocalService>,
+    /// Proxies whose `x-forwarded-for` is believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Plain-HTTP routes.
+    pub web: WebRoutes,
 }
 
 impl Edge {
@@ -181,35 +91,65 @@ impl tower::Service<http::Request<axum::body::Body>> for Edge {
 impl EdgeInner {
     async fn handle(&self, request: http::Request<Body>) -> Result<http::Response<Body>, Status> {
         let path = request.uri().path().to_owned();
-        if path.starts_with(REFLECTION_PREFIX) {
-            let reflection = self.reflection.clone().ok_or_else(|| {
-                Status::unimplemented("server reflection is switched off on this gateway")
-            })?;
-            self.authenticator.authenticate(request.headers()).await?;
-            return Ok(reflection
-                .oneshot(request)
-                .await
-                .unwrap_or_else(|never| match never {}));
+        let client = self.client_of(&request);
+        if let Some(route) = self.web.table.find(&path) {
+            return Ok(self
+                .web
+                .serve(route, client, request, &self.admissions, &self.upstreams)
+                .await);
         }
+        if !is_grpc(&request) {
+            return Ok(web::plain(StatusCode::NOT_FOUND, "no such page"));
+        }
+        let Some(rule) = self.methods.get(&path) else {
+            // Only a caller with a valid key learns that there is no such
+            // method, or what reflection lists.
+            self.admissions
+                .authenticator
+                .authenticate(request.headers(), client)
+                .await?;
+            return match &self.reflection {
+                Some(reflection) if path.starts_with(REFLECTION_PREFIX) => Ok(reflection
+                    .clone()
+                    .oneshot(request)
+                    .await
+                    .unwrap_or_else(|never| match never {})),
+                _ => Err(Status::unimplemented(format!(
+                    "no method {path} is served behind this gateway"
+                ))),
+            };
+        };
 
-        let rule = self.methods.get(&path).ok_or_else(|| {
-            Status::unimplemented(format!("no method {path} is served behind this gateway"))
-        })?;
+        // Every request is one message, which the limits layer has already
+        // read whole: this takes it without a copy.
+        let (parts, body) = request.into_parts();
+        let body = body.collect().await?.to_bytes();
         let admission = if rule.public {
-            self.admit_public(&rule.service)?
+            let token = rate_limit_key(rule, &parts.headers, &body);
+            self.admissions
+                .public(client, token.as_deref(), &rule.service)?
         } else {
-            self.admit_key_holder(request.headers(), &rule.service, rule.access)
+            self.admissions
+                .key_holder(&parts.headers, client, &rule.service, rule.access)
                 .await?
         };
         let upstream = self
             .upstreams
             .get(&rule.service)
             .ok_or_else(|| not_configured(&rule.service))?;
+        self.forward(upstream, rule, parts, body, admission).await
+    }
 
-        let (parts, body) = forwardable(request, admission.credential).into_parts();
-        // Every request is one message, which the limits layer has already
-        // read whole: this takes it without a copy.
-        let body = body.collect().await?.to_bytes();
+    async fn forward(
+        &self,
+        upstream: &Upstream,
+        rule: &MethodRule,
+        mut parts: http::request::Parts,
+        body: prost::bytes::Bytes,
+        admission: Admission,
+    ) -> Result<http::Response<Body>, Status> {
+        make_forwardable(&mut parts.headers, admission.credential);
+        let path = parts.uri.path().to_owned();
         let started = Instant::now();
         let response = upstream.call(parts, body).await.map_err(|error| {
             tracing::warn!(service = %rule.service, %error, "upstream unreachable");
@@ -219,7 +159,7 @@ impl EdgeInner {
                     "the {} service is unreachable; retry with backoff",
                     rule.service
                 ),
-                UPSTREAM_RETRY_AFTER,
+                upstream::RETRY_AFTER,
             )
         })?;
         tracing::info!(
@@ -235,140 +175,52 @@ impl EdgeInner {
         Ok(response.map(|body| Body::new(HoldsPermit::new(body, admission.slot))))
     }
 
-    /// Admits a call with an API key: authenticated, in scope, within the
-    /// key's and tenant's rates and the tenant's calls in flight.
-    async fn admit_key_holder(
-        &self,
-        headers: &http::HeaderMap,
-        service: &str,
-        access: Access,
-    ) -> Result<Admission, Status> {
-        let caller = self.authenticator.authenticate(headers).await?;
-        let span = tracing::Span::current();
-        span.record("tenant_id", tracing::field::display(caller.tenant_id));
-        span.record("principal", caller.key_prefix.as_str());
-        if !caller.grant.allows(service, access) {
-            let needed = match access {
-                Access::Read => "read",
-                Access::Write => "write",
-            };
-            return Err(ApiError::permission_denied(
-                Common::MissingScope,
-                format!("this API key lacks the scope {service}:{needed}"),
-            )
-            .into());
-        }
-        self.admit(&caller)?;
-        let credential = caller
-            .credential(service)
-            .cloned()
-            .ok_or_else(|| not_configured(service))?;
-        let slot = self
-            .in_flight
-            .try_acquire(caller.tenant_id)
-            .ok_or_else(|| {
-                ApiError::resource_exhausted(
-                    ErrorReason::TenantConcurrencyLimited,
-                    "the tenant has too many calls in flight; retry after the delay",
-                    std::time::Duration::from_millis(100),
-                )
-            })?;
-        Ok(Admission {
-            credential,
-            tenant_label: caller.tenant_id.to_string(),
-            principal: caller.key_prefix.clone(),
-            slot,
-        })
-    }
-
-    /// Admits a public call (such as a customer answering a survey): no
-    /// key, so no tenant; all public calls share one rate and one pool of
-    /// slots, which keeps anonymous traffic from crowding out tenants.
-    fn admit_public(&self, service: &str) -> Result<Admission, Status> {
-        tracing::Span::current().record("principal", PUBLIC_PRINCIPAL);
-        if let Err(wait) = self
-            .limiter
-            .check(PUBLIC_BUCKET, self.public_quota, Instant::now())
-        {
-            return Err(ApiError::resource_exhausted(
-                ErrorReason::PublicRateLimited,
-                "too many public calls right now; retry after the delay",
-                wait,
-            )
-            .into());
-        }
-        let slot = self.in_flight.try_acquire(PUBLIC_BUCKET).ok_or_else(|| {
-            ApiError::resource_exhausted(
-                ErrorReason::PublicConcurrencyLimited,
-                "too many public calls in flight; retry after the delay",
-                std::time::Duration::from_millis(100),
-            )
-        })?;
-        let credential = self
-            .authenticator
-            .public_credential(service)
-            .ok_or_else(|| not_configured(service))?;
-        Ok(Admission {
-            credential,
-            tenant_label: "-".to_owned(),
-            principal: PUBLIC_PRINCIPAL.to_owned(),
-            slot,
-        })
-    }
-
-    /// The key's and then the tenant's token bucket: a key over its own
-    /// quota is refused before it can drain its tenant's.
-    fn admit(&self, caller: &Caller) -> Result<(), Status> {
-        let now = Instant::now();
-        if let Err(wait) = self.limiter.check(caller.key_id, self.key_quota, now) {
-            return Err(ApiError::resource_exhausted(
-                ErrorReason::ApiKeyRateLimited,
-                "this API key's rate limit is reached; retry after the delay",
-                wait,
-            )
-            .into());
-        }
-        if let Err(wait) = self
-            .limiter
-            .check(caller.tenant_id, caller.tenant_quota, now)
-        {
-            return Err(ApiError::resource_exhausted(
-                ErrorReason::TenantRateLimited,
-                "the tenant's rate limit is reached; retry after the delay",
-                wait,
-            )
-            .into());
-        }
-        Ok(())
+    /// The client a call comes from: its peer, or the client a trusted
+    /// proxy in front recorded.
+    fn client_of(&self, request: &http::Request<Body>) -> Client {
+        let peer = request
+            .extensions()
+            .get::<ConnectionInfo>()
+            .and_then(|info| info.remote_addr)
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |addr| addr.ip());
+        let forwarded: Vec<&str> = request
+            .headers()
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .collect();
+        Client::of(client_address(peer, &forwarded, &self.trusted_proxies))
     }
 }
 
-/// UNAVAILABLE for a service this gateway has no upstream for.
-fn not_configured(service: &str) -> ApiError {
-    ApiError::unavailable(
-        ErrorReason::ServiceNotConfigured,
-        format!("the {service} service is not available on this gateway"),
-        UPSTREAM_RETRY_AFTER,
-    )
+/// Whether `request` is a gRPC call (gRPC-Web ones arrive translated).
+fn is_grpc(request: &http::Request<Body>) -> bool {
+    request
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/grpc"))
 }
 
-/// What an admitted call forwards with, and the slot it holds.
-struct Admission {
-    credential: http::HeaderValue,
-    /// For the access log: the tenant id, or `-` for public calls.
-    tenant_label: String,
-    principal: String,
-    slot: tokio::sync::OwnedSemaphorePermit,
+/// The value of the field a public method is rate limited by, read on the
+/// wire from the request body; `None` when the method has none, or the
+/// body does not carry it (the service will refuse such a call).
+fn rate_limit_key(rule: &MethodRule, headers: &http::HeaderMap, body: &[u8]) -> Option<Vec<u8>> {
+    let number = rule.rate_limit_key?;
+    let gzip = headers
+        .get("grpc-encoding")
+        .is_some_and(|encoding| encoding == "gzip");
+    let message = wire::unary_message(body, gzip)?;
+    // Read no further than the public limit the limits layer already held
+    // the body to; a token longer than any real one counts as no token.
+    let value = wire::field_bytes(message, number, u64::from(u16::MAX)).ok()??;
+    (value.len() as u64 <= MAX_TOKEN_BYTES).then_some(value)
 }
 
-/// The request as the service should see it: no API key, no credential or
-/// internal header a client made up, the minted credential, the request id
-/// and the gateway's span as the trace parent.
-fn forwardable(
-    mut request: http::Request<Body>,
-    credential: http::HeaderValue,
-) -> http::Request<Body> {
-    let headers = request.headers_mut();
+/// Makes `headers` what the service should see: no API key, no credential
+/// or internal header a client made up, the signed credential, the request
+/// id and the gateway's span as the trace parent.
+pub(crate) fn make_forwardable(headers: &mut http::HeaderMap, credential: http::HeaderValue) {
     headers.remove(http::header::AUTHORIZATION);
     let internal: Vec<http::HeaderName> = headers
         .keys()
@@ -383,5 +235,4 @@ fn forwardable(
         headers.insert(REQUEST_ID_HEADER, id);
     }
     telemetry::inject_current_context_into_headers(headers);
-    request
 }

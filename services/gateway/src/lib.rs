@@ -1,12 +1,16 @@
 //! The gateway: the one door into Rapport. It authenticates API keys,
 //! isolates tenants, limits rates, and routes gRPC to the services by the
-//! `rapport.<service>.v1` package of the called method.
+//! `rapport.<service>.v1` package of the called method, and plain HTTP by a
+//! route table of path prefixes.
 
+pub mod admission;
 pub mod api;
 pub mod auth;
 pub mod domain;
 pub mod edge;
 pub mod store;
+pub mod upstream;
+pub mod web;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -27,8 +31,13 @@ use tokio::net::TcpListener;
 use tonic::service::Routes;
 use tonic::service::interceptor::InterceptedService;
 
-use crate::domain::rate_limit::{Quota, RateLimiter};
-use crate::edge::{Edge, EdgeInner, LocalService, Upstream};
+use crate::admission::Admissions;
+use crate::auth::{AuthLimits, Authenticator};
+use crate::domain::http_route::{HttpRoute, RouteTable};
+use crate::domain::rate_limit::Quota;
+use crate::edge::{Edge, EdgeInner, LocalService};
+use crate::upstream::Upstream;
+use crate::web::WebRoutes;
 use rapport_core::contract::MethodTable;
 use rapport_core::shares::TenantShares;
 
@@ -67,13 +76,55 @@ pub struct Settings {
     /// Burst per API key.
     #[arg(long, env = "RAPPORT_KEY_RATE_BURST", default_value_t = 2000)]
     pub key_rate_burst: u32,
-    /// Public calls (survey answers) per second, all tenants together (per
-    /// gateway replica).
-    #[arg(long, env = "RAPPORT_PUBLIC_RATE_PER_SECOND", default_value_t = 500)]
+    /// Public calls (survey answers) per second from one client address
+    /// (per gateway replica).
+    #[arg(long, env = "RAPPORT_PUBLIC_RATE_PER_SECOND", default_value_t = 20)]
     pub public_rate_per_second: u32,
-    /// Burst of public calls.
-    #[arg(long, env = "RAPPORT_PUBLIC_RATE_BURST", default_value_t = 1000)]
+    /// Burst of public calls from one client address.
+    #[arg(long, env = "RAPPORT_PUBLIC_RATE_BURST", default_value_t = 50)]
     pub public_rate_burst: u32,
+    /// Public calls per second with one token: an invitation, or a survey's
+    /// anonymous link, which all its respondents share (per gateway replica).
+    #[arg(
+        long,
+        env = "RAPPORT_PUBLIC_TOKEN_RATE_PER_SECOND",
+        default_value_t = 50
+    )]
+    pub public_token_rate_per_second: u32,
+    /// Burst of public calls with one token.
+    #[arg(long, env = "RAPPORT_PUBLIC_TOKEN_RATE_BURST", default_value_t = 100)]
+    pub public_token_rate_burst: u32,
+    /// Calls per second from one client address that need an API key looked
+    /// up (a key not cached) or fail authentication; beyond, refused before
+    /// the database is asked (per gateway replica).
+    #[arg(
+        long,
+        env = "RAPPORT_UNAUTHENTICATED_RATE_PER_SECOND",
+        default_value_t = 20
+    )]
+    pub unauthenticated_rate_per_second: u32,
+    /// Burst of such calls from one client address.
+    #[arg(
+        long,
+        env = "RAPPORT_UNAUTHENTICATED_RATE_BURST",
+        default_value_t = 100
+    )]
+    pub unauthenticated_rate_burst: u32,
+    /// API key lookups running at once; one more waits a few milliseconds
+    /// for a slot, then fails (UNAVAILABLE, `AUTH_BUSY`).
+    #[arg(long, env = "RAPPORT_AUTH_MAX_LOOKUPS", default_value_t = 8)]
+    pub auth_max_lookups: usize,
+    /// Plain-HTTP routes: `<path prefix>=<service>:<public|keyed>` separated
+    /// by commas, such as `/s/=feedback:public`; each service is one of
+    /// RAPPORT_UPSTREAMS. The longest matching prefix answers.
+    #[arg(long, env = "RAPPORT_HTTP_ROUTES", value_delimiter = ',')]
+    pub http_routes: Vec<HttpRoute>,
+    /// Proxies in front of the gateway whose `x-forwarded-for` is believed,
+    /// as addresses or CIDR blocks separated by commas; the client is then
+    /// the nearest address they recorded that is not one of them. None by
+    /// default: the client is the peer.
+    #[arg(long, env = "RAPPORT_TRUSTED_PROXIES", value_delimiter = ',', value_parser = domain::client::parse_proxy)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Calls one tenant may have in flight through one gateway replica (and
     /// public calls, all together).
     #[arg(long, env = "RAPPORT_TENANT_MAX_IN_FLIGHT", default_value_t = 256)]
@@ -121,32 +172,46 @@ pub async fn serve(
     } else {
         None
     };
-    let edge = Edge::new(EdgeInner {
-        authenticator: auth::Authenticator::new(
-            db.clone(),
-            service.identity().clone(),
-            settings
-                .upstreams
-                .iter()
-                .map(|(name, _)| name.clone())
-                .collect(),
-            clock.clone(),
-            Duration::from_millis(settings.auth_cache_ms),
-            Quota {
-                per_second: settings.tenant_rate_per_second,
-                burst: settings.tenant_rate_burst,
+    let authenticator = Authenticator::new(
+        db.clone(),
+        service.identity().clone(),
+        settings
+            .upstreams
+            .iter()
+            .map(|(name, _)| name.clone())
+            .collect(),
+        clock.clone(),
+        Quota {
+            per_second: settings.tenant_rate_per_second,
+            burst: settings.tenant_rate_burst,
+        },
+        AuthLimits {
+            cache_ttl: Duration::from_millis(settings.auth_cache_ms),
+            unauthenticated: Quota {
+                per_second: settings.unauthenticated_rate_per_second,
+                burst: settings.unauthenticated_rate_burst,
             },
-        ),
-        limiter: RateLimiter::default(),
-        in_flight: TenantShares::new(settings.tenant_max_in_flight as usize),
-        key_quota: Quota {
+            max_lookups: settings.auth_max_lookups,
+        },
+    );
+    let admissions = Admissions::new(
+        authenticator,
+        Quota {
             per_second: settings.key_rate_per_second,
             burst: settings.key_rate_burst,
         },
-        public_quota: Quota {
+        Quota {
             per_second: settings.public_rate_per_second,
             burst: settings.public_rate_burst,
         },
+        Quota {
+            per_second: settings.public_token_rate_per_second,
+            burst: settings.public_token_rate_burst,
+        },
+        TenantShares::new(settings.tenant_max_in_flight as usize),
+    );
+    let edge = Edge::new(EdgeInner {
+        admissions,
         // The admin service is the gateway's own; change feeds and dead
         // letters are internal; test controls are each process's own.
         methods: MethodTable::new(&[
@@ -157,6 +222,8 @@ pub async fn serve(
         ]),
         upstreams: upstream_channels(&settings.upstreams)?,
         reflection,
+        trusted_proxies: settings.trusted_proxies.clone(),
+        web: web_routes(&config)?,
     });
 
     let admin = GatewayAdminServiceServer::new(api::AdminApi::new(db, clock));
@@ -178,6 +245,41 @@ pub async fn serve(
         check: Check::Bytes,
     });
     service.serve(listener, shutdown).await
+}
+
+/// The plain-HTTP routes, each to a configured service.
+fn web_routes(config: &Config) -> anyhow::Result<WebRoutes> {
+    let settings = &config.service;
+    for route in &settings.http_routes {
+        anyhow::ensure!(
+            settings
+                .upstreams
+                .iter()
+                .any(|(name, _)| *name == route.service),
+            "RAPPORT_HTTP_ROUTES: {} goes to {}, which is not in RAPPORT_UPSTREAMS",
+            route.prefix,
+            route.service
+        );
+    }
+    let table = RouteTable::new(settings.http_routes.clone())
+        .map_err(|e| anyhow::anyhow!("RAPPORT_HTTP_ROUTES: {e}"))?;
+    let public_base = match &config.common.public_base_url {
+        Some(url) => {
+            let host = match (url.host_str(), url.port()) {
+                (Some(host), Some(port)) => format!("{host}:{port}"),
+                (Some(host), None) => host.to_owned(),
+                (None, _) => anyhow::bail!("RAPPORT_PUBLIC_BASE_URL {url} names no host"),
+            };
+            Some((host.parse()?, url.scheme().parse()?))
+        }
+        None => None,
+    };
+    Ok(WebRoutes {
+        table,
+        max_public_bytes: config.common.server.max_public_message_bytes,
+        max_keyed_bytes: config.common.server.max_message_bytes,
+        public_base,
+    })
 }
 
 /// The upstream of each configured service; connections open on first use.

@@ -73,7 +73,7 @@ async fn submit_throughput(
                         token,
                         answers: answers(i),
                         complete: true,
-                        language: String::new(),
+                        ..Default::default()
                     })
                     .await
                     .is_ok()

@@ -7,6 +7,7 @@ use std::time::Duration;
 use rapport_client::{Auth, RapportClient};
 use rapport_proto::gateway::v1::{CreateApiKeyRequest, CreateTenantRequest, Tenant};
 use rapport_testkit::{TestDatabase, TestServer};
+use tonic::transport::{Channel, Endpoint};
 use uuid::Uuid;
 
 pub const OPERATOR_KEY: &str = "rapport-test-operator-key-0123456789abcdef";
@@ -75,6 +76,14 @@ impl Suite {
                 "10000",
                 "--public-rate-burst",
                 "10000",
+                "--public-token-rate-per-second",
+                "10000",
+                "--public-token-rate-burst",
+                "10000",
+                "--unauthenticated-rate-per-second",
+                "10000",
+                "--unauthenticated-rate-burst",
+                "10000",
             ],
         );
         adjust(&mut gateway_config);
@@ -98,6 +107,16 @@ impl Suite {
             Duration::from_secs(10),
         )
         .expect("a valid key header")
+    }
+
+    /// A channel to the gateway from loopback address `from` (such as
+    /// `127.0.0.2`): another client, as the gateway's limits per client
+    /// address count it.
+    pub fn channel_from(&self, from: &str) -> Channel {
+        Endpoint::from_shared(format!("http://{}", self.gateway.addr))
+            .expect("a valid URI")
+            .local_address(Some(from.parse().expect("a loopback address")))
+            .connect_lazy()
     }
 
     /// A client with the operator key, for admin calls.

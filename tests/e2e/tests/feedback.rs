@@ -108,25 +108,34 @@ async fn a_survey_goes_from_creation_to_summary_and_feed_through_the_gateway() {
     let token = invited.invitations[0].token.clone();
 
     // The customer answers with the token only: no API key.
+    let answer = SubmitResponseRequest {
+        token: token.clone(),
+        answers: vec![
+            Answer {
+                question_id: "nps".into(),
+                value: Some(Value::Score(10)),
+            },
+            Answer {
+                question_id: "comment".into(),
+                value: Some(Value::Text("Fast delivery".into())),
+            },
+        ],
+        complete: true,
+        language: "en".into(),
+        request_id: "answer-1".into(),
+    };
     let answered = anonymous(&suite)
-        .submit_response(SubmitResponseRequest {
-            token: token.clone(),
-            answers: vec![
-                Answer {
-                    question_id: "nps".into(),
-                    value: Some(Value::Score(10)),
-                },
-                Answer {
-                    question_id: "comment".into(),
-                    value: Some(Value::Text("Fast delivery".into())),
-                },
-            ],
-            complete: true,
-            language: "en".into(),
-        })
+        .submit_response(answer.clone())
         .await
         .unwrap()
         .into_inner();
+    // The reply was lost: the retry gets the same answer, and counts once.
+    let retried = anonymous(&suite)
+        .submit_response(answer)
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(retried, answered);
     assert_eq!(answered.status(), ResponseStatus::Completed);
     let twice = anonymous(&suite)
         .submit_response(SubmitResponseRequest {
@@ -232,30 +241,69 @@ async fn only_submit_response_is_public() {
     assert_eq!(reason(&status), "INVALID_SURVEY_TOKEN");
 }
 
+/// A SubmitResponse with `token` from loopback address `from`: its status
+/// (a made-up token gets to the service, which refuses it).
+async fn submit_from(suite: &Suite, from: &str, token: &str) -> tonic::Status {
+    FeedbackServiceClient::new(suite.channel_from(from))
+        .submit_response(SubmitResponseRequest {
+            token: token.to_owned(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err()
+}
+
 #[tokio::test]
-async fn public_calls_share_a_rate_limit() {
+async fn one_client_flooding_public_calls_does_not_refuse_another() {
     let suite = Suite::start_with(|config| {
         config.service.public_rate_per_second = 1;
-        config.service.public_rate_burst = 2;
+        config.service.public_rate_burst = 3;
     })
     .await;
-    let submit = || {
-        let mut client = anonymous(&suite);
-        async move {
-            client
-                .submit_response(SubmitResponseRequest {
-                    token: format!("fbi_{}", "y".repeat(43)),
-                    ..Default::default()
-                })
-                .await
-                .unwrap_err()
-        }
-    };
-    assert_eq!(submit().await.code(), Code::Unauthenticated);
-    assert_eq!(submit().await.code(), Code::Unauthenticated);
-    let limited = submit().await;
-    assert_eq!(limited.code(), Code::ResourceExhausted);
-    assert_eq!(reason(&limited), "PUBLIC_RATE_LIMITED");
+    let token = format!("fbi_{}", "y".repeat(43));
+    for _ in 0..3 {
+        let status = submit_from(&suite, "127.0.0.2", &token).await;
+        assert_eq!(reason(&status), "INVALID_SURVEY_TOKEN", "{status:?}");
+    }
+    for _ in 0..20 {
+        let limited = submit_from(&suite, "127.0.0.2", &token).await;
+        assert_eq!(limited.code(), Code::ResourceExhausted);
+        assert_eq!(reason(&limited), "PUBLIC_RATE_LIMITED");
+    }
+    // Another client address has its own allowance.
+    let status = submit_from(&suite, "127.0.0.3", &token).await;
+    assert_eq!(reason(&status), "INVALID_SURVEY_TOKEN", "{status:?}");
+}
+
+#[tokio::test]
+async fn a_token_has_a_rate_of_its_own_whoever_sends_it() {
+    let suite = Suite::start_with(|config| {
+        config.service.public_token_rate_per_second = 1;
+        config.service.public_token_rate_burst = 2;
+    })
+    .await;
+    let invitation = format!("fbi_{}", "z".repeat(43));
+    for from in ["127.0.0.2", "127.0.0.3"] {
+        let status = submit_from(&suite, from, &invitation).await;
+        assert_eq!(reason(&status), "INVALID_SURVEY_TOKEN", "{status:?}");
+    }
+    // The same token from a third address: over the token's rate.
+    let limited = submit_from(&suite, "127.0.0.4", &invitation).await;
+    assert_eq!(reason(&limited), "TOKEN_RATE_LIMITED", "{limited:?}");
+    // Gzipped, the token is read all the same.
+    let mut client = FeedbackServiceClient::new(suite.channel_from("127.0.0.5"))
+        .send_compressed(tonic::codec::CompressionEncoding::Gzip);
+    let limited = client
+        .submit_response(SubmitResponseRequest {
+            token: invitation.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&limited), "TOKEN_RATE_LIMITED", "{limited:?}");
+    // Another token is not held back.
+    let status = submit_from(&suite, "127.0.0.4", &format!("fbi_{}", "w".repeat(43))).await;
+    assert_eq!(reason(&status), "INVALID_SURVEY_TOKEN", "{status:?}");
 }
 
 #[tokio::test]
@@ -320,6 +368,7 @@ async fn a_persons_export_gathers_their_part_from_every_service() {
             ],
             complete: true,
             language: "en".into(),
+            request_id: String::new(),
         })
         .await
         .unwrap();

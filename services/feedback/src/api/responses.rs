@@ -1,21 +1,23 @@
 //! Response RPCs: the public SubmitResponse, and get, list, tag and export.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, DurationRound as _, Utc};
 use rapport_core::api::{ApiStream, non_empty};
 use rapport_core::convert::optional_datetime;
 use rapport_core::db::{finish_read, set_local};
+use rapport_core::idempotency::{Claim, check_request_id};
 use rapport_core::pagination::Page;
 use rapport_core::{ApiError, ApiResult, TenantContext, Violations};
 use rapport_proto::feedback::v1::answer::Value;
 use rapport_proto::feedback::v1::*;
 use uuid::Uuid;
 
-use super::{FeedbackApi, survey_not_found};
+use super::{FeedbackApi, IDEMPOTENCY, survey_not_found};
 use crate::domain::answer;
 use crate::domain::survey::{self as rules, MAX_QUESTIONS, headline_question, is_theme_tag};
 use crate::domain::token::{self, TokenKind};
 use crate::events;
 use crate::export;
+use crate::store::anonymous_link;
 use crate::store::counts::{self, Increment};
 use crate::store::invitation::{self as invitations, NewInvitation, StoredInvitation};
 use crate::store::response::{self as store, ResponseFilter, StoredResponse};
@@ -51,6 +53,7 @@ impl FeedbackApi {
                 "a response begun from a survey link needs an answer",
             );
         }
+        check_request_id(&req.request_id, &mut violations);
         violations.check()?;
 
         let hash = token::hash(&req.token);
@@ -58,7 +61,7 @@ impl FeedbackApi {
             .db
             .begin_with_settings(&[("app.token_hash", &hash)])
             .await?;
-        let (invitation, survey_id) = match kind {
+        let (tenant, invitation, survey_id) = match kind {
             TokenKind::Invitation => {
                 let found = invitations::find_by_token(&mut tx)
                     .await?
@@ -68,22 +71,37 @@ impl FeedbackApi {
                     .await?
                     .ok_or_else(invalid_token)?;
                 let survey_id = invitation.survey_id;
-                (Some(invitation), survey_id)
+                (found.tenant_id, Some(invitation), survey_id)
             }
             TokenKind::AnonymousLink => {
                 let found = crate::store::survey::find_by_anonymous_token(&mut tx)
                     .await?
                     .ok_or_else(invalid_token)?;
                 enter_tenant(&mut tx, found.tenant_id).await?;
-                (None, found.id)
+                (found.tenant_id, None, found.id)
             }
+        };
+        // A retry of a call that went through gets its answer again, rather
+        // than a second response (or RESPONSE_ALREADY_COMPLETED).
+        let claim = match IDEMPOTENCY
+            .claim(
+                &mut tx,
+                tenant,
+                "SubmitResponse",
+                &req.request_id,
+                &req,
+                now,
+            )
+            .await?
+        {
+            Claim::Replay(response) => return Ok(response),
+            Claim::Proceed(claim) => claim,
         };
         // Shared until commit: an update or close of the survey waits for
         // this answer, or this answer for it (and then reads the new state).
         let survey = crate::store::survey::get(&mut tx, survey_id, Lock::Share)
             .await?
             .ok_or_else(|| survey_not_found(survey_id))?;
-        let tenant = survey.tenant_id;
         if survey.status() != SurveyStatus::Active {
             return Err(ApiError::failed_precondition(
                 ErrorReason::SurveyNotActive,
@@ -204,8 +222,10 @@ impl FeedbackApi {
             )
             .await?;
         }
-        tx.commit().await?;
-        Ok(SubmitResponseResponse {
+        if kind == TokenKind::AnonymousLink {
+            count_anonymous_response(&mut tx, &survey, now).await?;
+        }
+        let submitted = SubmitResponseResponse {
             response_id: response.id.to_string(),
             status: status.into(),
             resume_token: if req.complete {
@@ -213,7 +233,21 @@ impl FeedbackApi {
             } else {
                 resume_token
             },
-        })
+        };
+        // Erasing the respondent drops the stored reply too.
+        let subjects: Vec<Uuid> = [
+            Some(response.id),
+            Some(invitation.id),
+            invitation.contact_id,
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        claim
+            .complete(&mut tx, tenant, &submitted, &subjects, now)
+            .await?;
+        tx.commit().await?;
+        Ok(submitted)
     }
 
     pub(super) async fn get_response(
@@ -362,6 +396,32 @@ impl FeedbackApi {
 }
 
 /// Leaves token-lookup mode for the token's tenant.
+/// Counts a response begun from `survey`'s anonymous link against its
+/// hourly limit, or refuses it until the next hour. Last in the
+/// transaction: the count is the survey's one row for the hour, held until
+/// commit.
+async fn count_anonymous_response(
+    tx: &mut sqlx::PgConnection,
+    survey: &StoredSurvey,
+    now: DateTime<Utc>,
+) -> ApiResult<()> {
+    let hour = now
+        .duration_trunc(Duration::hours(1))
+        .map_err(|e| ApiError::internal(anyhow::anyhow!("truncating {now} to the hour: {e}")))?;
+    let limit = rules::anonymous_link_hourly_limit(&survey.survey);
+    if anonymous_link::count_response(tx, survey.tenant_id, survey.id, hour, limit).await? {
+        return Ok(());
+    }
+    let next_hour = hour + Duration::hours(1);
+    Err(ApiError::resource_exhausted(
+        ErrorReason::AnonymousLinkLimited,
+        format!(
+            "this survey's link has begun its {limit} responses for this hour; retry after the delay"
+        ),
+        (next_hour - now).to_std().unwrap_or_default(),
+    ))
+}
+
 async fn enter_tenant(tx: &mut sqlx::PgConnection, tenant: Uuid) -> ApiResult<()> {
     set_local(
         tx,

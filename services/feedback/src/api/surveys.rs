@@ -24,6 +24,7 @@ const UPDATABLE: &[&str] = &[
     "fatigue_days",
     "anonymous_link_enabled",
     "invitation_ttl_days",
+    "anonymous_link_hourly_limit",
 ];
 
 impl FeedbackApi {

@@ -18,6 +18,8 @@ pub const DEFAULT_CSAT_SCALE_MAX: i32 = 5;
 pub const DEFAULT_TEXT_MAX_LENGTH: i32 = 2000;
 pub const MAX_TEXT_MAX_LENGTH: i32 = 10_000;
 pub const DEFAULT_INVITATION_TTL_DAYS: i32 = 30;
+pub const DEFAULT_ANONYMOUS_LINK_HOURLY_LIMIT: i32 = 1000;
+pub const MAX_ANONYMOUS_LINK_HOURLY_LIMIT: i32 = 100_000;
 
 /// The inclusive score range of a scored question; `None` for choice and
 /// free-text questions.
@@ -65,6 +67,15 @@ pub fn invitation_ttl_days(survey: &Survey) -> i32 {
     }
 }
 
+/// Responses `survey`'s anonymous link may begin per clock hour.
+pub fn anonymous_link_hourly_limit(survey: &Survey) -> i32 {
+    if survey.anonymous_link_hourly_limit == 0 {
+        DEFAULT_ANONYMOUS_LINK_HOURLY_LIMIT
+    } else {
+        survey.anonymous_link_hourly_limit
+    }
+}
+
 /// The survey's first scored question, whose answer is a response's `score`.
 pub fn headline_question(survey: &Survey) -> Option<&Question> {
     survey.questions.iter().find(|q| scale(q).is_some())
@@ -99,6 +110,12 @@ pub fn validate(survey: &Survey, prefix: &str, violations: &mut Violations) {
         &field("invitation_ttl_days"),
         violations,
     );
+    if !(0..=MAX_ANONYMOUS_LINK_HOURLY_LIMIT).contains(&survey.anonymous_link_hourly_limit) {
+        violations.add(
+            field("anonymous_link_hourly_limit"),
+            format!("must be 0 (for {DEFAULT_ANONYMOUS_LINK_HOURLY_LIMIT}) to {MAX_ANONYMOUS_LINK_HOURLY_LIMIT}"),
+        );
+    }
     validate_languages(&survey.languages, &field("languages"), violations);
     // Texts are checked against the well-formed languages only, so that a
     // mistyped tag is reported once, not once per text.

@@ -2,6 +2,7 @@
 //! the caller's transaction, which has set the tenant (or, for a
 //! respondent's token lookup, `app.token_hash`).
 
+pub mod anonymous_link;
 pub mod contact_changes;
 pub mod counts;
 pub mod invitation;

@@ -66,6 +66,7 @@ impl SurveyRow {
             anonymous_link_enabled: self.anonymous_link_token.is_some(),
             anonymous_link_token: self.anonymous_link_token.unwrap_or_default(),
             invitation_ttl_days: self.invitation_ttl_days,
+            anonymous_link_hourly_limit: content.anonymous_link_hourly_limit,
             create_time: Some(to_timestamp(self.create_time)),
             update_time: Some(to_timestamp(self.update_time)),
             etag: self.revision.to_string(),
@@ -84,6 +85,7 @@ fn content(survey: &Survey) -> Vec<u8> {
         languages: survey.languages.clone(),
         title: survey.title.clone(),
         questions: survey.questions.clone(),
+        anonymous_link_hourly_limit: survey.anonymous_link_hourly_limit,
         ..Default::default()
     }
     .encode_to_vec()

@@ -206,7 +206,7 @@ pub async fn submit(
             token: token.into(),
             answers,
             complete,
-            language: String::new(),
+            ..Default::default()
         })
         .await
         .map(tonic::Response::into_inner)

@@ -2,10 +2,9 @@
 //! `per_second`; a call takes one token or is told how long to wait.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-
-use uuid::Uuid;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Quota {
@@ -51,25 +50,35 @@ impl Bucket {
     }
 }
 
-/// Buckets by id (a tenant or a key), each with its own quota.
-#[derive(Default)]
-pub struct RateLimiter {
-    buckets: Mutex<Buckets>,
+/// Buckets by key (a tenant, an API key, a client address, a token), each
+/// with its own quota.
+pub struct RateLimiter<K> {
+    buckets: Mutex<Buckets<K>>,
 }
 
-#[derive(Default)]
-struct Buckets {
-    by_id: HashMap<Uuid, (Quota, Bucket)>,
+struct Buckets<K> {
+    by_id: HashMap<K, (Quota, Bucket)>,
     last_prune: Option<Instant>,
+}
+
+impl<K> Default for RateLimiter<K> {
+    fn default() -> Self {
+        Self {
+            buckets: Mutex::new(Buckets {
+                by_id: HashMap::new(),
+                last_prune: None,
+            }),
+        }
+    }
 }
 
 /// Above this many buckets, full ones are dropped: a full bucket is the
 /// same as none.
 const PRUNE_ABOVE: usize = 10_000;
 
-impl RateLimiter {
+impl<K: Hash + Eq> RateLimiter<K> {
     /// Takes a token from `id`'s bucket, or returns the wait until one is there.
-    pub fn check(&self, id: Uuid, quota: Quota, now: Instant) -> Result<(), Duration> {
+    pub fn check(&self, id: K, quota: Quota, now: Instant) -> Result<(), Duration> {
         let mut buckets = self
             .buckets
             .lock()
@@ -100,6 +109,8 @@ impl RateLimiter {
 
 #[cfg(test)]
 mod tests {
+    use uuid::Uuid;
+
     use super::*;
 
     const QUOTA: Quota = Quota {

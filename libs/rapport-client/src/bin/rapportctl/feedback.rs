@@ -182,6 +182,7 @@ pub async fn run(client: &RapportClient, command: FeedbackCommand) -> anyhow::Re
                     answers,
                     complete: !partial,
                     language: String::new(),
+                    request_id: uuid::Uuid::now_v7().to_string(),
                 })
                 .await?
                 .into_inner();
