@@ -1,12 +1,14 @@
 //! Tower layers every service runs behind: one gives each call its request
-//! id, span and parent trace; one bounds it by its deadline; one verifies
-//! the internal credential.
+//! id, span (per the RPC conventions, see [`crate::telemetry::rpc`]) and
+//! parent trace; one bounds it by its deadline; one verifies the internal
+//! credential.
 //! Authentication is a layer rather than a tonic interceptor so it covers
 //! every service on the server in one place.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use tower::{Layer, Service};
@@ -16,6 +18,7 @@ use rapport_proto::common::v1::ErrorReason as Common;
 
 use crate::credential::{CREDENTIAL_HEADER, Verifier};
 use crate::error::ApiError;
+use crate::telemetry::rpc::RpcCall;
 use crate::{request_id, telemetry};
 
 /// The service `poll_ready` prepared, for the call's future to own; a
@@ -28,22 +31,82 @@ pub(crate) fn take_ready<S: Clone>(service: &mut S) -> S {
 /// Paths that need no credential: the platform's probes must work without one.
 const PUBLIC_PATH_PREFIXES: &[&str] = &["/grpc.health.v1.Health/"];
 
-/// Gives each call a request id (taken from `x-request-id` or minted), a span
-/// that continues the caller's W3C trace, and echoes the id in the response.
-#[derive(Debug, Clone, Default)]
-pub struct RequestContextLayer;
+/// Gives each call a request id (taken from `x-request-id` or minted), a
+/// span that follows the call to its final status, and echoes the id in the
+/// response. Whether the span continues the caller's W3C trace is the
+/// layer's [`CallerTrace`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestContextLayer {
+    caller_trace: CallerTrace,
+}
+
+/// What a server makes of the trace context its callers send.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CallerTrace {
+    /// Every caller is trusted (a service behind the gateway, whose
+    /// callers hold credentials): each call continues its caller's trace.
+    #[default]
+    Continue,
+    /// The handler decides, once it knows who called (the gateway): until
+    /// it calls [`CallTrace::trust_caller`], a call's span starts a trace of
+    /// its own with the caller's as a link, and is not entered.
+    Decided,
+}
+
+impl RequestContextLayer {
+    pub fn new(caller_trace: CallerTrace) -> Self {
+        Self { caller_trace }
+    }
+}
 
 impl<S> Layer<S> for RequestContextLayer {
     type Service = RequestContext<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RequestContext { inner }
+        RequestContext {
+            inner,
+            caller_trace: self.caller_trace,
+        }
     }
 }
 
 #[derive(Debug, Clone)]
 pub struct RequestContext<S> {
     inner: S,
+    caller_trace: CallerTrace,
+}
+
+/// A call's span and its caller's trace context, in the request's
+/// extensions when the handler decides whether to trust the caller.
+#[derive(Clone)]
+pub struct CallTrace {
+    inner: Arc<CallTraceInner>,
+}
+
+struct CallTraceInner {
+    span: tracing::Span,
+    caller: opentelemetry::Context,
+    decided: AtomicBool,
+}
+
+impl CallTrace {
+    /// Continues the caller's trace (a caller the handler authenticated),
+    /// and returns the span to run the call in.
+    pub fn trust_caller(&self) -> tracing::Span {
+        if !self.inner.decided.swap(true, Ordering::AcqRel) {
+            telemetry::continue_trace(&self.inner.span, self.inner.caller.clone());
+        }
+        self.inner.span.clone()
+    }
+
+    /// Starts a trace of the call's own, linked to the caller's (a keyless
+    /// or refused caller), and returns the span to run the call in.
+    pub fn distrust_caller(&self) -> tracing::Span {
+        if !self.inner.decided.swap(true, Ordering::AcqRel) {
+            telemetry::link_trace(&self.inner.span, &self.inner.caller);
+        }
+        self.inner.span.clone()
+    }
 }
 
 impl<S, B, R> Service<http::Request<B>> for RequestContext<S>
@@ -51,8 +114,10 @@ where
     S: Service<http::Request<B>, Response = http::Response<R>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     B: Send + 'static,
+    R: http_body::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
+    R::Error: Into<tonic::codegen::StdError>,
 {
-    type Response = S::Response;
+    type Response = http::Response<tonic::body::Body>;
     type Error = S::Error;
     type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
 
@@ -60,20 +125,29 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         let id = request_id::from_headers(request.headers());
-        let span = tracing::info_span!(
-            "grpc",
-            method = %request.uri().path(),
-            request_id = %id,
-            tenant_id = tracing::field::Empty,
-            principal = tracing::field::Empty,
-            otel.kind = "server",
-        );
-        telemetry::set_parent_from_headers(&span, request.headers());
+        let call = RpcCall::server(request.uri().path(), &id);
+        let caller = telemetry::caller_context(request.headers());
+        let (run_in, decided_later) = match self.caller_trace {
+            CallerTrace::Continue => {
+                telemetry::continue_trace(call.span(), caller);
+                (call.span().clone(), None)
+            }
+            CallerTrace::Decided => {
+                let trace = CallTrace {
+                    inner: Arc::new(CallTraceInner {
+                        span: call.span().clone(),
+                        caller,
+                        decided: AtomicBool::new(false),
+                    }),
+                };
+                request.extensions_mut().insert(trace.clone());
+                (tracing::Span::none(), Some(trace))
+            }
+        };
         let header_value = http::HeaderValue::from_str(&id).ok();
         let mut inner = take_ready(&mut self.inner);
-        let started = Instant::now();
         Box::pin(request_id::scope(
             id,
             async move {
@@ -83,10 +157,13 @@ where
                         .headers_mut()
                         .insert(request_id::REQUEST_ID_HEADER, value);
                 }
-                tracing::debug!(elapsed_us = started.elapsed().as_micros() as u64, "served");
-                Ok(response)
+                if let Some(trace) = decided_later {
+                    // Refused before any handler decided: not trusted.
+                    trace.distrust_caller();
+                }
+                Ok(call.observe(response).map(tonic::body::Body::new))
             }
-            .instrument(span),
+            .instrument(run_in),
         ))
     }
 }

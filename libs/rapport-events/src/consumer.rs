@@ -28,6 +28,7 @@ use rapport_proto::events::v1::{
 use sqlx::{AssertSqlSafe, PgConnection, PgPool};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
+use tracing::Instrument as _;
 
 /// Times an event is tried, each in a savepoint of its own, before it is
 /// set aside as a dead letter.
@@ -154,8 +155,15 @@ pub struct Consumer<H> {
     batch_size: usize,
     lag: Arc<AtomicI64>,
     dead_lettered: Counter<u64>,
+    applied: Counter<u64>,
+    /// The consumer and producer, as the metrics' attributes.
+    attributes: [KeyValue; 2],
     _gauge: opentelemetry::metrics::ObservableGauge<i64>,
 }
+
+/// Most links an apply span keeps to the calls behind its events (the
+/// OpenTelemetry SDK keeps no more by default).
+const MAX_LINKS: usize = 128;
 
 /// Most events applied in one transaction unless configured otherwise.
 pub const DEFAULT_BATCH: usize = 1000;
@@ -181,12 +189,19 @@ impl<H: Handler> Consumer<H> {
             KeyValue::new("producer", subscription.producer),
         ];
         let meter = opentelemetry::global::meter("rapport-events");
+        let observed_attributes = attributes.clone();
         let gauge = meter
             .i64_observable_gauge("rapport.events.consumer.lag")
+            .with_unit("{event}")
             .with_description("Events the consumer has yet to apply")
             .with_callback(move |observer| {
-                observer.observe(observed.load(Ordering::Relaxed), &attributes)
+                observer.observe(observed.load(Ordering::Relaxed), &observed_attributes)
             })
+            .build();
+        let applied = meter
+            .u64_counter("rapport.events.consumer.applied")
+            .with_unit("{event}")
+            .with_description("Events the consumer applied")
             .build();
         let dead_lettered = meter
             .u64_counter("rapport.events.consumer.dead_letters")
@@ -201,6 +216,8 @@ impl<H: Handler> Consumer<H> {
             batch_size: DEFAULT_BATCH,
             lag,
             dead_lettered,
+            applied,
+            attributes,
             _gauge: gauge,
         }
     }
@@ -361,6 +378,30 @@ impl<H: Handler> Consumer<H> {
     /// it is applied again event by event, and an event that keeps failing
     /// is set aside as a dead letter. Returns the new cursor.
     async fn apply(&self, events: &[EventEnvelope], through: i64) -> anyhow::Result<i64> {
+        let span = tracing::info_span!(
+            "process",
+            otel.name = %format!("process {}", self.subscription.producer),
+            otel.kind = "consumer",
+            messaging.system = "rapport",
+            messaging.operation.type = "process",
+            messaging.destination.name = self.subscription.producer,
+            messaging.consumer.group.name = self.subscription.consumer,
+            messaging.batch.message_count = events.len(),
+        );
+        // One span per batch, linked to the calls that caused its events:
+        // each of those traces shows the work its change set off, and a
+        // busy consumer's own trace stays one span per batch.
+        for event in events.iter().take(MAX_LINKS) {
+            if !event.traceparent.is_empty() {
+                rapport_core::telemetry::link_traceparent(&span, &event.traceparent);
+            }
+        }
+        let cursor = self.apply_traced(events, through).instrument(span).await?;
+        self.applied.add(events.len() as u64, &self.attributes);
+        Ok(cursor)
+    }
+
+    async fn apply_traced(&self, events: &[EventEnvelope], through: i64) -> anyhow::Result<i64> {
         let through = events.iter().map(|e| e.position).fold(through, i64::max);
         match self.apply_batch(events, through).await {
             Ok(cursor) => Ok(cursor),
@@ -461,13 +502,7 @@ impl<H: Handler> Consumer<H> {
             error = format!("{error:#}"),
             "could not apply an event; set aside as a dead letter"
         );
-        self.dead_lettered.add(
-            1,
-            &[
-                KeyValue::new("consumer", self.subscription.consumer),
-                KeyValue::new("producer", self.subscription.producer),
-            ],
-        );
+        self.dead_lettered.add(1, &self.attributes);
         // Dead letters are not tenant data: no tenant applies to them.
         set_local(tx, &[("app.tenant_id", "")]).await?;
         sqlx::query(AssertSqlSafe(format!(

@@ -135,6 +135,7 @@ struct Row {
     aggregate_id: Uuid,
     occur_time: DateTime<Utc>,
     payload: Vec<u8>,
+    traceparent: Option<String>,
 }
 
 impl Row {
@@ -149,6 +150,7 @@ impl Row {
             position: self.position,
             // A redacted payload is empty.
             payload: prost_types::Any::decode(self.payload.as_slice()).ok(),
+            traceparent: self.traceparent.unwrap_or_default(),
         }
     }
 }
@@ -195,7 +197,8 @@ impl Feed {
             .map_err(ApiError::from)?;
         let through = head.min(after + PAGE).max(after);
         let rows: Vec<Row> = sqlx::query_as(AssertSqlSafe(format!(
-            "SELECT tenant_id, event_id, position, type, aggregate_id, occur_time, payload FROM {} \
+            "SELECT tenant_id, event_id, position, type, aggregate_id, occur_time, payload, traceparent \
+             FROM {} \
              WHERE position > $1 AND position <= $2 \
                AND (cardinality($3::text[]) = 0 OR type = ANY($3)) \
              ORDER BY position",

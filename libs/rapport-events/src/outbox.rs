@@ -76,11 +76,12 @@ impl Outbox {
             payloads.push(prost::Message::encode_to_vec(&event.payload));
         }
         // One statement: the rows, and the notification that wakes the
-        // sequencer, delivered at commit and only then.
+        // sequencer, delivered at commit and only then. Each event keeps the
+        // trace of the call that caused it.
         sqlx::query(AssertSqlSafe(format!(
             "WITH written AS ( \
-                 INSERT INTO {} (tenant_id, event_id, type, aggregate_id, occur_time, payload) \
-                 SELECT $1, e.id, e.kind, e.aggregate, $5, e.payload \
+                 INSERT INTO {} (tenant_id, event_id, type, aggregate_id, occur_time, payload, traceparent) \
+                 SELECT $1, e.id, e.kind, e.aggregate, $5, e.payload, $8 \
                  FROM unnest($2::uuid[], $3::text[], $4::uuid[], $6::bytea[]) AS e(id, kind, aggregate, payload)) \
              SELECT pg_notify($7, '')",
             self.table()
@@ -92,6 +93,7 @@ impl Outbox {
         .bind(now)
         .bind(payloads)
         .bind(self.outbox_channel())
+        .bind(rapport_core::telemetry::current_traceparent())
         .execute(&mut *tx)
         .await?;
         Ok(())
@@ -131,6 +133,7 @@ CREATE TABLE {schema}.outbox (
     occur_time   timestamptz NOT NULL,
     payload      bytea       NOT NULL,
     txid         xid8        NOT NULL DEFAULT pg_current_xact_id(),
+    traceparent  text,
     PRIMARY KEY (tenant_id, event_id)
 );
 CREATE UNIQUE INDEX outbox_position_key ON {schema}.outbox (position) WHERE position IS NOT NULL;

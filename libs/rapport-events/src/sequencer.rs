@@ -1,9 +1,13 @@
 //! Gives committed outbox events their feed positions, and prunes events
 //! past their retention.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::ObservableGauge;
 use rapport_core::Clock;
 use sqlx::postgres::PgListener;
 use sqlx::{AssertSqlSafe, PgPool};
@@ -129,17 +133,68 @@ async fn session(
     let mut listener = PgListener::connect_with(pool).await?;
     listener.listen(&outbox.outbox_channel()).await?;
     let mut last_prune = tokio::time::Instant::now();
+    let mut last_count = tokio::time::Instant::now();
     let mut horizon = Horizon::default();
+    let backlog = Backlog::new(outbox);
     loop {
         sequence_once(pool, outbox, &mut horizon).await?;
         if last_prune.elapsed() >= Duration::from_secs(60) {
             prune(pool, outbox, retention, clock.now()).await?;
             last_prune = tokio::time::Instant::now();
         }
+        if last_count.elapsed() >= BACKLOG_EVERY {
+            backlog.count(pool, outbox).await?;
+            last_count = tokio::time::Instant::now();
+        }
         // Many commits may arrive at once; one pass positions them all.
         if let Ok(notification) = tokio::time::timeout(POLL, listener.recv()).await {
             notification?;
         }
+    }
+}
+
+/// How often the outbox backlog is counted.
+const BACKLOG_EVERY: Duration = Duration::from_secs(1);
+
+/// The events written and committed but not yet given a position, as the
+/// gauge `rapport.outbox.backlog`: it grows when the sequencer falls
+/// behind the writes.
+struct Backlog {
+    events: Arc<AtomicI64>,
+    _gauge: ObservableGauge<i64>,
+}
+
+impl Backlog {
+    fn new(outbox: &Outbox) -> Self {
+        let events = Arc::new(AtomicI64::new(0));
+        let observed = events.clone();
+        let producer = [KeyValue::new("producer", outbox.producer)];
+        let gauge = opentelemetry::global::meter("rapport-events")
+            .i64_observable_gauge("rapport.outbox.backlog")
+            .with_unit("{event}")
+            .with_description("Events committed to the outbox and not yet given a feed position")
+            .with_callback(move |observer| {
+                observer.observe(observed.load(Ordering::Relaxed), &producer);
+            })
+            .build();
+        Self {
+            events,
+            _gauge: gauge,
+        }
+    }
+
+    /// Counts the unpositioned events (a partial index holds only them).
+    async fn count(&self, pool: &PgPool, outbox: &Outbox) -> sqlx::Result<()> {
+        let mut tx = rapport_core::db::begin_with_settings(pool, &[("app.feed", "on")]).await?;
+        let count: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT count(*) FROM {} WHERE position IS NULL",
+            outbox.table()
+        )))
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.rollback().await?;
+        self.events.store(count, Ordering::Relaxed);
+        Ok(())
     }
 }
 

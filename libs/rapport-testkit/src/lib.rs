@@ -8,6 +8,7 @@
 //! own role without a password, as the local trust setup allows.
 
 pub mod identity;
+pub mod otlp;
 pub mod postgres;
 pub mod process;
 

@@ -3,7 +3,7 @@
 //! a signal or kill it.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -33,13 +33,34 @@ impl ServiceProcess {
         addr: SocketAddr,
         env: &[(&str, String)],
     ) -> anyhow::Result<Self> {
+        Self::launch(binary, addr, env, None).await
+    }
+
+    /// [`ServiceProcess::start_at`], its log lines (standard output)
+    /// appended to `log` when given.
+    async fn launch(
+        binary: &str,
+        addr: SocketAddr,
+        env: &[(&str, String)],
+        log: Option<&Path>,
+    ) -> anyhow::Result<Self> {
         let path = sibling_binary(binary)?;
-        let child = Command::new(&path)
+        let mut command = Command::new(&path);
+        command
             .arg("--listen-addr")
             .arg(addr.to_string())
             .env("RUST_LOG", "warn")
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .kill_on_drop(true)
+            .kill_on_drop(true);
+        if let Some(log) = log {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+                .with_context(|| format!("opening {}", log.display()))?;
+            command.stdout(file);
+        }
+        let child = command
             .spawn()
             .with_context(|| format!("starting {}", path.display()))?;
         let channel = Channel::from_shared(format!("http://{addr}"))?.connect_lazy();
@@ -147,6 +168,9 @@ pub struct ProcessStack {
     /// Declared last, so dropped last: the processes stop before it goes.
     pub db: crate::TestDatabase,
     extra: Vec<(&'static str, String)>,
+    /// Where each process's log lines go (`<dir>/<service>.log`), if not
+    /// to the test's own output.
+    logs: Option<PathBuf>,
 }
 
 impl ProcessStack {
@@ -157,17 +181,37 @@ impl ProcessStack {
         db: crate::TestDatabase,
         extra: &[(&'static str, String)],
     ) -> anyhow::Result<Self> {
+        Self::start_logging(db, extra, None).await
+    }
+
+    /// [`ProcessStack::start`], each process's log lines written to
+    /// `<logs>/<service>.log` when `logs` is given.
+    pub async fn start_logging(
+        db: crate::TestDatabase,
+        extra: &[(&'static str, String)],
+        logs: Option<PathBuf>,
+    ) -> anyhow::Result<Self> {
+        let log = |name: &str| log_file(logs.as_deref(), name);
         let extra = extra.to_vec();
-        let contacts =
-            ServiceProcess::start("rapport-contacts", &env(&db, "contacts", &[], &extra)).await?;
-        let feedback = ServiceProcess::start(
-            "rapport-feedback",
-            &env(&db, "feedback", &feedback_env(&contacts), &extra),
+        let contacts = ServiceProcess::launch(
+            "rapport-contacts",
+            free_port()?,
+            &env(&db, "contacts", &[], &extra),
+            log("contacts").as_deref(),
         )
         .await?;
-        let gateway = ServiceProcess::start(
+        let feedback = ServiceProcess::launch(
+            "rapport-feedback",
+            free_port()?,
+            &env(&db, "feedback", &feedback_env(&contacts), &extra),
+            log("feedback").as_deref(),
+        )
+        .await?;
+        let gateway = ServiceProcess::launch(
             "rapport-gateway",
+            free_port()?,
             &env(&db, "gateway", &gateway_env(&contacts, &feedback), &extra),
+            log("gateway").as_deref(),
         )
         .await?;
         Ok(Self {
@@ -176,7 +220,21 @@ impl ProcessStack {
             contacts,
             db,
             extra,
+            logs,
         })
+    }
+
+    fn log(&self, name: &str) -> Option<PathBuf> {
+        log_file(self.logs.as_deref(), name)
+    }
+
+    /// Stops every process with SIGTERM, as a platform does, and waits for
+    /// each to exit (flushing what it buffered, such as telemetry).
+    pub async fn stop(&mut self) -> anyhow::Result<()> {
+        for process in [&mut self.gateway, &mut self.feedback, &mut self.contacts] {
+            stop(process, Signal::SIGTERM).await?;
+        }
+        Ok(())
     }
 
     /// Stops the contacts process with `signal` (SIGTERM as a platform
@@ -186,8 +244,13 @@ impl ProcessStack {
     pub async fn restart_contacts(&mut self, signal: Signal) -> anyhow::Result<bool> {
         let clean = stop(&mut self.contacts, signal).await?;
         let env = env(&self.db, "contacts", &[], &self.extra);
-        self.contacts =
-            ServiceProcess::start_at("rapport-contacts", self.contacts.addr, &env).await?;
+        self.contacts = ServiceProcess::launch(
+            "rapport-contacts",
+            self.contacts.addr,
+            &env,
+            self.log("contacts").as_deref(),
+        )
+        .await?;
         Ok(clean)
     }
 
@@ -200,8 +263,13 @@ impl ProcessStack {
             &feedback_env(&self.contacts),
             &self.extra,
         );
-        self.feedback =
-            ServiceProcess::start_at("rapport-feedback", self.feedback.addr, &env).await?;
+        self.feedback = ServiceProcess::launch(
+            "rapport-feedback",
+            self.feedback.addr,
+            &env,
+            self.log("feedback").as_deref(),
+        )
+        .await?;
         Ok(clean)
     }
 
@@ -210,9 +278,20 @@ impl ProcessStack {
         let clean = stop(&mut self.gateway, signal).await?;
         let own = gateway_env(&self.contacts, &self.feedback);
         let env = env(&self.db, "gateway", &own, &self.extra);
-        self.gateway = ServiceProcess::start_at("rapport-gateway", self.gateway.addr, &env).await?;
+        self.gateway = ServiceProcess::launch(
+            "rapport-gateway",
+            self.gateway.addr,
+            &env,
+            self.log("gateway").as_deref(),
+        )
+        .await?;
         Ok(clean)
     }
+}
+
+/// Where the process `name` writes its log lines, when they go to `logs`.
+fn log_file(logs: Option<&Path>, name: &str) -> Option<PathBuf> {
+    logs.map(|dir| dir.join(format!("{name}.log")))
 }
 
 async fn stop(process: &mut ServiceProcess, signal: Signal) -> anyhow::Result<bool> {

@@ -404,6 +404,7 @@ async fn a_dead_letter_is_listed_and_replayed_through_the_service() {
         occur_time: Some(prost_types::Timestamp::default()),
         position: 1_000_000,
         payload: Some(prost_types::Any::from_msg(&erased).unwrap()),
+        traceparent: String::new(),
     };
     sqlx::query(
         "INSERT INTO feedback.dead_letters (consumer, position, envelope, error, attempts, dead_time) \

@@ -88,9 +88,6 @@ impl Admissions {
         access: Access,
     ) -> Result<Admission, Status> {
         let caller = self.authenticator.authenticate(headers, client).await?;
-        let span = tracing::Span::current();
-        span.record("tenant_id", tracing::field::display(caller.tenant_id));
-        span.record("principal", caller.key_prefix.as_str());
         if !caller.grant.allows(service, access) {
             let needed = match access {
                 Access::Read => "read",
@@ -135,7 +132,6 @@ impl Admissions {
         token: Option<&[u8]>,
         service: &str,
     ) -> Result<Admission, Status> {
-        tracing::Span::current().record("principal", PUBLIC_PRINCIPAL);
         let now = Instant::now();
         if let Err(wait) = self
             .limiter

@@ -13,7 +13,6 @@ use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 use futures::future::BoxFuture;
 use http::StatusCode;
@@ -22,14 +21,17 @@ use ipnet::IpNet;
 use rapport_core::connection::ConnectionInfo;
 use rapport_core::contract::{MethodRule, MethodTable};
 use rapport_core::credential::CREDENTIAL_HEADER;
+use rapport_core::middleware::CallTrace;
 use rapport_core::request_id::{self, REQUEST_ID_HEADER};
 use rapport_core::shed::HoldsPermit;
+use rapport_core::telemetry::rpc::RpcCall;
 use rapport_core::{ApiError, telemetry, wire};
 use rapport_proto::gateway::v1::ErrorReason;
 use tonic::Status;
 use tonic::body::Body;
 use tower::ServiceExt as _;
 use tower::util::BoxCloneSyncService;
+use tracing::Instrument as _;
 
 use crate::admission::{Admission, Admissions, not_configured};
 use crate::domain::client::{Client, client_address};
@@ -89,13 +91,19 @@ impl tower::Service<http::Request<axum::body::Body>> for Edge {
 }
 
 impl EdgeInner {
+    /// Admits and forwards `request`. Admission runs before the call's span
+    /// is entered: only a caller whose key is valid has its trace
+    /// continued; a keyless or refused one gets a trace of Rapport's own,
+    /// linked to the trace it sent.
     async fn handle(&self, request: http::Request<Body>) -> Result<http::Response<Body>, Status> {
         let path = request.uri().path().to_owned();
         let client = self.client_of(&request);
+        let trace = request.extensions().get::<CallTrace>().cloned();
         if let Some(route) = self.web.table.find(&path) {
             return Ok(self
                 .web
                 .serve(route, client, request, &self.admissions, &self.upstreams)
+                .instrument(span_of(trace.as_ref(), Trust::Distrust))
                 .await);
         }
         if !is_grpc(&request) {
@@ -108,10 +116,12 @@ impl EdgeInner {
                 .authenticator
                 .authenticate(request.headers(), client)
                 .await?;
+            let span = span_of(trace.as_ref(), Trust::Trust);
             return match &self.reflection {
                 Some(reflection) if path.starts_with(REFLECTION_PREFIX) => Ok(reflection
                     .clone()
                     .oneshot(request)
+                    .instrument(span)
                     .await
                     .unwrap_or_else(|never| match never {})),
                 _ => Err(Status::unimplemented(format!(
@@ -124,20 +134,26 @@ impl EdgeInner {
         // read whole: this takes it without a copy.
         let (parts, body) = request.into_parts();
         let body = body.collect().await?.to_bytes();
-        let admission = if rule.public {
+        let (admission, trust) = if rule.public {
             let token = rate_limit_key(rule, &parts.headers, &body);
-            self.admissions
-                .public(client, token.as_deref(), &rule.service)?
+            let admission = self
+                .admissions
+                .public(client, token.as_deref(), &rule.service)?;
+            (admission, Trust::Distrust)
         } else {
-            self.admissions
+            let admission = self
+                .admissions
                 .key_holder(&parts.headers, client, &rule.service, rule.access)
-                .await?
+                .await?;
+            (admission, Trust::Trust)
         };
         let upstream = self
             .upstreams
             .get(&rule.service)
             .ok_or_else(|| not_configured(&rule.service))?;
-        self.forward(upstream, rule, parts, body, admission).await
+        self.forward(upstream, rule, parts, body, admission)
+            .instrument(span_of(trace.as_ref(), trust))
+            .await
     }
 
     async fn forward(
@@ -148,31 +164,38 @@ impl EdgeInner {
         body: prost::bytes::Bytes,
         admission: Admission,
     ) -> Result<http::Response<Body>, Status> {
-        make_forwardable(&mut parts.headers, admission.credential);
-        let path = parts.uri.path().to_owned();
-        let started = Instant::now();
-        let response = upstream.call(parts, body).await.map_err(|error| {
-            tracing::warn!(service = %rule.service, %error, "upstream unreachable");
-            ApiError::unavailable(
-                ErrorReason::ServiceUnavailable,
-                format!(
-                    "the {} service is unreachable; retry with backoff",
-                    rule.service
-                ),
-                upstream::RETRY_AFTER,
-            )
-        })?;
-        tracing::info!(
-            tenant_id = %admission.tenant_label,
-            key = %admission.principal,
-            method = %path,
-            // Present when the call failed before any message (trailers-only).
-            grpc_status = response.headers().get("grpc-status").and_then(|v| v.to_str().ok()).unwrap_or("-"),
-            elapsed_us = started.elapsed().as_micros() as u64,
-            "forwarded"
-        );
+        let server_span = tracing::Span::current();
+        server_span.record("tenant_id", admission.tenant_label.as_str());
+        server_span.record("principal", admission.principal.as_str());
+        // The hop to the service is a client span of its own, so the
+        // gateway's time can be told from the service's.
+        let call = RpcCall::client(parts.uri.path());
+        call.span()
+            .in_scope(|| make_forwardable(&mut parts.headers, admission.credential));
+        let sent = upstream
+            .call(parts, body)
+            .instrument(call.span().clone())
+            .await;
+        let response = match sent {
+            Ok(response) => response,
+            Err(error) => {
+                tracing::warn!(service = %rule.service, %error, "upstream unreachable");
+                call.fail(tonic::Code::Unavailable);
+                return Err(ApiError::unavailable(
+                    ErrorReason::ServiceUnavailable,
+                    format!(
+                        "the {} service is unreachable; retry with backoff",
+                        rule.service
+                    ),
+                    upstream::RETRY_AFTER,
+                )
+                .into());
+            }
+        };
         // The slot is held until the response, streams included, is done.
-        Ok(response.map(|body| Body::new(HoldsPermit::new(body, admission.slot))))
+        Ok(call
+            .observe(response)
+            .map(|body| Body::new(HoldsPermit::new(Body::new(body), admission.slot))))
     }
 
     /// The client a call comes from: its peer, or the client a trusted
@@ -190,6 +213,22 @@ impl EdgeInner {
             .filter_map(|value| value.to_str().ok())
             .collect();
         Client::of(client_address(peer, &forwarded, &self.trusted_proxies))
+    }
+}
+
+/// Whether a call's caller may place the gateway's work in its trace.
+enum Trust {
+    Trust,
+    Distrust,
+}
+
+/// The span to run a call in, its caller trusted or not; the current span
+/// where the server decides nothing (in tests that serve the edge alone).
+fn span_of(trace: Option<&CallTrace>, trust: Trust) -> tracing::Span {
+    match (trace, trust) {
+        (Some(trace), Trust::Trust) => trace.trust_caller(),
+        (Some(trace), Trust::Distrust) => trace.distrust_caller(),
+        (None, _) => tracing::Span::current(),
     }
 }
 

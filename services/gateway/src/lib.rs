@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use rapport_core::limits::Check;
+use rapport_core::middleware::{CallTrace, CallerTrace};
 use rapport_core::server::{ServeOptions, reflection_services};
 use rapport_core::service::{self, Service, ServiceInfo};
 use rapport_core::shutdown::Shutdown;
@@ -30,6 +31,7 @@ use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
 use tonic::service::interceptor::InterceptedService;
+use tracing::Instrument as _;
 
 use crate::admission::Admissions;
 use crate::auth::{AuthLimits, Authenticator};
@@ -236,15 +238,37 @@ pub async fn serve(
         operator.clone(),
     ));
     service.add_untuned(InterceptedService::new(service.test_control(), operator));
-    service.map_routes(|routes| Routes::from(routes.into_axum_router().fallback_service(edge)));
+    service.map_routes(|routes| {
+        Routes::from(
+            routes
+                .into_axum_router()
+                .route_layer(axum::middleware::from_fn(in_own_trace))
+                .fallback_service(edge),
+        )
+    });
     // Keys are checked by the edge; the services check what they own.
     service.set_options(ServeOptions {
         credential: None,
         reflection: false,
         grpc_web: true,
         check: Check::Bytes,
+        // Only the edge knows whether a caller holds a valid key.
+        caller_trace: CallerTrace::Decided,
     });
     service.serve(listener, shutdown).await
+}
+
+/// Runs the gateway's own calls (admin, test controls) in a trace of their
+/// own, linked to the caller's: the operator key is checked inside them.
+async fn in_own_trace(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let span = request
+        .extensions()
+        .get::<CallTrace>()
+        .map_or_else(tracing::Span::current, CallTrace::distrust_caller);
+    next.run(request).instrument(span).await
 }
 
 /// The plain-HTTP routes, each to a configured service.

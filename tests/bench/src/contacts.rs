@@ -11,6 +11,7 @@ use rapport_proto::contacts::v1::{
     BatchUpsertContactsRequest, Contact, Event, GetContactRequest, RecordEventsRequest,
 };
 use rapport_testkit::TestDatabase;
+use rapport_testkit::otlp::OtlpReceiver;
 use uuid::Uuid;
 
 use crate::Args;
@@ -107,6 +108,101 @@ pub async fn run(args: &Args, stack: &Stack, seeded: Seeded) -> anyhow::Result<(
     );
     println!("  after load   {:>10.1} MiB\n", loaded_rss as f64 / 1024.0);
     Ok(())
+}
+
+/// Rounds of the telemetry comparison, each way.
+const TELEMETRY_ROUNDS: usize = 3;
+
+/// What telemetry costs: GetContact through the gateway on three stacks
+/// alike but for telemetry: one exporting nothing, two exporting to an OTLP
+/// receiver, every span or a sample of 1% of the traces (metrics in full
+/// both ways), in alternating rounds.
+pub async fn telemetry_overhead(args: &Args, admin_url: &str) -> anyhow::Result<()> {
+    let receiver = OtlpReceiver::start().await?;
+    // Three stacks at once: small pools, so PostgreSQL has room for them.
+    let pool = ("RAPPORT_DATABASE_MAX_CONNECTIONS", "10".to_owned());
+    let exporting = |sampled: &str| {
+        vec![
+            pool.clone(),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint()),
+            ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio".to_owned()),
+            ("OTEL_TRACES_SAMPLER_ARG", sampled.to_owned()),
+        ]
+    };
+    let mut stacks = Vec::new();
+    for (label, settings) in [
+        ("off", vec![pool.clone()]),
+        ("all spans", exporting("1.0")),
+        ("1% traces", exporting("0.01")),
+    ] {
+        let stack = Stack::start_with(admin_url, &settings).await?;
+        let ids = seed(&stack).await?.ids;
+        stacks.push((label, stack, ids));
+    }
+    let round_length = Duration::from_secs(args.seconds.div_ceil(2).max(2));
+    let mut figures: Vec<Vec<(f64, f64)>> = vec![Vec::new(); stacks.len()];
+    for _ in 0..TELEMETRY_ROUNDS {
+        for (figures, (_, stack, ids)) in figures.iter_mut().zip(&stacks) {
+            figures.push(gateway_round(args, stack, ids.clone(), round_length).await?);
+        }
+    }
+    anyhow::ensure!(
+        !receiver.spans().is_empty(),
+        "the receiver got no spans: telemetry was not on"
+    );
+    println!(
+        "contacts: telemetry to an OTLP receiver, GetContact through the gateway, {} calls in flight, {TELEMETRY_ROUNDS} alternating rounds of {} s",
+        args.concurrency,
+        round_length.as_secs()
+    );
+    for ((label, _, _), figures) in stacks.iter().zip(&figures) {
+        let (rates, cpu): (Vec<f64>, Vec<f64>) = figures.iter().copied().unzip();
+        println!(
+            "  {label:<10} {} req/s, CPU per call {} us (gateway + contacts)",
+            range(&rates, 0),
+            range(&cpu, 1)
+        );
+    }
+    println!();
+    Ok(())
+}
+
+/// One closed-loop round of GetContact through `stack`'s gateway: calls
+/// per second, and CPU per call of the gateway and the contacts service.
+async fn gateway_round(
+    args: &Args,
+    stack: &Stack,
+    ids: Arc<Vec<String>>,
+    length: Duration,
+) -> anyhow::Result<(f64, f64)> {
+    let clients = Arc::new(stack.through_gateway(CONNECTIONS).await?);
+    let cpu = || -> anyhow::Result<Duration> {
+        Ok(stack.gateway.cpu_time()? + stack.contacts.cpu_time()?)
+    };
+    let before = cpu()?;
+    let report = closed_loop(
+        args.concurrency,
+        Duration::from_millis(500),
+        length,
+        move |i| {
+            let mut client = clients[i % CONNECTIONS].clone();
+            let id = ids[i % ids.len()].clone();
+            async move { client.get_contact(GetContactRequest { id }).await.is_ok() }
+        },
+    )
+    .await;
+    anyhow::ensure!(report.errors == 0, "{} calls failed", report.errors);
+    // The warm-up's calls are in the CPU time too: a small overstatement,
+    // the same both ways.
+    let cpu_per_call = (cpu()? - before).as_secs_f64() * 1e6 / report.calls.max(1) as f64;
+    Ok((report.per_second(), cpu_per_call))
+}
+
+/// `low–high` of `values`, with `decimals`.
+fn range(values: &[f64], decimals: usize) -> String {
+    let low = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let high = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    format!("{low:.decimals$}–{high:.decimals$}")
 }
 
 /// The benchmark tenant's contacts, and the service's memory before them.

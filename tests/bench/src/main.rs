@@ -90,6 +90,7 @@ async fn main() -> anyhow::Result<()> {
     let ids = seeded.ids.clone();
     if args.runs(Part::Contacts) {
         contacts::run(&args, &stack, seeded).await?;
+        contacts::telemetry_overhead(&args, &admin_url).await?;
     }
     if args.runs(Part::Feed) {
         feed::run(&args, &stack, ids.clone()).await?;

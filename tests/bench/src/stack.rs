@@ -35,10 +35,18 @@ impl std::ops::Deref for Stack {
 
 impl Stack {
     pub async fn start(admin_url: &str) -> anyhow::Result<Self> {
+        Self::start_with(admin_url, &[]).await
+    }
+
+    /// [`Stack::start`] with `extra` settings for every process.
+    pub async fn start_with(
+        admin_url: &str,
+        extra: &[(&'static str, String)],
+    ) -> anyhow::Result<Self> {
         let db = TestDatabase::create_at(admin_url).await;
-        let processes =
-            ProcessStack::start(db, &[("RAPPORT_DATABASE_MAX_CONNECTIONS", "32".to_owned())])
-                .await?;
+        let mut settings = vec![("RAPPORT_DATABASE_MAX_CONNECTIONS", "32".to_owned())];
+        settings.extend_from_slice(extra);
+        let processes = ProcessStack::start(db, &settings).await?;
         let gateway = &processes.gateway;
 
         let operator = RapportClient::with_channel(

@@ -1,12 +1,18 @@
-//! Logs and traces: `tracing` with text or JSON output, OpenTelemetry spans
-//! exported over OTLP when configured, and W3C trace context carried in gRPC
-//! metadata in both directions.
+//! Logs, traces and metrics: `tracing` with text or JSON output (JSON lines
+//! name their trace and span), OpenTelemetry spans and metrics exported over
+//! OTLP when configured, W3C trace context carried in gRPC metadata in both
+//! directions and with every event a change writes (see [`rpc`] for the
+//! calls themselves).
+
+pub mod log;
+pub mod rpc;
 
 use std::time::Duration;
 
 use anyhow::Context as _;
 use opentelemetry::propagation::{Extractor, Injector};
-use opentelemetry::trace::TracerProvider as _;
+use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
+use opentelemetry::{Context, KeyValue};
 use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
@@ -17,6 +23,9 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer as _};
 
 use crate::config::{LogFormat, TelemetryConfig};
+
+/// The W3C header that carries a caller's vendor-specific trace state.
+const TRACESTATE: &str = "tracestate";
 
 /// Keeps the tracer and meter providers alive; call [`Telemetry::shutdown`]
 /// before exit so buffered spans and metrics are flushed.
@@ -34,11 +43,17 @@ pub fn init(service_name: String, config: &TelemetryConfig) -> anyhow::Result<Te
 
     let resource = opentelemetry_sdk::Resource::builder()
         .with_service_name(service_name.clone())
+        .with_attributes([
+            KeyValue::new("service.namespace", "rapport"),
+            KeyValue::new("service.version", env!("CARGO_PKG_VERSION")),
+            // One per process: tells replicas (and restarts) apart.
+            KeyValue::new("service.instance.id", uuid::Uuid::new_v4().to_string()),
+        ])
         .build();
     let mut provider = SdkTracerProvider::builder().with_resource(resource.clone());
     let mut meters = None;
     if let Some(endpoint) = &config.otlp_endpoint {
-        // Metrics (such as a feed consumer's lag) go to the same collector.
+        // Metrics go to the same collector.
         let exporter = opentelemetry_otlp::MetricExporter::builder()
             .with_tonic()
             .with_endpoint(endpoint)
@@ -60,22 +75,43 @@ pub fn init(service_name: String, config: &TelemetryConfig) -> anyhow::Result<Te
         provider = provider.with_batch_exporter(exporter);
     }
     let provider = provider.build();
-    let otel_layer = tracing_opentelemetry::layer().with_tracer(provider.tracer(service_name));
+    // Spans carry what the conventions name, not the source location,
+    // thread and busy/idle timings of each: less to build per call, and
+    // less to export.
+    let otel_layer = tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer(service_name))
+        .with_location(false)
+        .with_threads(false)
+        .with_tracked_inactivity(false)
+        .with_target(false);
 
     let filter = EnvFilter::try_new(&config.log_filter)
         .with_context(|| format!("invalid log filter {:?}", config.log_filter))?;
     let fmt_layer = match config.log_format {
         LogFormat::Text => tracing_subscriber::fmt::layer().boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
+            .event_format(log::WithTraceIds(
+                tracing_subscriber::fmt::format()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true),
+            ))
+            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
             .boxed(),
     };
     tracing_subscriber::registry()
-        .with(filter)
-        .with(fmt_layer)
-        .with(otel_layer)
+        .with(fmt_layer.with_filter(filter))
+        // Traces do not depend on how much is logged: a deployment that
+        // logs only warnings still exports every call's spans.
+        .with(otel_layer.with_filter(tracing_subscriber::filter::LevelFilter::INFO))
+        // Statements are counted for transaction spans only when spans
+        // are exported: sqlx formats its report of each one we listen to.
+        .with(
+            config
+                .otlp_endpoint
+                .is_some()
+                .then(|| crate::db::StatementCounting.with_filter(crate::db::statement_events())),
+        )
         .try_init()
         .context("a global tracing subscriber is already installed")?;
     Ok(Telemetry { provider, meters })
@@ -98,13 +134,56 @@ impl Telemetry {
     }
 }
 
-/// Makes `span` a child of the W3C trace context in `headers`, if any.
-pub fn set_parent_from_headers(span: &tracing::Span, headers: &http::HeaderMap) {
-    let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
-        propagator.extract(&HeaderExtractor(headers))
-    });
-    // Fails only when no OpenTelemetry layer is installed (as in some tests).
-    let _ = span.set_parent(parent);
+/// The W3C trace context a caller sent in `headers` (an empty context when
+/// it sent none), without its `tracestate`: vendor state from outside is
+/// not carried into Rapport.
+pub fn caller_context(headers: &http::HeaderMap) -> Context {
+    opentelemetry::global::get_text_map_propagator(|propagator| {
+        propagator.extract(&HeaderExtractor {
+            headers,
+            skip: Some(TRACESTATE),
+        })
+    })
+}
+
+/// Makes `span` continue the caller's trace.
+pub fn continue_trace(span: &tracing::Span, caller: Context) {
+    // Fails only when no OpenTelemetry layer is installed (as in some
+    // tests) or the span has already started.
+    let _ = span.set_parent(caller);
+}
+
+/// Keeps the caller's trace as a link of `span`, which starts a trace of
+/// its own: for callers Rapport does not trust to place its work in their
+/// traces.
+pub fn link_trace(span: &tracing::Span, caller: &Context) {
+    span.add_link(caller.span().span_context().clone());
+}
+
+/// The current span's context as a W3C `traceparent`, to store with the
+/// events a change writes; `None` outside any sampled span.
+pub fn current_traceparent() -> Option<String> {
+    let context = tracing::Span::current().context();
+    let span = context.span();
+    let ids = span.span_context();
+    ids.is_valid().then(|| {
+        format!(
+            "00-{}-{}-{:02x}",
+            ids.trace_id(),
+            ids.span_id(),
+            ids.trace_flags().to_u8()
+        )
+    })
+}
+
+/// Links `span` to the trace a stored `traceparent` names (the call that
+/// wrote an event); a malformed one is ignored.
+pub fn link_traceparent(span: &tracing::Span, traceparent: &str) {
+    let mut headers = http::HeaderMap::new();
+    if let Ok(value) = http::HeaderValue::from_str(traceparent) {
+        headers.insert("traceparent", value);
+        link_trace(span, &caller_context(&headers));
+    }
 }
 
 /// Writes the current span's W3C trace context into outgoing call metadata.
@@ -131,15 +210,26 @@ pub fn propagate_trace_context(
     Ok(request)
 }
 
-struct HeaderExtractor<'a>(&'a http::HeaderMap);
+struct HeaderExtractor<'a> {
+    headers: &'a http::HeaderMap,
+    /// A header to read as absent.
+    skip: Option<&'static str>,
+}
 
 impl Extractor for HeaderExtractor<'_> {
     fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).and_then(|value| value.to_str().ok())
+        if self.skip == Some(key) {
+            return None;
+        }
+        self.headers.get(key).and_then(|value| value.to_str().ok())
     }
 
     fn keys(&self) -> Vec<&str> {
-        self.0.keys().map(http::HeaderName::as_str).collect()
+        self.headers
+            .keys()
+            .map(http::HeaderName::as_str)
+            .filter(|key| self.skip != Some(*key))
+            .collect()
     }
 }
 

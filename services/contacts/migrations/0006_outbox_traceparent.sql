@@ -1,0 +1,3 @@
+-- The trace context of the call that wrote each event (a W3C traceparent),
+-- so the work a consumer does because of the event links to that call.
+ALTER TABLE contacts.outbox ADD COLUMN traceparent text;
