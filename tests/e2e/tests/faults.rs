@@ -238,3 +238,41 @@ async fn sigterm_under_load_fails_no_call() {
         .unwrap();
     feed_caught_up(&db_url).await;
 }
+
+/// A call cancelled (its client gone, its deadline passed) while its
+/// transaction begins must not hand its connection back to the pool inside
+/// an open transaction: the next call's BEGIN would be ignored and its
+/// tenant setting rolled back under it.
+#[tokio::test]
+async fn a_transaction_abandoned_while_it_begins_leaves_no_transaction_open() {
+    let db = TestDatabase::create().await;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&db.url(None))
+        .await
+        .unwrap();
+    // Outside any transaction, a setting made for the transaction is gone
+    // by the next statement; inside one, it stays.
+    let inside_a_transaction = || async {
+        let mut conn = pool.acquire().await.unwrap();
+        sqlx::query("SELECT set_config('app.probe', 'set', true)")
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        let probe: Option<String> = sqlx::query_scalar("SELECT current_setting('app.probe', true)")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        probe.as_deref() == Some("set")
+    };
+    assert!(!inside_a_transaction().await, "the probe itself");
+    for attempt in 0..300_u64 {
+        // Cancelled at every point of the BEGIN round trip, over the attempts.
+        let begin = rapport_core::db::begin_with_settings(&pool, &[("app.tenant_id", "x")]);
+        let _ = tokio::time::timeout(Duration::from_micros(attempt * 5), begin).await;
+        assert!(
+            !inside_a_transaction().await,
+            "attempt {attempt} left its connection inside a transaction"
+        );
+    }
+}

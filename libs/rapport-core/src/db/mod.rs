@@ -7,8 +7,9 @@
 //! rows. Services log in as a role that owns no table and has no BYPASSRLS,
 //! which [`connect`] checks.
 
+mod observed;
+
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -19,13 +20,10 @@ use sqlx::{AssertSqlSafe, PgConnection, PgPool, Postgres, Transaction};
 use tokio::sync::OwnedSemaphorePermit;
 use uuid::Uuid;
 
-use opentelemetry::KeyValue;
-use opentelemetry::metrics::{Histogram, ObservableUpDownCounter};
-use tracing::field::Empty;
-use tracing_subscriber::registry::LookupSpan as _;
-
 use crate::config::DatabaseConfig;
 use crate::shares::TenantShares;
+use observed::{PoolMetrics, TxSpan, pool_name};
+pub use observed::{StatementCounting, statement_events};
 
 /// Applies the migrations (when configured to), then opens the service's
 /// pool and checks that row-level security binds its role.
@@ -129,155 +127,6 @@ pub struct Tx {
     tx: Transaction<'static, Postgres>,
     _share: Option<OwnedSemaphorePermit>,
     span: TxSpan,
-}
-
-/// The span of one transaction: its time, and how many statements it ran
-/// (one span per transaction, never one per statement, so a trace stays
-/// readable).
-struct TxSpan {
-    span: tracing::Span,
-    statements: Arc<AtomicU32>,
-    committed: bool,
-}
-
-impl TxSpan {
-    /// A transaction span under the current call's span, which counts the
-    /// statements run in the call from now on; none outside any call.
-    fn begin() -> Self {
-        let statements = Arc::new(AtomicU32::new(0));
-        let call = tracing::Span::current();
-        if call.is_none() {
-            return Self {
-                span: tracing::Span::none(),
-                statements,
-                committed: false,
-            };
-        }
-        let span = tracing::info_span!(
-            "db",
-            otel.name = "transaction",
-            otel.kind = "client",
-            db.system.name = "postgresql",
-            rapport.db.statements = Empty,
-            rapport.db.outcome = Empty,
-        );
-        // Statements run on the call's task, inside the call's span (a
-        // transaction's span is never entered): the call's span holds the
-        // counter of its open transaction.
-        call.with_subscriber(|(id, dispatch)| {
-            if let Some(registry) = dispatch.downcast_ref::<tracing_subscriber::Registry>()
-                && let Some(data) = registry.span(id)
-            {
-                data.extensions_mut()
-                    .replace(StatementCounter(statements.clone()));
-            }
-        });
-        Self {
-            span,
-            statements,
-            committed: false,
-        }
-    }
-}
-
-impl Drop for TxSpan {
-    fn drop(&mut self) {
-        self.span.record(
-            "rapport.db.statements",
-            self.statements.load(Ordering::Relaxed),
-        );
-        self.span.record(
-            "rapport.db.outcome",
-            if self.committed { "commit" } else { "rollback" },
-        );
-    }
-}
-
-/// The statement counter of a call's open transaction.
-struct StatementCounter(Arc<AtomicU32>);
-
-/// Counts the statements sqlx reports (its `sqlx::query` events) against
-/// the open transaction of the call they run in.
-pub struct StatementCounting;
-
-impl<S> tracing_subscriber::Layer<S> for StatementCounting
-where
-    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
-{
-    fn on_event(&self, event: &tracing::Event<'_>, ctx: tracing_subscriber::layer::Context<'_, S>) {
-        let Some(scope) = ctx.event_scope(event) else {
-            return;
-        };
-        for span in scope {
-            if let Some(counter) = span.extensions().get::<StatementCounter>() {
-                counter.0.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-        }
-    }
-}
-
-/// What [`StatementCounting`] hears: sqlx's report of each statement, and
-/// the calls' spans it runs in (a layer sees only the spans its filter lets
-/// through; the libraries' debug and trace spans stay off).
-pub fn statement_events<S>() -> impl tracing_subscriber::layer::Filter<S> {
-    tracing_subscriber::filter::filter_fn(|metadata| {
-        (metadata.is_span() && *metadata.level() <= tracing::Level::INFO)
-            || metadata.target() == "sqlx::query"
-    })
-}
-
-/// The pool's metrics, per the database client conventions.
-struct PoolMetrics {
-    wait_time: Histogram<f64>,
-    _connections: ObservableUpDownCounter<i64>,
-    _max: ObservableUpDownCounter<i64>,
-}
-
-impl PoolMetrics {
-    fn new(pool: &PgPool) -> Self {
-        let meter = opentelemetry::global::meter("rapport");
-        let observed = pool.clone();
-        let connections = meter
-            .i64_observable_up_down_counter("db.client.connection.count")
-            .with_unit("{connection}")
-            .with_description("Connections of the pool, by state")
-            .with_callback(move |observer| {
-                let idle = observed.num_idle() as i64;
-                let open = i64::from(observed.size());
-                observer.observe(idle, &[pool_name(), state("idle")]);
-                observer.observe(open - idle, &[pool_name(), state("used")]);
-            })
-            .build();
-        let limit = i64::from(pool.options().get_max_connections());
-        let max = meter
-            .i64_observable_up_down_counter("db.client.connection.max")
-            .with_unit("{connection}")
-            .with_description("Most connections the pool may open")
-            .with_callback(move |observer| observer.observe(limit, &[pool_name()]))
-            .build();
-        let wait_time = meter
-            .f64_histogram("db.client.connection.wait_time")
-            .with_unit("s")
-            .with_description("Time a call waited for a connection (and its tenant's share)")
-            .with_boundaries(vec![
-                0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0,
-            ])
-            .build();
-        Self {
-            wait_time,
-            _connections: connections,
-            _max: max,
-        }
-    }
-}
-
-fn pool_name() -> KeyValue {
-    KeyValue::new("db.client.connection.pool.name", "rapport")
-}
-
-fn state(state: &'static str) -> KeyValue {
-    KeyValue::new("db.client.connection.state", state)
 }
 
 impl std::ops::Deref for Tx {
@@ -486,6 +335,14 @@ const SNAPSHOT: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
 /// `_ . : -`: flags, ids, key prefixes, hex digests, milliseconds) travel
 /// with it in one round trip; anything else is bound as a parameter in a
 /// second one.
+///
+/// The transaction begins on a task of its own. A BEGIN abandoned in
+/// flight (its call cancelled, its deadline passed) would hand the
+/// connection back to the pool inside a transaction sqlx does not know of:
+/// the next call's BEGIN would be ignored, and its tenant setting rolled
+/// back under it by the abandoned one's ROLLBACK. On its own task, the
+/// transaction is always either handed over or dropped whole, which rolls
+/// it back.
 async fn begin_with(
     pool: &PgPool,
     begin: &str,
@@ -495,23 +352,36 @@ async fn begin_with(
         text.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
     };
-    if !settings
+    let (statement, bound): (String, Vec<(String, String)>) = if settings
         .iter()
         .all(|(name, value)| plain(name) && plain(value))
     {
-        let mut tx = pool.begin_with(AssertSqlSafe(begin.to_owned())).await?;
-        set_local(&mut tx, settings).await?;
-        return Ok(tx);
-    }
-    let calls: Vec<String> = settings
-        .iter()
-        .map(|(name, value)| format!("set_config('{name}', '{value}', true)"))
-        .collect();
-    pool.begin_with(AssertSqlSafe(format!(
-        "{begin}; SELECT {}",
-        calls.join(", ")
-    )))
+        let calls: Vec<String> = settings
+            .iter()
+            .map(|(name, value)| format!("set_config('{name}', '{value}', true)"))
+            .collect();
+        (format!("{begin}; SELECT {}", calls.join(", ")), Vec::new())
+    } else {
+        let owned = settings
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect();
+        (begin.to_owned(), owned)
+    };
+    let pool = pool.clone();
+    tokio::spawn(async move {
+        let mut tx = pool.begin_with(AssertSqlSafe(statement)).await?;
+        if !bound.is_empty() {
+            let bound: Vec<(&str, &str)> = bound
+                .iter()
+                .map(|(name, value)| (name.as_str(), value.as_str()))
+                .collect();
+            set_local(&mut tx, &bound).await?;
+        }
+        Ok(tx)
+    })
     .await
+    .map_err(|error| sqlx::Error::Protocol(format!("beginning a transaction: {error}")))?
 }
 
 /// Applies `settings` (name, value) until the end of the current transaction.
