@@ -267,9 +267,15 @@ async fn a_transaction_abandoned_while_it_begins_leaves_no_transaction_open() {
     };
     assert!(!inside_a_transaction().await, "the probe itself");
     for attempt in 0..300_u64 {
-        // Cancelled at every point of the BEGIN round trip, over the attempts.
-        let begin = rapport_core::db::begin_with_settings(&pool, &[("app.tenant_id", "x")]);
-        let _ = tokio::time::timeout(Duration::from_micros(attempt * 5), begin).await;
+        // Cancelled at every point of the BEGIN round trip, over the
+        // attempts, with settings (a call's) and without (a consumer's).
+        let after = Duration::from_micros(attempt / 2 * 5);
+        if attempt % 2 == 0 {
+            let begin = rapport_core::db::begin_with_settings(&pool, &[("app.tenant_id", "x")]);
+            let _ = tokio::time::timeout(after, begin).await;
+        } else {
+            let _ = tokio::time::timeout(after, rapport_core::db::begin(&pool)).await;
+        }
         assert!(
             !inside_a_transaction().await,
             "attempt {attempt} left its connection inside a transaction"

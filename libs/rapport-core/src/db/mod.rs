@@ -310,6 +310,12 @@ pub fn finish_read(tx: Tx) {
     drop(tx);
 }
 
+/// Begins a transaction on `pool` for work that is no call's (a feed
+/// consumer's batch), safe to abandon while it begins (see [`begin_with`]).
+pub async fn begin(pool: &PgPool) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+    begin_with(pool, "BEGIN", &[]).await
+}
+
 /// Begins a transaction on `pool` with `settings` (name, value) applied to
 /// it only, for work that is no call's: the sequencer, the feed, consumers.
 pub async fn begin_with_settings(
@@ -352,7 +358,9 @@ async fn begin_with(
         text.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
     };
-    let (statement, bound): (String, Vec<(String, String)>) = if settings
+    let (statement, bound): (String, Vec<(String, String)>) = if settings.is_empty() {
+        (begin.to_owned(), Vec::new())
+    } else if settings
         .iter()
         .all(|(name, value)| plain(name) && plain(value))
     {

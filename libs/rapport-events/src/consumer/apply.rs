@@ -63,7 +63,7 @@ impl<H: Handler> Consumer<H> {
     }
 
     async fn apply_batch(&self, events: &[EventEnvelope], through: i64) -> anyhow::Result<i64> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = rapport_core::db::begin(&self.pool).await?;
         let cursor = self.lock_cursor(&mut tx).await?;
         if through <= cursor {
             return Ok(cursor);
@@ -87,7 +87,7 @@ impl<H: Handler> Consumer<H> {
         events: &[EventEnvelope],
         through: i64,
     ) -> anyhow::Result<i64> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = rapport_core::db::begin(&self.pool).await?;
         let cursor = self.lock_cursor(&mut tx).await?;
         if through <= cursor {
             return Ok(cursor);
@@ -208,7 +208,7 @@ impl<H: Handler> Consumer<H> {
         let (mut replayed, mut failed) = (0, 0);
         for (position, envelope) in letters {
             let event = EventEnvelope::decode(envelope.as_slice())?;
-            let mut tx = self.pool.begin().await?;
+            let mut tx = rapport_core::db::begin(&self.pool).await?;
             let applied = self.apply_in_savepoint(&mut tx, &event).await;
             set_local(&mut tx, &[("app.tenant_id", "")]).await?;
             let table = self.subscription.dead_letters();

@@ -330,7 +330,7 @@ impl<H: Handler> Consumer<H> {
     /// is consistent with, which it returns.
     async fn rebuild(&self, reset: bool) -> anyhow::Result<i64> {
         if reset {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = rapport_core::db::begin(&self.pool).await?;
             self.handler.reset(&mut tx).await?;
             tx.commit().await?;
         }
@@ -346,7 +346,7 @@ impl<H: Handler> Consumer<H> {
         let mut loaded = 0;
         while let Some(message) = stream.message().await? {
             loaded += message.items.len();
-            let mut tx = self.pool.begin().await?;
+            let mut tx = rapport_core::db::begin(&self.pool).await?;
             for (tenant, items) in by_tenant(message.items, |item| item.tenant_id.clone()) {
                 set_local(&mut tx, &[("app.tenant_id", &tenant)]).await?;
                 self.handler.load(&mut tx, &items).await?;
