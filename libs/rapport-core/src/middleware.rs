@@ -33,47 +33,24 @@ const PUBLIC_PATH_PREFIXES: &[&str] = &["/grpc.health.v1.Health/"];
 
 /// Gives each call a request id (taken from `x-request-id` or minted), a
 /// span that follows the call to its final status, and echoes the id in the
-/// response. Whether the span continues the caller's W3C trace is the
-/// layer's [`CallerTrace`].
+/// response. The span does not start until whoever authenticates the caller
+/// (the credential check in services, the edge at the gateway) decides
+/// whether it continues the caller's W3C trace ([`CallTrace`]); a call
+/// refused before that starts a trace of its own, linked to the caller's.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct RequestContextLayer {
-    caller_trace: CallerTrace,
-}
-
-/// What a server makes of the trace context its callers send.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum CallerTrace {
-    /// Every caller is trusted (a service behind the gateway, whose
-    /// callers hold credentials): each call continues its caller's trace.
-    #[default]
-    Continue,
-    /// The handler decides, once it knows who called (the gateway): until
-    /// it calls [`CallTrace::trust_caller`], a call's span starts a trace of
-    /// its own with the caller's as a link, and is not entered.
-    Decided,
-}
-
-impl RequestContextLayer {
-    pub fn new(caller_trace: CallerTrace) -> Self {
-        Self { caller_trace }
-    }
-}
+pub struct RequestContextLayer;
 
 impl<S> Layer<S> for RequestContextLayer {
     type Service = RequestContext<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RequestContext {
-            inner,
-            caller_trace: self.caller_trace,
-        }
+        RequestContext { inner }
     }
 }
 
 #[derive(Debug, Clone)]
 pub struct RequestContext<S> {
     inner: S,
-    caller_trace: CallerTrace,
 }
 
 /// A call's span and its caller's trace context, in the request's
@@ -128,43 +105,27 @@ where
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         let id = request_id::from_headers(request.headers());
         let call = RpcCall::server(request.uri().path(), &id);
-        let caller = telemetry::caller_context(request.headers());
-        let (run_in, decided_later) = match self.caller_trace {
-            CallerTrace::Continue => {
-                telemetry::continue_trace(call.span(), caller);
-                (call.span().clone(), None)
-            }
-            CallerTrace::Decided => {
-                let trace = CallTrace {
-                    inner: Arc::new(CallTraceInner {
-                        span: call.span().clone(),
-                        caller,
-                        decided: AtomicBool::new(false),
-                    }),
-                };
-                request.extensions_mut().insert(trace.clone());
-                (tracing::Span::none(), Some(trace))
-            }
+        let trace = CallTrace {
+            inner: Arc::new(CallTraceInner {
+                span: call.span().clone(),
+                caller: telemetry::caller_context(request.headers()),
+                decided: AtomicBool::new(false),
+            }),
         };
+        request.extensions_mut().insert(trace.clone());
         let header_value = http::HeaderValue::from_str(&id).ok();
         let mut inner = take_ready(&mut self.inner);
-        Box::pin(request_id::scope(
-            id,
-            async move {
-                let mut response = inner.call(request).await?;
-                if let Some(value) = header_value {
-                    response
-                        .headers_mut()
-                        .insert(request_id::REQUEST_ID_HEADER, value);
-                }
-                if let Some(trace) = decided_later {
-                    // Refused before any handler decided: not trusted.
-                    trace.distrust_caller();
-                }
-                Ok(call.observe(response).map(tonic::body::Body::new))
+        Box::pin(request_id::scope(id, async move {
+            let mut response = inner.call(request).await?;
+            if let Some(value) = header_value {
+                response
+                    .headers_mut()
+                    .insert(request_id::REQUEST_ID_HEADER, value);
             }
-            .instrument(run_in),
-        ))
+            // Refused before anyone decided: not trusted.
+            trace.distrust_caller();
+            Ok(call.observe(response).map(tonic::body::Body::new))
+        }))
     }
 }
 
@@ -221,6 +182,9 @@ where
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         let path = request.uri().path();
+        let trace = request.extensions().get::<CallTrace>().cloned();
+        // A probe's caller is no one to trust; a credentialed caller is.
+        let mut trusted = false;
         if !PUBLIC_PATH_PREFIXES
             .iter()
             .any(|prefix| path.starts_with(prefix))
@@ -242,11 +206,7 @@ where
             };
             match verified {
                 Ok(grant) => {
-                    let span = tracing::Span::current();
-                    if let Some(tenant) = grant.tenant_id {
-                        span.record("tenant_id", tracing::field::display(tenant));
-                    }
-                    span.record("principal", grant.principal.as_str());
+                    trusted = true;
                     request.extensions_mut().insert(grant);
                 }
                 Err(error) => {
@@ -255,8 +215,19 @@ where
                 }
             }
         }
+        let span = match (trace, trusted) {
+            (Some(trace), true) => trace.trust_caller(),
+            (Some(trace), false) => trace.distrust_caller(),
+            (None, _) => tracing::Span::current(),
+        };
+        if let Some(grant) = request.extensions().get::<crate::credential::Grant>() {
+            if let Some(tenant) = grant.tenant_id {
+                span.record("tenant_id", tracing::field::display(tenant));
+            }
+            span.record("principal", grant.principal.as_str());
+        }
         let mut inner = take_ready(&mut self.inner);
-        Box::pin(inner.call(request))
+        Box::pin(inner.call(request).instrument(span))
     }
 }
 

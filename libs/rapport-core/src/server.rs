@@ -15,9 +15,7 @@ use crate::config::ServerConfig;
 use crate::connection::{self, ActivityLayer};
 use crate::credential::Verifier;
 use crate::limits::{Check, RequestLimitsLayer};
-use crate::middleware::{
-    AuthenticationLayer, CallerTrace, DeadlineLayer, GrpcWebLayer, RequestContextLayer,
-};
+use crate::middleware::{AuthenticationLayer, DeadlineLayer, GrpcWebLayer, RequestContextLayer};
 use crate::shed::ShedLayer;
 
 /// Streams one connection may make the server reset for its own protocol
@@ -44,8 +42,6 @@ pub struct ServeOptions {
     pub grpc_web: bool,
     /// What is checked of a request before it is decoded.
     pub check: Check,
-    /// Whether calls continue their callers' traces.
-    pub caller_trace: CallerTrace,
 }
 
 impl ServeOptions {
@@ -56,7 +52,6 @@ impl ServeOptions {
             reflection: true,
             grpc_web: false,
             check: Check::Message,
-            caller_trace: CallerTrace::Continue,
         }
     }
 }
@@ -92,7 +87,7 @@ pub async fn serve(
         // gRPC-Web is translated first, so that the call's status is read
         // from gRPC trailers whichever way the call came.
         .option_layer(options.grpc_web.then_some(GrpcWebLayer))
-        .layer(RequestContextLayer::new(options.caller_trace))
+        .layer(RequestContextLayer)
         .layer(DeadlineLayer::new(config.request_timeout()))
         .option_layer(options.credential.map(AuthenticationLayer::new))
         .layer(ShedLayer::new(config.max_concurrent_requests))

@@ -110,10 +110,12 @@ pub async fn run(
     stop: CancellationToken,
 ) {
     let mut backoff = Duration::from_millis(100);
+    // Once per run: the SDK keeps an observable gauge's callback for good.
+    let backlog = Backlog::new(&outbox);
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
-            result = session(&pool, &outbox, retention, &clock) => if let Err(error) = result {
+            result = session(&pool, &outbox, retention, &clock, &backlog) => if let Err(error) = result {
                 tracing::warn!(%error, producer = outbox.producer, "sequencer failed; retrying");
             },
         }
@@ -129,13 +131,13 @@ async fn session(
     outbox: &Outbox,
     retention: Duration,
     clock: &Clock,
+    backlog: &Backlog,
 ) -> sqlx::Result<()> {
     let mut listener = PgListener::connect_with(pool).await?;
     listener.listen(&outbox.outbox_channel()).await?;
     let mut last_prune = tokio::time::Instant::now();
     let mut last_count = tokio::time::Instant::now();
     let mut horizon = Horizon::default();
-    let backlog = Backlog::new(outbox);
     loop {
         sequence_once(pool, outbox, &mut horizon).await?;
         if last_prune.elapsed() >= Duration::from_secs(60) {

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use rapport_core::limits::Check;
-use rapport_core::middleware::{CallTrace, CallerTrace};
+use rapport_core::middleware::CallTrace;
 use rapport_core::server::{ServeOptions, reflection_services};
 use rapport_core::service::{self, Service, ServiceInfo};
 use rapport_core::shutdown::Shutdown;
@@ -252,8 +252,6 @@ pub async fn serve(
         reflection: false,
         grpc_web: true,
         check: Check::Bytes,
-        // Only the edge knows whether a caller holds a valid key.
-        caller_trace: CallerTrace::Decided,
     });
     service.serve(listener, shutdown).await
 }

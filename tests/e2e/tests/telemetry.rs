@@ -159,6 +159,20 @@ async fn a_tracing_backend_sees_calls_hops_events_metrics_and_logs_without_perso
         .unwrap_err();
     assert_eq!(refused.code(), Code::Unauthenticated);
 
+    // Straight to a service without a credential: not continued either.
+    let uncredentialed_trace = ClientTrace::new();
+    let uncredentialed = traced_client(
+        stack.contacts.channel.clone(),
+        "none",
+        &uncredentialed_trace,
+    )
+    .get_contact(GetContactRequest {
+        id: contact.id.clone(),
+    })
+    .await
+    .unwrap_err();
+    assert_eq!(uncredentialed.code(), Code::Unauthenticated);
+
     // An erasure, which feedback applies from the contacts feed.
     let erased_trace = ClientTrace::new();
     traced_client(stack.gateway.channel.clone(), &key.secret, &erased_trace)
@@ -241,7 +255,7 @@ async fn a_tracing_backend_sees_calls_hops_events_metrics_and_logs_without_perso
         .unwrap();
     assert!(
         statements >= 2,
-        "BEGIN and at least one write: {statements}"
+        "a write and the COMMIT at least: {statements}"
     );
     assert_eq!(
         transaction.attribute("rapport.db.outcome").as_deref(),
@@ -296,6 +310,17 @@ async fn a_tracing_backend_sees_calls_hops_events_metrics_and_logs_without_perso
         refusal.attribute("rapport.error.reason"),
         Some(reason(&refused))
     );
+
+    assert!(in_trace(&uncredentialed_trace).is_empty());
+    let service_refusal = one(&spans, "contacts refusal span", |span| {
+        span.service == "rapport-contacts"
+            && span
+                .span
+                .links
+                .iter()
+                .any(|link| hex(&link.trace_id) == uncredentialed_trace.trace_id)
+    });
+    assert!(service_refusal.parent_span_id().is_empty(), "a root span");
 
     // Feedback's apply span is linked to the erasure's call.
     let erase_call = one(

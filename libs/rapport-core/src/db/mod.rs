@@ -287,7 +287,10 @@ impl Database {
                 Some(tenant) => Some(self.share(tenant, budget).await?),
                 None => None,
             };
-            let tx = begin_with(&self.pool, begin, &all).await?;
+            // The share goes with the transaction's task: a call abandoned
+            // while its transaction begins keeps the tenant's count until
+            // the connection is free again.
+            let (tx, share) = begin_holding(&self.pool, begin, &all, share).await?;
             self.metrics
                 .wait_time
                 .record(waiting.elapsed().as_secs_f64(), &[pool_name()]);
@@ -344,7 +347,8 @@ const SNAPSHOT: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
 ///
 /// The transaction begins on a task of its own. A BEGIN abandoned in
 /// flight (its call cancelled, its deadline passed) would hand the
-/// connection back to the pool inside a transaction sqlx does not know of:
+/// connection back to the pool inside a transaction sqlx does not know of
+/// (sqlx 0.9 undoes an abandoned BEGIN only when nested in another):
 /// the next call's BEGIN would be ignored, and its tenant setting rolled
 /// back under it by the abandoned one's ROLLBACK. On its own task, the
 /// transaction is always either handed over or dropped whole, which rolls
@@ -354,6 +358,18 @@ async fn begin_with(
     begin: &str,
     settings: &[(&str, &str)],
 ) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+    let (tx, ()) = begin_holding(pool, begin, settings, ()).await?;
+    Ok(tx)
+}
+
+/// [`begin_with`], holding `held` (a tenant's share of the pool) on the
+/// transaction's task and handing it back with the transaction.
+async fn begin_holding<H: Send + 'static>(
+    pool: &PgPool,
+    begin: &str,
+    settings: &[(&str, &str)],
+    held: H,
+) -> Result<(Transaction<'static, Postgres>, H), sqlx::Error> {
     let plain = |text: &str| {
         text.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
@@ -386,7 +402,7 @@ async fn begin_with(
                 .collect();
             set_local(&mut tx, &bound).await?;
         }
-        Ok(tx)
+        Ok((tx, held))
     })
     .await
     .map_err(|error| sqlx::Error::Protocol(format!("beginning a transaction: {error}")))?

@@ -16,6 +16,8 @@ use tracing_subscriber::registry::LookupSpan as _;
 /// readable).
 pub(super) struct TxSpan {
     span: tracing::Span,
+    /// The call's span, which holds the counter while the transaction is open.
+    call: tracing::Span,
     statements: Arc<AtomicU32>,
     pub(super) committed: bool,
 }
@@ -29,6 +31,7 @@ impl TxSpan {
         if call.is_none() {
             return Self {
                 span: tracing::Span::none(),
+                call,
                 statements,
                 committed: false,
             };
@@ -44,24 +47,43 @@ impl TxSpan {
         // Statements run on the call's task, inside the call's span (a
         // transaction's span is never entered): the call's span holds the
         // counter of its open transaction.
-        call.with_subscriber(|(id, dispatch)| {
-            if let Some(registry) = dispatch.downcast_ref::<tracing_subscriber::Registry>()
-                && let Some(data) = registry.span(id)
-            {
-                data.extensions_mut()
-                    .replace(StatementCounter(statements.clone()));
-            }
+        with_extensions(&call, |extensions| {
+            extensions.replace(StatementCounter(statements.clone()));
         });
         Self {
             span,
+            call,
             statements,
             committed: false,
         }
     }
 }
 
+/// Runs `change` on the extensions of `span` in the registry.
+fn with_extensions(
+    span: &tracing::Span,
+    change: impl FnOnce(&mut tracing_subscriber::registry::ExtensionsMut<'_>),
+) {
+    span.with_subscriber(|(id, dispatch)| {
+        if let Some(registry) = dispatch.downcast_ref::<tracing_subscriber::Registry>()
+            && let Some(data) = registry.span(id)
+        {
+            change(&mut data.extensions_mut());
+        }
+    });
+}
+
 impl Drop for TxSpan {
     fn drop(&mut self) {
+        // Statements after this transaction are not its own.
+        with_extensions(&self.call, |extensions| {
+            let ours = extensions
+                .get_mut::<StatementCounter>()
+                .is_some_and(|counter| Arc::ptr_eq(&counter.0, &self.statements));
+            if ours {
+                extensions.remove::<StatementCounter>();
+            }
+        });
         self.span.record(
             "rapport.db.statements",
             self.statements.load(Ordering::Relaxed),

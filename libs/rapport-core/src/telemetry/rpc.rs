@@ -209,6 +209,13 @@ where
             // A body that ends without trailers broke the protocol.
             call.finish(Code::Unknown, &http::HeaderMap::new());
         }
+        if let Poll::Ready(Some(Err(_))) = &polled
+            && let Some(mut call) = this.call.take()
+        {
+            // The body broke off (a service gone mid-stream), which is not
+            // the caller going away.
+            call.finish(Code::Unavailable, &http::HeaderMap::new());
+        }
         polled
     }
 

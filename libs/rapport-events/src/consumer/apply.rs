@@ -12,12 +12,26 @@ use tracing::Instrument as _;
 
 use super::{ATTEMPTS, Consumer, Handler, MAX_LINKS, by_tenant};
 
+/// What applying a batch did: the cursor it left, and how many of its
+/// events it applied (not those already applied, nor dead letters).
+struct Applied {
+    cursor: i64,
+    events: u64,
+}
+
+impl Applied {
+    fn nothing(cursor: i64) -> Self {
+        Self { cursor, events: 0 }
+    }
+}
+
 impl<H: Handler> Consumer<H> {
     /// Applies `events` (in feed order) once, in one transaction that also
     /// moves the cursor to `through` (at or past the last event), skipping
     /// any at or before the cursor (a redelivery). When the batch fails,
     /// it is applied again event by event, and an event that keeps failing
-    /// is set aside as a dead letter. Returns the new cursor.
+    /// is set aside as a dead letter. Returns the new cursor; the events
+    /// applied are counted (`rapport.events.consumer.applied`).
     pub(super) async fn apply(
         &self,
         events: &[EventEnvelope],
@@ -41,15 +55,19 @@ impl<H: Handler> Consumer<H> {
                 rapport_core::telemetry::link_traceparent(&span, &event.traceparent);
             }
         }
-        let cursor = self.apply_traced(events, through).instrument(span).await?;
-        self.applied.add(events.len() as u64, &self.attributes);
-        Ok(cursor)
+        let applied = self.apply_traced(events, through).instrument(span).await?;
+        self.applied.add(applied.events, &self.attributes);
+        Ok(applied.cursor)
     }
 
-    async fn apply_traced(&self, events: &[EventEnvelope], through: i64) -> anyhow::Result<i64> {
+    async fn apply_traced(
+        &self,
+        events: &[EventEnvelope],
+        through: i64,
+    ) -> anyhow::Result<Applied> {
         let through = events.iter().map(|e| e.position).fold(through, i64::max);
         match self.apply_batch(events, through).await {
-            Ok(cursor) => Ok(cursor),
+            Ok(applied) => Ok(applied),
             Err(error) if lost_connection(&error) => Err(error),
             Err(error) => {
                 tracing::warn!(
@@ -62,36 +80,41 @@ impl<H: Handler> Consumer<H> {
         }
     }
 
-    async fn apply_batch(&self, events: &[EventEnvelope], through: i64) -> anyhow::Result<i64> {
+    async fn apply_batch(&self, events: &[EventEnvelope], through: i64) -> anyhow::Result<Applied> {
         let mut tx = rapport_core::db::begin(&self.pool).await?;
         let cursor = self.lock_cursor(&mut tx).await?;
         if through <= cursor {
-            return Ok(cursor);
+            return Ok(Applied::nothing(cursor));
         }
         let fresh: Vec<EventEnvelope> = events
             .iter()
             .filter(|event| event.position > cursor)
             .cloned()
             .collect();
+        let count = fresh.len() as u64;
         for (tenant, run) in by_tenant(fresh, |event| event.tenant_id.clone()) {
             set_local(&mut tx, &[("app.tenant_id", &tenant)]).await?;
             self.handler.apply(&mut tx, &run).await?;
         }
         self.move_cursor(&mut tx, through).await?;
         tx.commit().await?;
-        Ok(through)
+        Ok(Applied {
+            cursor: through,
+            events: count,
+        })
     }
 
     async fn apply_one_by_one(
         &self,
         events: &[EventEnvelope],
         through: i64,
-    ) -> anyhow::Result<i64> {
+    ) -> anyhow::Result<Applied> {
         let mut tx = rapport_core::db::begin(&self.pool).await?;
         let cursor = self.lock_cursor(&mut tx).await?;
         if through <= cursor {
-            return Ok(cursor);
+            return Ok(Applied::nothing(cursor));
         }
+        let mut count = 0;
         for event in events.iter().filter(|event| event.position > cursor) {
             let mut last_error = None;
             for _ in 0..ATTEMPTS {
@@ -104,13 +127,17 @@ impl<H: Handler> Consumer<H> {
                     Err(error) => last_error = Some(error),
                 }
             }
-            if let Some(error) = last_error {
-                self.dead_letter(&mut tx, event, &error).await?;
+            match last_error {
+                Some(error) => self.dead_letter(&mut tx, event, &error).await?,
+                None => count += 1,
             }
         }
         self.move_cursor(&mut tx, through).await?;
         tx.commit().await?;
-        Ok(through)
+        Ok(Applied {
+            cursor: through,
+            events: count,
+        })
     }
 
     async fn apply_in_savepoint(
