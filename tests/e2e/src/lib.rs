@@ -101,12 +101,7 @@ impl Suite {
 
     /// A client of the gateway that presents `key`.
     pub fn client(&self, key: &str) -> RapportClient {
-        RapportClient::with_channel(
-            self.gateway.channel.clone(),
-            Auth::ApiKey(key.to_owned()),
-            Duration::from_secs(10),
-        )
-        .expect("a valid key header")
+        keyed_client(self.gateway.channel.clone(), key)
     }
 
     /// A channel to the gateway from loopback address `from` (such as
@@ -137,6 +132,17 @@ impl Suite {
 
 /// A new tenant (with `tenant`'s limits) and a key with `scopes`, made by
 /// `operator` (a client with the operator key).
+/// A client that calls over `channel` (a gateway's, in-process or a
+/// process) presenting `key`, with the tests' deadline.
+pub fn keyed_client(channel: Channel, key: &str) -> RapportClient {
+    RapportClient::with_channel(
+        channel,
+        Auth::ApiKey(key.to_owned()),
+        Duration::from_secs(10),
+    )
+    .expect("a valid key header")
+}
+
 pub async fn create_tenant(operator: &RapportClient, tenant: Tenant, scopes: &[&str]) -> TenantKey {
     let created = operator
         .gateway_admin()

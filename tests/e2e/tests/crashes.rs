@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use rapport_client::{Auth, RapportClient, with_retries};
-use rapport_e2e::{create_tenant, named};
+use rapport_client::with_retries;
+use rapport_e2e::{create_tenant, keyed_client, named};
 use rapport_proto::common::v1::Channel as EventChannel;
 use rapport_proto::contacts::v1::*;
 use rapport_testkit::process::{ProcessStack, STACK_OPERATOR_KEY, sibling_binary};
@@ -55,19 +55,9 @@ async fn killed_consumers_and_producers_apply_every_event_exactly_once() {
     )))
     .await
     .unwrap();
-    let operator = RapportClient::with_channel(
-        stack.gateway.channel.clone(),
-        Auth::ApiKey(STACK_OPERATOR_KEY.to_owned()),
-        Duration::from_secs(10),
-    )
-    .unwrap();
+    let operator = keyed_client(stack.gateway.channel.clone(), STACK_OPERATOR_KEY);
     let key = create_tenant(&operator, named("crashes"), &["contacts:write"]).await;
-    let client = RapportClient::with_channel(
-        stack.gateway.channel.clone(),
-        Auth::ApiKey(key.secret.clone()),
-        Duration::from_secs(10),
-    )
-    .unwrap();
+    let client = keyed_client(stack.gateway.channel.clone(), &key.secret);
     let contact = client
         .contacts()
         .create_contact(CreateContactRequest {

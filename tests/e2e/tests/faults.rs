@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use rapport_client::{Auth, RapportClient, with_retries};
-use rapport_e2e::{TenantKey, create_tenant, named};
+use rapport_client::{RapportClient, with_retries};
+use rapport_e2e::{TenantKey, create_tenant, keyed_client, named};
 use rapport_proto::contacts::v1::*;
 use rapport_testkit::TestDatabase;
 use rapport_testkit::postgres::PrivatePostgres;
@@ -18,12 +18,7 @@ use tonic::Code;
 use uuid::Uuid;
 
 fn client(stack: &ProcessStack, key: &str) -> RapportClient {
-    RapportClient::with_channel(
-        stack.gateway.channel.clone(),
-        Auth::ApiKey(key.to_owned()),
-        Duration::from_secs(10),
-    )
-    .unwrap()
+    keyed_client(stack.gateway.channel.clone(), key)
 }
 
 async fn tenant(stack: &ProcessStack) -> TenantKey {

@@ -4,15 +4,13 @@
 //! their resident memory is measured as deployed.
 
 use std::io::Write as _;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use rapport_client::{Auth, RapportClient};
-use rapport_e2e::{create_tenant, named};
+use rapport_e2e::{create_tenant, keyed_client, named};
 use rapport_testkit::TestDatabase;
 use rapport_testkit::process::{ProcessStack, STACK_OPERATOR_KEY, ServiceProcess};
 use tonic::Code;
@@ -82,12 +80,7 @@ async fn hostile_gzip_is_refused_before_it_is_decoded() {
     let stack = ProcessStack::start(TestDatabase::create().await, &[])
         .await
         .unwrap();
-    let operator = RapportClient::with_channel(
-        stack.gateway.channel.clone(),
-        Auth::ApiKey(STACK_OPERATOR_KEY.to_owned()),
-        Duration::from_secs(10),
-    )
-    .unwrap();
+    let operator = keyed_client(stack.gateway.channel.clone(), STACK_OPERATOR_KEY);
     let key = create_tenant(&operator, named("hostile"), &["*:write"]).await;
 
     // Keyless: a survey answer with four million empty answers.

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rapport_client::{Auth, RapportClient};
-use rapport_e2e::{Suite, create_tenant, named};
+use rapport_e2e::{Suite, create_tenant, keyed_client, named};
 use rapport_proto::contacts::v1::contacts_service_client::ContactsServiceClient;
 use rapport_proto::contacts::v1::*;
 use rapport_testkit::process::{ProcessStack, STACK_OPERATOR_KEY};
@@ -68,19 +68,9 @@ async fn a_flood_of_made_up_keys_does_not_slow_a_tenant_down() {
             .local_address(Some(from.parse().unwrap()))
             .connect_lazy()
     };
-    let operator = RapportClient::with_channel(
-        gateway("127.0.0.1"),
-        Auth::ApiKey(STACK_OPERATOR_KEY.to_owned()),
-        Duration::from_secs(10),
-    )
-    .unwrap();
+    let operator = keyed_client(gateway("127.0.0.1"), STACK_OPERATOR_KEY);
     let key = create_tenant(&operator, named("steady"), &["contacts:write"]).await;
-    let tenant = RapportClient::with_channel(
-        gateway("127.0.0.1"),
-        Auth::ApiKey(key.secret),
-        Duration::from_secs(10),
-    )
-    .unwrap();
+    let tenant = keyed_client(gateway("127.0.0.1"), &key.secret);
     let contact = tenant
         .contacts()
         .create_contact(CreateContactRequest {

@@ -4,8 +4,7 @@
 
 use std::time::Duration;
 
-use rapport_client::{Auth, RapportClient};
-use rapport_e2e::{create_tenant, named};
+use rapport_e2e::{create_tenant, keyed_client, named};
 use rapport_proto::contacts::v1::contacts_service_client::ContactsServiceClient;
 use rapport_proto::contacts::v1::*;
 use rapport_testkit::otlp::{ExportedSpan, OtlpReceiver, attribute, hex};
@@ -111,12 +110,7 @@ async fn a_tracing_backend_sees_calls_hops_events_metrics_and_logs_without_perso
         ProcessStack::start_logging(TestDatabase::create().await, &telemetry, Some(logs.clone()))
             .await
             .unwrap();
-    let operator = RapportClient::with_channel(
-        stack.gateway.channel.clone(),
-        Auth::ApiKey(STACK_OPERATOR_KEY.to_owned()),
-        Duration::from_secs(10),
-    )
-    .unwrap();
+    let operator = keyed_client(stack.gateway.channel.clone(), STACK_OPERATOR_KEY);
     let key = create_tenant(&operator, named("observed"), &["contacts:write"]).await;
 
     // A key holder's call continues the client's trace.
