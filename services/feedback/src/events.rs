@@ -10,8 +10,8 @@ use rapport_proto::feedback::v1::*;
 use uuid::Uuid;
 
 use crate::domain::answer;
+use crate::domain::question;
 use crate::domain::score::nps_category;
-use crate::domain::survey as rules;
 use crate::store::invitation::StoredInvitation;
 use crate::store::response::StoredResponse;
 use crate::store::survey::StoredSurvey;
@@ -64,7 +64,7 @@ pub fn response_submitted(
         .questions
         .iter()
         .filter_map(|question| {
-            let (min, max) = rules::scale(question)?;
+            let (min, max) = question::scale(question)?;
             let score = answers
                 .iter()
                 .find(|a| a.question_id == question.id)

@@ -193,16 +193,7 @@ async fn erasing_a_contact_keeps_its_scores_but_not_the_person() {
     assert_eq!(why.value, Some(answer::Value::Text(String::new())));
 
     // The scores still count.
-    let summary = client
-        .get_survey_summary(GetSurveySummaryRequest {
-            survey_id: survey.id.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .summary
-        .unwrap();
+    let summary = summary(&mut client, &survey.id).await;
     assert_eq!(summary.completed_count, 1);
 
     // The feed no longer names the contact.

@@ -385,16 +385,7 @@ async fn an_anonymous_link_starts_responses_that_can_be_resumed() {
     assert!(response.invitation_id.is_empty());
 
     // Anonymous answers are not invitations: no response rate.
-    let summary = client
-        .get_survey_summary(GetSurveySummaryRequest {
-            survey_id: survey.id,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .summary
-        .unwrap();
+    let summary = summary(&mut client, &survey.id).await;
     assert_eq!(summary.completed_count, 2);
     assert_eq!(summary.invited_count, 0);
     assert_eq!(summary.response_rate, None);
@@ -491,16 +482,7 @@ async fn a_retried_answer_with_its_request_id_counts_once() {
     let reused = public.submit_response(changed).await.unwrap_err();
     assert_eq!(reused.code(), tonic::Code::InvalidArgument);
 
-    let summary = client
-        .get_survey_summary(GetSurveySummaryRequest {
-            survey_id: survey.id,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .summary
-        .unwrap();
+    let summary = summary(&mut client, &survey.id).await;
     assert_eq!(summary.completed_count, 2);
 }
 
@@ -724,16 +706,7 @@ async fn the_summary_counts_answers_per_question() {
         .await
         .unwrap();
 
-    let summary = client
-        .get_survey_summary(GetSurveySummaryRequest {
-            survey_id: survey.id.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .summary
-        .unwrap();
+    let summary = summary(&mut client, &survey.id).await;
     assert_eq!(summary.completed_count, 4);
     assert_eq!(summary.partial_count, 1);
     assert_eq!(summary.invited_count, 6);

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use rapport_client::{Auth, RapportClient};
+use rapport_proto::contacts::v1::{Contact, CreateContactRequest};
 use rapport_proto::gateway::v1::{CreateApiKeyRequest, CreateTenantRequest, Tenant};
 use rapport_testkit::{TestDatabase, TestServer};
 use tonic::transport::{Channel, Endpoint};
@@ -141,6 +142,24 @@ pub fn keyed_client(channel: Channel, key: &str) -> RapportClient {
         Duration::from_secs(10),
     )
     .expect("a valid key header")
+}
+
+/// A contact with `email` only, created through `client`.
+pub async fn create_contact(client: &RapportClient, email: &str) -> Contact {
+    client
+        .contacts()
+        .create_contact(CreateContactRequest {
+            contact: Some(Contact {
+                email: email.to_owned(),
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .expect("create a contact")
+        .into_inner()
+        .contact
+        .expect("the created contact")
 }
 
 pub async fn create_tenant(operator: &RapportClient, tenant: Tenant, scopes: &[&str]) -> TenantKey {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use rapport_client::with_retries;
-use rapport_e2e::{create_tenant, keyed_client, named};
+use rapport_e2e::{create_contact, create_tenant, keyed_client, named};
 use rapport_proto::common::v1::Channel as EventChannel;
 use rapport_proto::contacts::v1::*;
 use rapport_testkit::process::{ProcessStack, STACK_OPERATOR_KEY, sibling_binary};
@@ -58,20 +58,7 @@ async fn killed_consumers_and_producers_apply_every_event_exactly_once() {
     let operator = keyed_client(stack.gateway.channel.clone(), STACK_OPERATOR_KEY);
     let key = create_tenant(&operator, named("crashes"), &["contacts:write"]).await;
     let client = keyed_client(stack.gateway.channel.clone(), &key.secret);
-    let contact = client
-        .contacts()
-        .create_contact(CreateContactRequest {
-            contact: Some(Contact {
-                email: "crash@example.com".into(),
-                ..Default::default()
-            }),
-            request_id: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .contact
-        .unwrap();
+    let contact = create_contact(&client, "crash@example.com").await;
 
     // Events keep coming: batches of 50, each retried with its client
     // event ids until it is recorded, so a retry cannot add any twice.

@@ -8,9 +8,8 @@ use std::time::Duration;
 
 use futures::StreamExt as _;
 use rapport_core::credential::{Access, Grant, Scope};
-use rapport_e2e::{Suite, named};
+use rapport_e2e::{Suite, create_contact, named};
 use rapport_proto::common::v1::Channel;
-use rapport_proto::contacts::v1::{Contact, CreateContactRequest};
 use rapport_proto::events::v1::SubscribeRequest;
 use rapport_proto::events::v1::event_feed_service_client::EventFeedServiceClient;
 use rapport_proto::feedback::v1::answer::Value;
@@ -81,20 +80,7 @@ async fn a_survey_goes_from_creation_to_summary_and_feed_through_the_gateway() {
         })
         .await
         .unwrap();
-    let contact = client
-        .contacts()
-        .create_contact(CreateContactRequest {
-            contact: Some(Contact {
-                email: "buyer@example.com".into(),
-                ..Default::default()
-            }),
-            request_id: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .contact
-        .unwrap();
+    let contact = create_contact(&client, "buyer@example.com").await;
     let invited = feedback
         .create_invitations(CreateInvitationsRequest {
             survey_id: survey.id.clone(),
@@ -330,20 +316,7 @@ async fn a_persons_export_gathers_their_part_from_every_service() {
         })
         .await
         .unwrap();
-    let contact = client
-        .contacts()
-        .create_contact(CreateContactRequest {
-            contact: Some(Contact {
-                email: "person@example.com".into(),
-                ..Default::default()
-            }),
-            request_id: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .contact
-        .unwrap();
+    let contact = create_contact(&client, "person@example.com").await;
     let invited = feedback
         .create_invitations(CreateInvitationsRequest {
             survey_id: survey.id.clone(),

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rapport_client::{Auth, RapportClient};
-use rapport_e2e::{Suite, create_tenant, keyed_client, named};
+use rapport_e2e::{Suite, create_contact, create_tenant, keyed_client, named};
 use rapport_proto::contacts::v1::contacts_service_client::ContactsServiceClient;
 use rapport_proto::contacts::v1::*;
 use rapport_testkit::process::{ProcessStack, STACK_OPERATOR_KEY};
@@ -71,20 +71,7 @@ async fn a_flood_of_made_up_keys_does_not_slow_a_tenant_down() {
     let operator = keyed_client(gateway("127.0.0.1"), STACK_OPERATOR_KEY);
     let key = create_tenant(&operator, named("steady"), &["contacts:write"]).await;
     let tenant = keyed_client(gateway("127.0.0.1"), &key.secret);
-    let contact = tenant
-        .contacts()
-        .create_contact(CreateContactRequest {
-            contact: Some(Contact {
-                email: "steady@example.com".into(),
-                ..Default::default()
-            }),
-            request_id: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .contact
-        .unwrap();
+    let contact = create_contact(&tenant, "steady@example.com").await;
     // Warm up, then the baseline.
     latencies(&tenant, &contact.id, 20).await;
     let baseline = latencies(&tenant, &contact.id, SAMPLES).await;

@@ -7,8 +7,8 @@ use rapport_core::{ApiResult, TenantContext, Violations};
 use rapport_proto::feedback::v1::*;
 
 use super::{FeedbackApi, survey_not_found};
+use crate::domain::question::is_choice;
 use crate::domain::summary::{question_summaries, split_range};
-use crate::domain::survey::is_choice;
 use crate::store::counts::{self, Totals};
 use crate::store::survey::Lock;
 use crate::store::{invitation, response};

@@ -7,7 +7,7 @@ use rapport_core::Violations;
 use rapport_proto::feedback::v1::answer::Value;
 use rapport_proto::feedback::v1::{Answer, ChoiceSelection, Question, QuestionKind, Survey};
 
-use super::survey::{is_choice, scale, text_max_length};
+use super::question::{is_choice, scale, text_max_length};
 
 /// The answers a response holds after `new` is saved over `saved`, in the
 /// survey's question order: a new answer replaces a saved one to the same

@@ -2,6 +2,7 @@
 
 pub mod answer;
 pub mod fatigue;
+pub mod question;
 pub mod score;
 pub mod summary;
 pub mod survey;

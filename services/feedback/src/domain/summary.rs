@@ -10,8 +10,8 @@ use rapport_proto::feedback::v1::{
     ChoiceCount, ChoiceFigures, QuestionKind, QuestionSummary, Survey,
 };
 
+use super::question::scale;
 use super::score::{self, Distribution};
-use super::survey::scale;
 
 /// A summary's time range, split into whole UTC days (read from the
 /// running counts) and the parts of days at its edges (counted from the

@@ -211,3 +211,17 @@ pub async fn submit(
         .await
         .map(tonic::Response::into_inner)
 }
+
+/// The summary of every completed response of `survey_id`.
+pub async fn summary(client: &mut Client, survey_id: &str) -> SurveySummary {
+    client
+        .get_survey_summary(GetSurveySummaryRequest {
+            survey_id: survey_id.to_owned(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .summary
+        .unwrap()
+}
