@@ -389,7 +389,9 @@ async fn a_tracing_backend_sees_calls_hops_events_metrics_and_logs_without_perso
     );
     let metric_names: Vec<&str> = metrics.iter().map(|(_, m)| m.name.as_str()).collect();
     for name in [
+        "rapport.rpc.server.active_calls",
         "db.client.connection.count",
+        "db.client.connection.max",
         "db.client.connection.wait_time",
         "rapport.rpc.server.refused_calls",
         "rapport.events.consumer.lag",
