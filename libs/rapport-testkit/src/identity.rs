@@ -14,13 +14,15 @@ use sha2::{Digest as _, Sha256};
 
 /// Who signs in a test stack, and what each may grant: the gateway and
 /// `operator` (tests acting as a tool: test controls, dead letters)
-/// anything; `feedback` reads contacts, as in production; `consumer` (the
+/// anything; `feedback` reads contacts and `segmentation` contacts and
+/// feedback, as in production; `consumer` (the
 /// tests' own feed consumers) reads any feed; `contacts` calls no one.
 const ISSUERS: &[(&str, &[&str])] = &[
     ("gateway", &["*:write"]),
     ("operator", &["*:write"]),
     ("contacts", &[]),
     ("feedback", &["contacts:read"]),
+    ("segmentation", &["contacts:read", "feedback:read"]),
     ("consumer", &["*:read"]),
 ];
 

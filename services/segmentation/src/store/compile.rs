@@ -1,0 +1,626 @@
+//! A rule compiled to one set-based query over the projections: the
+//! contact's profile row `p`, and for each leaf that reads history (events,
+//! stage changes, answers, memberships) one aggregate per contact, LEFT
+//! JOINed, so the plan is a handful of hash joins whatever the shape of
+//! the boolean tree. Every leaf compiles to a boolean that is never NULL,
+//! so `not` means what it says.
+//!
+//! The same compilation serves builds and previews (all contacts), and
+//! explanations and estimates (a few contacts: [`Scope::Contacts`] narrows
+//! every aggregate to them).
+
+use chrono::{DateTime, Utc};
+use sqlx::Arguments as _;
+use sqlx::postgres::PgArguments;
+use uuid::Uuid;
+
+use crate::domain::rule::*;
+
+/// A bound value.
+#[derive(Debug, Clone, PartialEq)]
+enum Param {
+    Uuid(Uuid),
+    Uuids(Vec<Uuid>),
+    Text(String),
+    Texts(Vec<String>),
+    Smallint(i16),
+    Smallints(Vec<i16>),
+    Int(i32),
+    Float(f64),
+    Time(DateTime<Utc>),
+}
+
+/// Which contacts the query considers.
+#[derive(Debug, Clone)]
+pub enum Scope {
+    All,
+    Contacts(Vec<Uuid>),
+}
+
+/// One leaf's pieces of the select list: whether it holds, and what was
+/// found (text, NULL when nothing was).
+#[derive(Debug)]
+pub struct LeafSql {
+    pub matched: String,
+    pub observed: String,
+}
+
+/// A compiled rule: `FROM {from} WHERE {predicate}` selects the contacts.
+#[derive(Debug)]
+pub struct Compiled {
+    /// The profiles and the leaves' joins.
+    pub from: String,
+    /// Whether the rule holds for the row.
+    pub predicate: String,
+    /// The leaves, depth first.
+    pub leaves: Vec<LeafSql>,
+    params: Vec<Param>,
+}
+
+impl Compiled {
+    /// The parameters in order, for `sqlx::query_with`.
+    pub fn arguments(&self) -> Result<PgArguments, sqlx::error::BoxDynError> {
+        self.arguments_with(&[])
+    }
+
+    /// The parameters, then `extra` uuids numbered after them (see
+    /// [`Compiled::next_param`]).
+    pub fn arguments_with(&self, extra: &[Uuid]) -> Result<PgArguments, sqlx::error::BoxDynError> {
+        let mut args = PgArguments::default();
+        for param in &self.params {
+            match param {
+                Param::Uuid(v) => args.add(*v)?,
+                Param::Uuids(v) => args.add(v.clone())?,
+                Param::Text(v) => args.add(v.clone())?,
+                Param::Texts(v) => args.add(v.clone())?,
+                Param::Smallint(v) => args.add(*v)?,
+                Param::Smallints(v) => args.add(v.clone())?,
+                Param::Int(v) => args.add(*v)?,
+                Param::Float(v) => args.add(*v)?,
+                Param::Time(v) => args.add(*v)?,
+            }
+        }
+        for id in extra {
+            args.add(*id)?;
+        }
+        Ok(args)
+    }
+
+    /// The number of the first parameter a caller may add after the rule's.
+    pub fn next_param(&self) -> usize {
+        self.params.len() + 1
+    }
+
+    /// `SELECT p.contact_id ... WHERE` the rule holds.
+    pub fn members(&self) -> String {
+        format!(
+            "SELECT p.contact_id FROM {} WHERE {}",
+            self.from, self.predicate
+        )
+    }
+}
+
+/// Compiles `rule` for `tenant`, with relative times resolved at `now`.
+pub fn compile(rule: &Rule, tenant: Uuid, now: DateTime<Utc>, scope: &Scope) -> Compiled {
+    let mut compiler = Compiler {
+        now,
+        params: vec![Param::Uuid(tenant)],
+        joins: String::new(),
+        leaves: Vec::new(),
+        scope: None,
+    };
+    if let Scope::Contacts(ids) = scope {
+        compiler.scope = Some(compiler.param(Param::Uuids(ids.clone())));
+    }
+    let predicate = compiler.node(rule);
+    let mut from = "segmentation.profiles p".to_owned();
+    from.push_str(&compiler.joins);
+    let mut predicate = format!("p.tenant_id = $1 AND {predicate}");
+    if let Some(ids) = &compiler.scope {
+        predicate.push_str(&format!(" AND p.contact_id = ANY({ids})"));
+    }
+    Compiled {
+        from,
+        predicate,
+        leaves: compiler.leaves,
+        params: compiler.params,
+    }
+}
+
+struct Compiler {
+    now: DateTime<Utc>,
+    params: Vec<Param>,
+    joins: String,
+    leaves: Vec<LeafSql>,
+    /// The placeholder of the contact ids the query is narrowed to.
+    scope: Option<String>,
+}
+
+impl Compiler {
+    /// Binds `param`, returning its placeholder with its SQL type.
+    fn param(&mut self, param: Param) -> String {
+        let cast = match &param {
+            Param::Uuid(_) => "uuid",
+            Param::Uuids(_) => "uuid[]",
+            Param::Text(_) => "text",
+            Param::Texts(_) => "text[]",
+            Param::Smallint(_) => "int2",
+            Param::Smallints(_) => "int2[]",
+            Param::Int(_) => "int4",
+            Param::Float(_) => "float8",
+            Param::Time(_) => "timestamptz",
+        };
+        self.params.push(param);
+        format!("${}::{cast}", self.params.len())
+    }
+
+    fn node(&mut self, rule: &Rule) -> String {
+        match rule {
+            Rule::AllOf(children) => self.combine(children, " AND ", "true"),
+            Rule::AnyOf(children) => self.combine(children, " OR ", "false"),
+            Rule::Not(child) => format!("NOT {}", self.node(child)),
+            Rule::Leaf(leaf) => {
+                let sql = self.leaf(leaf);
+                let predicate = format!("coalesce({}, false)", sql.matched);
+                self.leaves.push(sql);
+                predicate
+            }
+        }
+    }
+
+    fn combine(&mut self, children: &[Rule], with: &str, empty: &str) -> String {
+        if children.is_empty() {
+            return empty.to_owned();
+        }
+        let parts: Vec<String> = children.iter().map(|child| self.node(child)).collect();
+        format!("({})", parts.join(with))
+    }
+
+    fn leaf(&mut self, leaf: &Leaf) -> LeafSql {
+        match leaf {
+            Leaf::Attribute(test) => LeafSql {
+                matched: self.attribute("p.attributes", test),
+                observed: format!("(p.attributes #> {})::text", self.path(&test.path)),
+            },
+            Leaf::EmailDomain(domains) => self.text_set("p.email_domain", domains),
+            Leaf::Locale(locales) => self.text_set("lower(p.locale)", locales),
+            Leaf::TimeZone(zones) => self.text_set("lower(p.time_zone)", zones),
+            Leaf::Created(window) => LeafSql {
+                matched: self.within("p.create_time", *window),
+                observed: "p.create_time::text".to_owned(),
+            },
+            Leaf::Tags { matching, tags } => {
+                let tags = self.param(Param::Texts(tags.clone()));
+                let matched = match matching {
+                    TagMatch::Any => format!("p.tags && {tags}"),
+                    TagMatch::All => format!("p.tags @> {tags}"),
+                    TagMatch::None => format!("NOT (p.tags && {tags})"),
+                };
+                LeafSql {
+                    matched,
+                    observed: "array_to_string(p.tags, ', ')".to_owned(),
+                }
+            }
+            Leaf::Stage(stages) => LeafSql {
+                matched: format!(
+                    "p.stage = ANY({})",
+                    self.param(Param::Smallints(stages.clone()))
+                ),
+                observed: "p.stage::text".to_owned(),
+            },
+            Leaf::Consent { channel, state } => {
+                let channel = self.param(Param::Smallint(*channel));
+                let state = self.param(Param::Smallint(*state));
+                // A channel never answered is UNKNOWN (1).
+                let current = format!("coalesce(p.consents[{channel}], 1)");
+                LeafSql {
+                    matched: format!("{current} = {state}"),
+                    observed: format!("{current}::text"),
+                }
+            }
+            Leaf::StageEntered { stage, within_days } => {
+                let stage = self.param(Param::Smallint(*stage));
+                let window = self.within("change_time", Window::Within(*within_days));
+                let alias = self.join(
+                    "max(change_time)",
+                    "segmentation.stage_changes",
+                    &format!("stage = {stage} AND {window}"),
+                );
+                LeafSql {
+                    matched: format!("{alias}.v IS NOT NULL"),
+                    observed: format!("{alias}.v::text"),
+                }
+            }
+            Leaf::Event(test) => self.event(test),
+            Leaf::NpsCategory(categories) => {
+                let categories = self.param(Param::Smallints(categories.clone()));
+                let alias = self.next_alias();
+                let scope = self.scope_filter();
+                self.joins.push_str(&format!(
+                    " LEFT JOIN (SELECT DISTINCT ON (contact_id) contact_id, score AS v \
+                     FROM segmentation.answers WHERE tenant_id = $1 AND kind = 1{scope} \
+                     ORDER BY contact_id, answer_time DESC, response_id DESC) {alias} \
+                     ON {alias}.contact_id = p.contact_id"
+                ));
+                LeafSql {
+                    matched: format!(
+                        "(CASE WHEN {alias}.v >= 9 THEN 3 WHEN {alias}.v >= 7 THEN 2 \
+                         WHEN {alias}.v >= 0 THEN 1 END)::int2 = ANY({categories})"
+                    ),
+                    observed: format!("{alias}.v::text"),
+                }
+            }
+            Leaf::Score(test) => {
+                let kind = self.param(Param::Smallint(test.kind));
+                let min = self.param(Param::Int(test.min));
+                let max = self.param(Param::Int(test.max));
+                let window = self.within("answer_time", test.window);
+                let alias = self.join(
+                    "count(*)",
+                    "segmentation.answers",
+                    &format!("kind = {kind} AND score BETWEEN {min} AND {max} AND {window}"),
+                );
+                LeafSql {
+                    matched: format!("{alias}.v IS NOT NULL"),
+                    observed: format!("coalesce({alias}.v, 0)::text"),
+                }
+            }
+            Leaf::Segment(segment) => {
+                let segment = self.param(Param::Uuid(*segment));
+                let alias = self.next_alias();
+                let scope = self.scope_filter();
+                self.joins.push_str(&format!(
+                    " LEFT JOIN (SELECT contact_id, true AS v FROM segmentation.memberships \
+                     WHERE tenant_id = $1 AND segment_id = {segment}{scope}) {alias} \
+                     ON {alias}.contact_id = p.contact_id"
+                ));
+                LeafSql {
+                    matched: format!("{alias}.v IS NOT NULL"),
+                    observed: format!("({alias}.v IS NOT NULL)::text"),
+                }
+            }
+        }
+    }
+
+    fn event(&mut self, test: &EventTest) -> LeafSql {
+        let event_type = self.param(Param::Text(test.event_type.clone()));
+        let mut filter = format!("type = {event_type} AND {}", {
+            self.within("occur_time", test.window)
+        });
+        if let Some(channel) = test.channel {
+            let channel = self.param(Param::Smallint(channel));
+            filter.push_str(&format!(" AND channel = {channel}"));
+        }
+        for property in &test.properties {
+            let matched = self.attribute("properties", property);
+            filter.push_str(&format!(" AND coalesce({matched}, false)"));
+        }
+        let aggregate = match &test.measure {
+            Measure::Count => "count(*)::float8".to_owned(),
+            Measure::Revenue(currency) => {
+                let currency = self.param(Param::Text(currency.clone()));
+                filter.push_str(&format!(" AND currency = {currency}"));
+                "sum(revenue)::float8".to_owned()
+            }
+        };
+        let alias = self.join(&aggregate, "segmentation.events", &filter);
+        let threshold = self.param(Param::Float(test.threshold));
+        LeafSql {
+            matched: format!("coalesce({alias}.v, 0) {} {threshold}", sql_op(test.op)),
+            observed: format!("coalesce({alias}.v, 0)::text"),
+        }
+    }
+
+    /// LEFT JOINs `aggregate AS v` of `table`'s rows matching `filter`,
+    /// per contact; returns the join's alias.
+    fn join(&mut self, aggregate: &str, table: &str, filter: &str) -> String {
+        let alias = self.next_alias();
+        let scope = self.scope_filter();
+        self.joins.push_str(&format!(
+            " LEFT JOIN (SELECT contact_id, {aggregate} AS v FROM {table} \
+             WHERE tenant_id = $1 AND {filter}{scope} GROUP BY contact_id) {alias} \
+             ON {alias}.contact_id = p.contact_id"
+        ));
+        alias
+    }
+
+    fn next_alias(&self) -> String {
+        format!("l{}", self.leaves.len())
+    }
+
+    fn scope_filter(&self) -> String {
+        self.scope
+            .as_ref()
+            .map(|ids| format!(" AND contact_id = ANY({ids})"))
+            .unwrap_or_default()
+    }
+
+    fn text_set(&mut self, column: &str, values: &[String]) -> LeafSql {
+        LeafSql {
+            matched: format!(
+                "{column} = ANY({})",
+                self.param(Param::Texts(values.to_vec()))
+            ),
+            observed: column.to_owned(),
+        }
+    }
+
+    /// `column` within `window` at compile time's `now`.
+    fn within(&mut self, column: &str, window: Window) -> String {
+        match window.bounds(self.now) {
+            (None, None) => "true".to_owned(),
+            (Some(from), None) => format!("{column} >= {}", self.param(Param::Time(from))),
+            (None, Some(to)) => format!("{column} < {}", self.param(Param::Time(to))),
+            (Some(from), Some(to)) => {
+                let from = self.param(Param::Time(from));
+                let to = self.param(Param::Time(to));
+                format!("{column} >= {from} AND {column} < {to}")
+            }
+        }
+    }
+
+    fn path(&mut self, keys: &[String]) -> String {
+        self.param(Param::Texts(keys.to_vec()))
+    }
+
+    /// Whether the JSON at `test.path` in `column` passes the comparison;
+    /// NULL where it cannot tell (the caller coalesces).
+    fn attribute(&mut self, column: &str, test: &AttributeTest) -> String {
+        let value = format!("({column} #> {})", self.path(&test.path));
+        match &test.comparison {
+            Comparison::Equals(scalar) => self.equals(&value, scalar),
+            Comparison::NotEquals(scalar) => {
+                format!("NOT coalesce({}, false)", self.equals(&value, scalar))
+            }
+            Comparison::Order(order, Ordered::Number(number)) => {
+                let number = self.param(Param::Float(*number));
+                format!(
+                    "CASE WHEN jsonb_typeof({value}) = 'number' \
+                     THEN ({value} #>> '{{}}')::numeric {} {number}::numeric END",
+                    order.symbol()
+                )
+            }
+            Comparison::Order(order, Ordered::Time(time)) => {
+                let time = self.param(Param::Time(time.resolve(self.now)));
+                format!(
+                    "segmentation.attribute_time({value}) {} {time}",
+                    order.symbol()
+                )
+            }
+            Comparison::Contains(Scalar::Text(text)) => {
+                let text = self.param(Param::Text(text.clone()));
+                format!(
+                    "CASE jsonb_typeof({value}) \
+                     WHEN 'string' THEN strpos({value} #>> '{{}}', {text}) > 0 \
+                     WHEN 'array' THEN {value} @> jsonb_build_array({text}) END"
+                )
+            }
+            Comparison::Contains(scalar) => {
+                let json = self.json(scalar);
+                format!(
+                    "CASE WHEN jsonb_typeof({value}) = 'array' \
+                     THEN {value} @> jsonb_build_array({json}) END"
+                )
+            }
+            Comparison::StartsWith(prefix) => {
+                let prefix = self.param(Param::Text(prefix.clone()));
+                format!(
+                    "CASE WHEN jsonb_typeof({value}) = 'string' \
+                     THEN starts_with({value} #>> '{{}}', {prefix}) END"
+                )
+            }
+            Comparison::Exists => {
+                format!("({value} IS NOT NULL AND jsonb_typeof({value}) <> 'null')")
+            }
+            Comparison::In(scalars) => {
+                let texts = scalars.iter().map(json_text).collect();
+                let set = self.param(Param::Texts(texts));
+                format!("{value} = ANY({set}::jsonb[])")
+            }
+        }
+    }
+
+    fn equals(&mut self, value: &str, scalar: &Scalar) -> String {
+        match scalar {
+            Scalar::Time(time) => {
+                let time = self.param(Param::Time(time.resolve(self.now)));
+                format!("segmentation.attribute_time({value}) = {time}")
+            }
+            other => format!("{value} = {}", self.json(other)),
+        }
+    }
+
+    /// `scalar` as a jsonb expression.
+    fn json(&mut self, scalar: &Scalar) -> String {
+        let text = self.param(Param::Text(json_text(scalar)));
+        format!("{text}::jsonb")
+    }
+}
+
+/// The JSON text of a text, number or flag. Times are never compared as
+/// JSON (they are read with `attribute_time`); as a fallback they are
+/// their RFC 3339 text.
+fn json_text(scalar: &Scalar) -> String {
+    match scalar {
+        Scalar::Text(text) => serde_json::Value::String(text.clone()).to_string(),
+        Scalar::Number(number) => serde_json::Number::from_f64(*number)
+            .map(|n| n.to_string())
+            .unwrap_or_else(|| "null".to_owned()),
+        Scalar::Flag(flag) => flag.to_string(),
+        Scalar::Time(TimeRef::At(at)) => serde_json::Value::String(at.to_rfc3339()).to_string(),
+        Scalar::Time(TimeRef::DaysAgo(days)) => days.to_string(),
+    }
+}
+
+fn sql_op(op: NumberOp) -> &'static str {
+    match op {
+        NumberOp::Equals => "=",
+        NumberOp::NotEquals => "<>",
+        NumberOp::Order(order) => order.symbol(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone as _;
+
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 6, 1, 12, 0, 0).unwrap()
+    }
+
+    fn tenant() -> Uuid {
+        Uuid::from_u128(7)
+    }
+
+    fn orders(threshold: f64, op: NumberOp) -> Rule {
+        Rule::Leaf(Leaf::Event(EventTest {
+            event_type: "order.placed".to_owned(),
+            channel: None,
+            properties: Vec::new(),
+            measure: Measure::Count,
+            op,
+            threshold,
+            window: Window::Within(90),
+        }))
+    }
+
+    #[test]
+    fn an_event_leaf_is_a_per_contact_aggregate_joined_once() {
+        let rule = orders(2.0, NumberOp::Order(Order::GreaterOrEqual));
+        let compiled = compile(&rule, tenant(), now(), &Scope::All);
+        assert_eq!(
+            compiled.from,
+            "segmentation.profiles p LEFT JOIN (SELECT contact_id, count(*)::float8 AS v \
+             FROM segmentation.events WHERE tenant_id = $1 AND type = $2::text AND \
+             occur_time >= $3::timestamptz AND occur_time < $4::timestamptz GROUP BY contact_id) l0 \
+             ON l0.contact_id = p.contact_id"
+        );
+        assert_eq!(
+            compiled.predicate,
+            "p.tenant_id = $1 AND coalesce(coalesce(l0.v, 0) >= $5::float8, false)"
+        );
+        assert_eq!(
+            compiled.params,
+            vec![
+                Param::Uuid(tenant()),
+                Param::Text("order.placed".to_owned()),
+                Param::Time(Utc.with_ymd_and_hms(2026, 3, 3, 12, 0, 0).unwrap()),
+                Param::Time(now()),
+                Param::Float(2.0),
+            ]
+        );
+    }
+
+    #[test]
+    fn did_not_do_x_counts_contacts_without_any_event() {
+        // count = 0 must hold for a contact with no row in the join.
+        let compiled = compile(&orders(0.0, NumberOp::Equals), tenant(), now(), &Scope::All);
+        assert!(
+            compiled
+                .predicate
+                .contains("coalesce(l0.v, 0) = $5::float8")
+        );
+    }
+
+    #[test]
+    fn combinations_nest_and_not_negates_a_never_null_leaf() {
+        let rule = Rule::AllOf(vec![
+            Rule::Leaf(Leaf::Stage(vec![3])),
+            Rule::Not(Box::new(Rule::AnyOf(vec![
+                Rule::Leaf(Leaf::Tags {
+                    matching: TagMatch::Any,
+                    tags: vec!["vip".to_owned()],
+                }),
+                Rule::AnyOf(Vec::new()),
+            ]))),
+            Rule::AllOf(Vec::new()),
+        ]);
+        let compiled = compile(&rule, tenant(), now(), &Scope::All);
+        assert_eq!(
+            compiled.predicate,
+            "p.tenant_id = $1 AND (coalesce(p.stage = ANY($2::int2[]), false) AND \
+             NOT (coalesce(p.tags && $3::text[], false) OR false) AND true)"
+        );
+        assert_eq!(compiled.leaves.len(), 2);
+    }
+
+    #[test]
+    fn a_scope_narrows_the_profiles_and_every_aggregate() {
+        let contact = Uuid::from_u128(9);
+        let compiled = compile(
+            &orders(1.0, NumberOp::Order(Order::GreaterOrEqual)),
+            tenant(),
+            now(),
+            &Scope::Contacts(vec![contact]),
+        );
+        assert!(
+            compiled
+                .from
+                .contains("AND contact_id = ANY($2::uuid[]) GROUP BY")
+        );
+        assert!(
+            compiled
+                .predicate
+                .ends_with("AND p.contact_id = ANY($2::uuid[])")
+        );
+        assert_eq!(compiled.params[1], Param::Uuids(vec![contact]));
+    }
+
+    #[test]
+    fn attribute_comparisons_never_cast_a_value_of_another_type() {
+        let rule = Rule::Leaf(Leaf::Attribute(AttributeTest {
+            path: vec!["plan".to_owned(), "seats".to_owned()],
+            comparison: Comparison::Order(Order::Greater, Ordered::Number(10.0)),
+        }));
+        let compiled = compile(&rule, tenant(), now(), &Scope::All);
+        assert_eq!(
+            compiled.predicate,
+            "p.tenant_id = $1 AND coalesce(CASE WHEN jsonb_typeof((p.attributes #> $2::text[])) \
+             = 'number' THEN ((p.attributes #> $2::text[]) #>> '{}')::numeric > $3::float8::numeric \
+             END, false)"
+        );
+        assert_eq!(
+            compiled.params[1],
+            Param::Texts(vec!["plan".to_owned(), "seats".to_owned()])
+        );
+    }
+
+    #[test]
+    fn relative_times_resolve_at_the_moment_of_compilation() {
+        let rule = Rule::Leaf(Leaf::Attribute(AttributeTest {
+            path: vec!["renewal".to_owned()],
+            comparison: Comparison::Order(Order::Less, Ordered::Time(TimeRef::DaysAgo(30))),
+        }));
+        let compiled = compile(&rule, tenant(), now(), &Scope::All);
+        assert_eq!(
+            compiled.params[2],
+            Param::Time(Utc.with_ymd_and_hms(2026, 5, 2, 12, 0, 0).unwrap())
+        );
+        assert!(compiled.predicate.contains(
+            "segmentation.attribute_time((p.attributes #> $2::text[])) < $3::timestamptz"
+        ));
+    }
+
+    #[test]
+    fn in_lists_compare_json_values() {
+        let rule = Rule::Leaf(Leaf::Attribute(AttributeTest {
+            path: vec!["plan".to_owned()],
+            comparison: Comparison::In(vec![
+                Scalar::Text("gold".to_owned()),
+                Scalar::Number(3.0),
+                Scalar::Flag(true),
+            ]),
+        }));
+        let compiled = compile(&rule, tenant(), now(), &Scope::All);
+        assert_eq!(
+            compiled.params[2],
+            Param::Texts(vec![
+                "\"gold\"".to_owned(),
+                "3.0".to_owned(),
+                "true".to_owned()
+            ])
+        );
+    }
+}

@@ -1,0 +1,9 @@
+//! sqlx for the `segmentation` schema, one module per resource; the feed
+//! consumers' writes are in `projection`.
+
+pub mod build;
+pub mod compile;
+pub mod evaluate;
+pub mod membership;
+pub mod projection;
+pub mod segment;
