@@ -19,6 +19,7 @@ use rapport_core::credential::Outbound;
 use rapport_proto::contacts::v1::contacts_service_client::ContactsServiceClient;
 use rapport_proto::feedback::v1::feedback_service_client::FeedbackServiceClient;
 use rapport_proto::gateway::v1::gateway_admin_service_client::GatewayAdminServiceClient;
+use rapport_proto::segmentation::v1::segmentation_service_client::SegmentationServiceClient;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
@@ -121,6 +122,11 @@ impl RapportClient {
     /// Surveys, invitations, responses and summaries.
     pub fn feedback(&self) -> FeedbackServiceClient<Transport> {
         FeedbackServiceClient::new(self.transport.clone())
+    }
+
+    /// Segments and lists: builds, members, previews and explanations.
+    pub fn segmentation(&self) -> SegmentationServiceClient<Transport> {
+        SegmentationServiceClient::new(self.transport.clone())
     }
 
     /// Tenants and API keys; needs the operator key as the API key.

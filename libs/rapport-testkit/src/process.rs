@@ -123,14 +123,32 @@ impl ServiceProcess {
 
     /// Resident set size from /proc, in KiB.
     pub fn rss_kib(&self) -> anyhow::Result<u64> {
+        self.status_kib("VmRSS:")
+    }
+
+    /// The highest resident set size since the start or the last
+    /// [`ServiceProcess::reset_peak_rss`], in KiB.
+    pub fn peak_rss_kib(&self) -> anyhow::Result<u64> {
+        self.status_kib("VmHWM:")
+    }
+
+    /// Starts measuring the peak resident set size afresh (Linux
+    /// `clear_refs`), so a peak can be taken over one piece of work.
+    pub fn reset_peak_rss(&self) -> anyhow::Result<()> {
+        let pid = self.pid()?;
+        std::fs::write(format!("/proc/{pid}/clear_refs"), "5")?;
+        Ok(())
+    }
+
+    fn status_kib(&self, field: &str) -> anyhow::Result<u64> {
         let pid = self.pid()?;
         let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
         status
             .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .find_map(|line| line.strip_prefix(field))
             .and_then(|rest| rest.split_whitespace().next())
             .and_then(|kib| kib.parse().ok())
-            .context("no VmRSS in /proc status")
+            .with_context(|| format!("no {field} in /proc status"))
     }
 }
 
@@ -160,9 +178,11 @@ pub fn free_port() -> anyhow::Result<SocketAddr> {
 pub const STACK_OPERATOR_KEY: &str = "rapport-test-operator-key-0123456789abcdef";
 
 /// The whole suite as processes on one database: contacts, feedback
-/// following it, and the gateway in front of both, as `make run` starts it.
+/// following it, segmentation following both, and the gateway in front of
+/// them, as `make run` starts it.
 pub struct ProcessStack {
     pub gateway: ServiceProcess,
+    pub segmentation: ServiceProcess,
     pub feedback: ServiceProcess,
     pub contacts: ServiceProcess,
     /// Declared last, so dropped last: the processes stop before it goes.
@@ -174,7 +194,7 @@ pub struct ProcessStack {
 }
 
 impl ProcessStack {
-    /// Starts the three services on `db`, with `extra` settings (such as
+    /// Starts the services on `db`, with `extra` settings (such as
     /// `RAPPORT_DATABASE_MAX_CONNECTIONS`) given to each after the stack's
     /// own; the gateway's limits are far above what a test sends.
     pub async fn start(
@@ -207,15 +227,29 @@ impl ProcessStack {
             log("feedback").as_deref(),
         )
         .await?;
+        let segmentation = ServiceProcess::launch(
+            "rapport-segmentation",
+            free_port()?,
+            &env(
+                &db,
+                "segmentation",
+                &segmentation_env(&contacts, &feedback),
+                &extra,
+            ),
+            log("segmentation").as_deref(),
+        )
+        .await?;
+        let upstreams = [&contacts, &feedback, &segmentation];
         let gateway = ServiceProcess::launch(
             "rapport-gateway",
             free_port()?,
-            &env(&db, "gateway", &gateway_env(&contacts, &feedback), &extra),
+            &env(&db, "gateway", &gateway_env(upstreams), &extra),
             log("gateway").as_deref(),
         )
         .await?;
         Ok(Self {
             gateway,
+            segmentation,
             feedback,
             contacts,
             db,
@@ -231,7 +265,12 @@ impl ProcessStack {
     /// Stops every process with SIGTERM, as a platform does, and waits for
     /// each to exit (flushing what it buffered, such as telemetry).
     pub async fn stop(&mut self) -> anyhow::Result<()> {
-        for process in [&mut self.gateway, &mut self.feedback, &mut self.contacts] {
+        for process in [
+            &mut self.gateway,
+            &mut self.segmentation,
+            &mut self.feedback,
+            &mut self.contacts,
+        ] {
             stop(process, Signal::SIGTERM).await?;
         }
         Ok(())
@@ -276,7 +315,7 @@ impl ProcessStack {
     /// [`ProcessStack::restart_contacts`] for the gateway.
     pub async fn restart_gateway(&mut self, signal: Signal) -> anyhow::Result<bool> {
         let clean = stop(&mut self.gateway, signal).await?;
-        let own = gateway_env(&self.contacts, &self.feedback);
+        let own = gateway_env([&self.contacts, &self.feedback, &self.segmentation]);
         let env = env(&self.db, "gateway", &own, &self.extra);
         self.gateway = ServiceProcess::launch(
             "rapport-gateway",
@@ -303,9 +342,19 @@ fn feedback_env(contacts: &ServiceProcess) -> Vec<(&'static str, String)> {
     vec![("RAPPORT_CONTACTS_URL", format!("http://{}", contacts.addr))]
 }
 
-fn gateway_env(
+fn segmentation_env(
     contacts: &ServiceProcess,
     feedback: &ServiceProcess,
+) -> Vec<(&'static str, String)> {
+    vec![
+        ("RAPPORT_CONTACTS_URL", format!("http://{}", contacts.addr)),
+        ("RAPPORT_FEEDBACK_URL", format!("http://{}", feedback.addr)),
+    ]
+}
+
+/// The gateway's settings, routing to contacts, feedback and segmentation.
+fn gateway_env(
+    [contacts, feedback, segmentation]: [&ServiceProcess; 3],
 ) -> Vec<(&'static str, String)> {
     let high = || "1000000".to_owned();
     vec![
@@ -313,8 +362,8 @@ fn gateway_env(
         (
             "RAPPORT_UPSTREAMS",
             format!(
-                "contacts=http://{},feedback=http://{}",
-                contacts.addr, feedback.addr
+                "contacts=http://{},feedback=http://{},segmentation=http://{}",
+                contacts.addr, feedback.addr, segmentation.addr
             ),
         ),
         ("RAPPORT_TENANT_RATE_PER_SECOND", high()),

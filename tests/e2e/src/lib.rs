@@ -1,6 +1,6 @@
 //! The whole suite on loopback for end-to-end tests: a database, the
-//! contacts and feedback services, and the gateway in front of them. Tests
-//! talk to the gateway only, as a client would.
+//! contacts, feedback and segmentation services, and the gateway in front
+//! of them. Tests talk to the gateway only, as a client would.
 
 use std::time::Duration;
 
@@ -16,6 +16,7 @@ pub const OPERATOR_KEY: &str = "rapport-test-operator-key-0123456789abcdef";
 /// Fields drop in order: the gateway, then the services, then the database.
 pub struct Suite {
     pub gateway: TestServer,
+    pub segmentation: TestServer,
     pub feedback: TestServer,
     pub contacts: TestServer,
     pub db: TestDatabase,
@@ -52,9 +53,25 @@ impl Suite {
             rapport_feedback::serve(feedback_config, listener, shutdown)
         })
         .await;
+        let feedback_url = format!("http://{}", feedback.addr);
+        let segmentation_config = rapport_testkit::config(
+            &rapport_segmentation::SERVICE,
+            &db,
+            &[
+                "--contacts-url",
+                &contacts_url,
+                "--feedback-url",
+                &feedback_url,
+            ],
+        );
+        let segmentation =
+            TestServer::start(&rapport_segmentation::SERVICE, move |listener, shutdown| {
+                rapport_segmentation::serve(segmentation_config, listener, shutdown)
+            })
+            .await;
         let upstreams = format!(
-            "contacts=http://{},feedback=http://{}",
-            contacts.addr, feedback.addr
+            "contacts=http://{},feedback=http://{},segmentation=http://{}",
+            contacts.addr, feedback.addr, segmentation.addr
         );
         // Limits far above what a test needs, unless the test sets its own.
         let mut gateway_config: rapport_gateway::Config = rapport_testkit::config(
@@ -94,6 +111,7 @@ impl Suite {
         .await;
         Self {
             gateway,
+            segmentation,
             feedback,
             contacts,
             db,

@@ -296,7 +296,10 @@ async fn a_token_has_a_rate_of_its_own_whoever_sends_it() {
 async fn a_persons_export_gathers_their_part_from_every_service() {
     let suite = Suite::start().await;
     let key = suite
-        .tenant(named("privacy e2e"), &["contacts:write", "feedback:write"])
+        .tenant(
+            named("privacy e2e"),
+            &["contacts:write", "feedback:write", "segmentation:write"],
+        )
         .await;
     let client = suite.client(&key.secret);
     let mut feedback = client.feedback();
@@ -378,4 +381,5 @@ async fn a_persons_export_gathers_their_part_from_every_service() {
         !feedback.contains(&invited.invitations[0].token),
         "never a token"
     );
+    assert!(export["segmentation"].is_array(), "{export}");
 }

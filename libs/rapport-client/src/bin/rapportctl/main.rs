@@ -10,6 +10,7 @@ mod dead_letters;
 mod feedback;
 mod identity;
 mod privacy;
+mod segments;
 
 use std::sync::Arc;
 
@@ -83,6 +84,9 @@ enum Command {
     /// Feedback: surveys, invitations, answers, summaries.
     #[command(subcommand)]
     Feedback(feedback::FeedbackCommand),
+    /// Segments: rules and lists, their members, previews and explanations.
+    #[command(subcommand)]
+    Segments(segments::SegmentsCommand),
     /// Tenants (needs the operator key).
     #[command(subcommand)]
     Tenants(TenantsCommand),
@@ -183,6 +187,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Contacts(command) => contacts::run(&client, command).await,
         Command::Feedback(command) => feedback::run(&client, command).await,
+        Command::Segments(command) => segments::run(&client, command).await,
         Command::Privacy(command) => privacy::run(&client, command).await,
         Command::DeadLetters(command) => dead_letters::run(&client, command).await,
         Command::Tenants(_) | Command::Keys(_) | Command::Identity(_) => {

@@ -5,6 +5,7 @@ use prost_reflect::DynamicMessage;
 use rapport_client::RapportClient;
 use rapport_proto::contacts::v1::ExportContactRequest;
 use rapport_proto::feedback::v1::ExportContactFeedbackRequest;
+use rapport_proto::segmentation::v1::ExportContactSegmentsRequest;
 use serde_json::{Value, json};
 
 #[derive(Subcommand)]
@@ -40,10 +41,22 @@ pub async fn run(client: &RapportClient, command: PrivacyCommand) -> anyhow::Res
             while let Some(part) = stream.message().await? {
                 feedback.push(to_json(&part)?);
             }
+            let mut segmentation = Vec::new();
+            let mut stream = client
+                .segmentation()
+                .export_contact_segments(ExportContactSegmentsRequest {
+                    contact_id: contact_id.clone(),
+                })
+                .await?
+                .into_inner();
+            while let Some(part) = stream.message().await? {
+                segmentation.push(to_json(&part)?);
+            }
             let document = json!({
                 "contact_id": contact_id,
                 "contacts": contacts,
                 "feedback": feedback,
+                "segmentation": segmentation,
             });
             println!("{}", serde_json::to_string_pretty(&document)?);
             Ok(())
@@ -52,7 +65,7 @@ pub async fn run(client: &RapportClient, command: PrivacyCommand) -> anyhow::Res
 }
 
 /// `message` in the proto3 JSON mapping.
-fn to_json<M: prost::Message + prost::Name>(message: &M) -> anyhow::Result<Value> {
+pub(crate) fn to_json<M: prost::Message + prost::Name>(message: &M) -> anyhow::Result<Value> {
     let descriptor = rapport_proto::descriptor_pool()
         .get_message_by_name(&M::full_name())
         .ok_or_else(|| anyhow::anyhow!("{} is not in the contract", M::full_name()))?;
