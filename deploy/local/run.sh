@@ -37,12 +37,12 @@ export RAPPORT_OPERATOR_KEY=$(secret .run/operator-key)
 export RAPPORT_MIGRATE_DATABASE_URL=$migrate_url
 export RUST_LOG=${RUST_LOG:-info}
 
-cargo build --bins -p rapport-contacts -p rapport-feedback -p rapport-gateway -p rapport-client
+cargo build --bins -p rapport-contacts -p rapport-feedback -p rapport-segmentation -p rapport-gateway -p rapport-client
 
 # Each process signs its calls with a key of its own, made once and kept in
 # .run/keys; every service trusts the list below: the gateway may grant
-# anything, feedback may read contacts, and `operator` (rapportctl straight
-# to a service) anything.
+# anything, feedback may read contacts, segmentation contacts and feedback,
+# and `operator` (rapportctl straight to a service) anything.
 key() { # key NAME: NAME's private key
   [[ -s .run/keys/$1.pem ]] || (umask 077 && target/debug/rapportctl identity new > ".run/keys/$1.pem")
   cat ".run/keys/$1.pem"
@@ -52,6 +52,7 @@ export RAPPORT_TRUSTED_ISSUERS="[
   {\"issuer\": \"gateway\", \"keys\": [\"$(public gateway)\"], \"grants\": [\"*:write\"]},
   {\"issuer\": \"contacts\", \"keys\": [\"$(public contacts)\"], \"grants\": []},
   {\"issuer\": \"feedback\", \"keys\": [\"$(public feedback)\"], \"grants\": [\"contacts:read\"]},
+  {\"issuer\": \"segmentation\", \"keys\": [\"$(public segmentation)\"], \"grants\": [\"contacts:read\", \"feedback:read\"]},
   {\"issuer\": \"operator\", \"keys\": [\"$(public operator)\"], \"grants\": [\"*:write\"]}
 ]"
 
@@ -76,10 +77,17 @@ RAPPORT_FEEDBACK_LISTEN_ADDR=127.0.0.1:50062 \
 RAPPORT_CONTACTS_URL=http://127.0.0.1:50061 \
   target/debug/rapport-feedback & pids+=($!)
 
+DATABASE_URL=$(url_for "$admin_url" "$database" rapport_segmentation) \
+RAPPORT_IDENTITY_KEY=$(key segmentation) \
+RAPPORT_SEGMENTATION_LISTEN_ADDR=127.0.0.1:50063 \
+RAPPORT_CONTACTS_URL=http://127.0.0.1:50061 \
+RAPPORT_FEEDBACK_URL=http://127.0.0.1:50062 \
+  target/debug/rapport-segmentation & pids+=($!)
+
 DATABASE_URL=$(url_for "$admin_url" "$database" rapport_gateway) \
 RAPPORT_IDENTITY_KEY=$(key gateway) \
 RAPPORT_GATEWAY_LISTEN_ADDR=127.0.0.1:50051 \
-RAPPORT_UPSTREAMS=contacts=http://127.0.0.1:50061,feedback=http://127.0.0.1:50062 \
+RAPPORT_UPSTREAMS=contacts=http://127.0.0.1:50061,feedback=http://127.0.0.1:50062,segmentation=http://127.0.0.1:50063 \
   target/debug/rapport-gateway & pids+=($!)
 
 # A demo tenant and API key, kept in .run/ across runs.
@@ -98,9 +106,10 @@ fi
 cat <<MSG
 
 Rapport is running (Ctrl-C stops it):
-  gateway   127.0.0.1:50051   the door: API keys, gRPC and gRPC-Web
-  contacts  127.0.0.1:50061   rapport.contacts.v1.ContactsService (behind the gateway)
-  feedback  127.0.0.1:50062   rapport.feedback.v1.FeedbackService (behind the gateway)
+  gateway       127.0.0.1:50051   the door: API keys, gRPC and gRPC-Web
+  contacts      127.0.0.1:50061   rapport.contacts.v1.ContactsService (behind the gateway)
+  feedback      127.0.0.1:50062   rapport.feedback.v1.FeedbackService (behind the gateway)
+  segmentation  127.0.0.1:50063   rapport.segmentation.v1.SegmentationService (behind the gateway)
 PostgreSQL: $migrate_url
 
 Demo tenant $tenant. To call it:
@@ -110,6 +119,9 @@ Admin (tenants, keys): export RAPPORT_OPERATOR_KEY=\$(cat .run/operator-key)
 Straight to a service (dead letters, say):
   RAPPORT_IDENTITY_KEY=\$(cat .run/keys/operator.pem) target/debug/rapportctl \\
     --endpoint http://127.0.0.1:50062 --service feedback dead-letters list feedback.contacts
+Segmentation's consumers (segmentation.contacts, segmentation.feedback) likewise:
+  RAPPORT_IDENTITY_KEY=\$(cat .run/keys/operator.pem) target/debug/rapportctl \\
+    --endpoint http://127.0.0.1:50063 --service segmentation dead-letters list segmentation.contacts
 
 MSG
 wait -n "${pids[@]}" || true

@@ -13,6 +13,7 @@ mod feed;
 mod feedback;
 mod gateway;
 mod load;
+mod segmentation;
 mod stack;
 
 use clap::Parser;
@@ -49,6 +50,10 @@ struct Args {
     /// Responses the summary is timed over (and a tenth of it first).
     #[arg(long, default_value_t = 1_000_000)]
     summary_responses: i64,
+    /// Contacts of the segmentation data set (ten events each); a
+    /// template database is seeded once per size and reused for a week.
+    #[arg(long, default_value_t = 1_000_000)]
+    segment_contacts: i64,
     /// Runs only these parts (all when not given), such as `--only gateway`.
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Part>,
@@ -61,6 +66,7 @@ enum Part {
     Feed,
     Gateway,
     Feedback,
+    Segmentation,
 }
 
 impl Args {
@@ -85,21 +91,28 @@ async fn main() -> anyhow::Result<()> {
         "Rapport benchmarks ({} cores, PostgreSQL on this machine over {transport})\n",
         std::thread::available_parallelism()?.get()
     );
-    let stack = stack::Stack::start(&admin_url).await?;
-    let seeded = contacts::seed(&stack).await?;
-    let ids = seeded.ids.clone();
-    if args.runs(Part::Contacts) {
-        contacts::run(&args, &stack, seeded).await?;
-        contacts::telemetry_overhead(&args, &admin_url).await?;
+    let shared = [Part::Contacts, Part::Feed, Part::Gateway, Part::Feedback];
+    if shared.iter().any(|part| args.runs(*part)) {
+        let stack = stack::Stack::start(&admin_url).await?;
+        let seeded = contacts::seed(&stack).await?;
+        let ids = seeded.ids.clone();
+        if args.runs(Part::Contacts) {
+            contacts::run(&args, &stack, seeded).await?;
+            contacts::telemetry_overhead(&args, &admin_url).await?;
+        }
+        if args.runs(Part::Feed) {
+            feed::run(&args, &stack, ids.clone()).await?;
+        }
+        if args.runs(Part::Gateway) {
+            gateway::run(&args, &stack, ids).await?;
+        }
+        if args.runs(Part::Feedback) {
+            feedback::run(&args, &stack).await?;
+        }
     }
-    if args.runs(Part::Feed) {
-        feed::run(&args, &stack, ids.clone()).await?;
-    }
-    if args.runs(Part::Gateway) {
-        gateway::run(&args, &stack, ids).await?;
-    }
-    if args.runs(Part::Feedback) {
-        feedback::run(&args, &stack).await?;
+    // On a suite of its own, over a copy of its large data set.
+    if args.runs(Part::Segmentation) {
+        segmentation::run(&args, &admin_url).await?;
     }
     Ok(())
 }

@@ -97,9 +97,14 @@ impl SegmentationApi {
             evaluate::limit_statements(&mut attempt, millis(left)).await?;
             let outcome = async {
                 let total = evaluate::contact_count(&mut attempt, ctx.tenant_id).await?;
-                let sample =
-                    evaluate::sample(&mut attempt, ctx.tenant_id, &rule, now, sample_size).await?;
-                let count = evaluate::count(&mut attempt, ctx.tenant_id, &rule, now).await?;
+                let (count, sample) = evaluate::count_and_sample(
+                    &mut attempt,
+                    ctx.tenant_id,
+                    &rule,
+                    now,
+                    sample_size,
+                )
+                .await?;
                 Ok::<_, sqlx::Error>((total, sample, count))
             }
             .await;

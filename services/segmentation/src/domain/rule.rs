@@ -216,6 +216,23 @@ impl EventTest {
     pub fn holds_for_none(&self) -> bool {
         self.op.holds(0.0, self.threshold)
     }
+
+    /// For a count that only asks whether any matching event exists:
+    /// `Some(true)` for "at least one" (`>= 1`, `> 0`, `!= 0`), `Some(false)`
+    /// for "none" (`= 0`, `< 1`, `<= 0`), `None` otherwise. Counts are
+    /// whole numbers, and every count comparison is monotone or an
+    /// equality, so 0, 1 and a huge count decide it.
+    pub fn existence(&self) -> Option<bool> {
+        if self.measure != Measure::Count {
+            return None;
+        }
+        let holds = |count: f64| self.op.holds(count, self.threshold);
+        match (holds(0.0), holds(1.0), holds(f64::MAX)) {
+            (false, true, true) => Some(true),
+            (true, false, false) => Some(false),
+            _ => None,
+        }
+    }
 }
 
 /// A scored answer of a kind in `[min, max]` within a window.
@@ -272,5 +289,44 @@ impl Rule {
         ids.sort_unstable();
         ids.dedup();
         ids
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn count(op: NumberOp, threshold: f64) -> EventTest {
+        EventTest {
+            event_type: "order.placed".into(),
+            channel: None,
+            properties: Vec::new(),
+            measure: Measure::Count,
+            op,
+            threshold,
+            window: Window::Ever,
+        }
+    }
+
+    #[test]
+    fn counts_that_ask_only_whether_an_event_exists_are_recognised() {
+        use NumberOp::{Equals, NotEquals};
+        use Order::{Greater, GreaterOrEqual, Less, LessOrEqual};
+        let order = NumberOp::Order;
+        assert_eq!(count(order(GreaterOrEqual), 1.0).existence(), Some(true));
+        assert_eq!(count(order(Greater), 0.0).existence(), Some(true));
+        assert_eq!(count(order(Greater), 0.5).existence(), Some(true));
+        assert_eq!(count(NotEquals, 0.0).existence(), Some(true));
+        assert_eq!(count(Equals, 0.0).existence(), Some(false));
+        assert_eq!(count(order(Less), 1.0).existence(), Some(false));
+        assert_eq!(count(order(LessOrEqual), 0.0).existence(), Some(false));
+        // Real counts.
+        assert_eq!(count(order(GreaterOrEqual), 2.0).existence(), None);
+        assert_eq!(count(Equals, 1.0).existence(), None);
+        assert_eq!(count(NotEquals, 1.0).existence(), None);
+        assert_eq!(count(order(Less), 3.0).existence(), None);
+        let mut revenue = count(order(Greater), 0.0);
+        revenue.measure = Measure::Revenue("EUR".into());
+        assert_eq!(revenue.existence(), None);
     }
 }

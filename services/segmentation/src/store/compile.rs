@@ -43,6 +43,9 @@ pub enum Scope {
 pub struct LeafSql {
     pub matched: String,
     pub observed: String,
+    /// `matched` is never NULL (an EXISTS): left bare, so that PostgreSQL
+    /// can plan it as a semi- or anti-join.
+    pub never_null: bool,
 }
 
 /// A compiled rule: `FROM {from} WHERE {predicate}` selects the contacts.
@@ -161,7 +164,11 @@ impl Compiler {
             Rule::Not(child) => format!("NOT {}", self.node(child)),
             Rule::Leaf(leaf) => {
                 let sql = self.leaf(leaf);
-                let predicate = format!("coalesce({}, false)", sql.matched);
+                let predicate = if sql.never_null {
+                    sql.matched.clone()
+                } else {
+                    format!("coalesce({}, false)", sql.matched)
+                };
                 self.leaves.push(sql);
                 predicate
             }
@@ -181,6 +188,7 @@ impl Compiler {
             Leaf::Attribute(test) => LeafSql {
                 matched: self.attribute("p.attributes", test),
                 observed: format!("(p.attributes #> {})::text", self.path(&test.path)),
+                never_null: false,
             },
             Leaf::EmailDomain(domains) => self.text_set("p.email_domain", domains),
             Leaf::Locale(locales) => self.text_set("lower(p.locale)", locales),
@@ -188,6 +196,7 @@ impl Compiler {
             Leaf::Created(window) => LeafSql {
                 matched: self.within("p.create_time", *window),
                 observed: "p.create_time::text".to_owned(),
+                never_null: false,
             },
             Leaf::Tags { matching, tags } => {
                 let tags = self.param(Param::Texts(tags.clone()));
@@ -199,6 +208,7 @@ impl Compiler {
                 LeafSql {
                     matched,
                     observed: "array_to_string(p.tags, ', ')".to_owned(),
+                    never_null: false,
                 }
             }
             Leaf::Stage(stages) => LeafSql {
@@ -207,6 +217,7 @@ impl Compiler {
                     self.param(Param::Smallints(stages.clone()))
                 ),
                 observed: "p.stage::text".to_owned(),
+                never_null: false,
             },
             Leaf::Consent { channel, state } => {
                 let channel = self.param(Param::Smallint(*channel));
@@ -216,6 +227,7 @@ impl Compiler {
                 LeafSql {
                     matched: format!("{current} = {state}"),
                     observed: format!("{current}::text"),
+                    never_null: false,
                 }
             }
             Leaf::StageEntered { stage, within_days } => {
@@ -229,6 +241,7 @@ impl Compiler {
                 LeafSql {
                     matched: format!("{alias}.v IS NOT NULL"),
                     observed: format!("{alias}.v::text"),
+                    never_null: false,
                 }
             }
             Leaf::Event(test) => self.event(test),
@@ -248,6 +261,7 @@ impl Compiler {
                          WHEN {alias}.v >= 0 THEN 1 END)::int2 = ANY({categories})"
                     ),
                     observed: format!("{alias}.v::text"),
+                    never_null: false,
                 }
             }
             Leaf::Score(test) => {
@@ -263,6 +277,7 @@ impl Compiler {
                 LeafSql {
                     matched: format!("{alias}.v IS NOT NULL"),
                     observed: format!("coalesce({alias}.v, 0)::text"),
+                    never_null: false,
                 }
             }
             Leaf::Segment(segment) => {
@@ -277,6 +292,7 @@ impl Compiler {
                 LeafSql {
                     matched: format!("{alias}.v IS NOT NULL"),
                     observed: format!("({alias}.v IS NOT NULL)::text"),
+                    never_null: false,
                 }
             }
         }
@@ -295,6 +311,20 @@ impl Compiler {
             let matched = self.attribute("properties", property);
             filter.push_str(&format!(" AND coalesce({matched}, false)"));
         }
+        if let Some(exists) = test.existence() {
+            // "Did it happen at all": a semi-join (anti-join for "never")
+            // probing each contact's events, instead of counting them all.
+            let found = format!(
+                "FROM segmentation.events WHERE tenant_id = $1 \
+                 AND contact_id = p.contact_id AND {filter}"
+            );
+            let negation = if exists { "" } else { "NOT " };
+            return LeafSql {
+                matched: format!("{negation}EXISTS (SELECT 1 {found})"),
+                observed: format!("(SELECT count(*) {found})::text"),
+                never_null: true,
+            };
+        }
         let aggregate = match &test.measure {
             Measure::Count => "count(*)::float8".to_owned(),
             Measure::Revenue(currency) => {
@@ -308,6 +338,7 @@ impl Compiler {
         LeafSql {
             matched: format!("coalesce({alias}.v, 0) {} {threshold}", sql_op(test.op)),
             observed: format!("coalesce({alias}.v, 0)::text"),
+            never_null: false,
         }
     }
 
@@ -342,6 +373,7 @@ impl Compiler {
                 self.param(Param::Texts(values.to_vec()))
             ),
             observed: column.to_owned(),
+            never_null: false,
         }
     }
 
@@ -515,12 +547,23 @@ mod tests {
 
     #[test]
     fn did_not_do_x_counts_contacts_without_any_event() {
-        // count = 0 must hold for a contact with no row in the join.
-        let compiled = compile(&orders(0.0, NumberOp::Equals), tenant(), now(), &Scope::All);
-        assert!(
-            compiled
-                .predicate
-                .contains("coalesce(l0.v, 0) = $5::float8")
+        // count < 2 must hold for a contact with no row in the join.
+        let fewer = compile(
+            &orders(2.0, NumberOp::Order(Order::Less)),
+            tenant(),
+            now(),
+            &Scope::All,
+        );
+        assert!(fewer.predicate.contains("coalesce(l0.v, 0) < $5::float8"));
+        // "Never" is an anti-join on the contact's own events, left bare
+        // so PostgreSQL can plan it as one.
+        let never = compile(&orders(0.0, NumberOp::Equals), tenant(), now(), &Scope::All);
+        assert_eq!(never.from, "segmentation.profiles p");
+        assert_eq!(
+            never.predicate,
+            "p.tenant_id = $1 AND NOT EXISTS (SELECT 1 FROM segmentation.events \
+             WHERE tenant_id = $1 AND contact_id = p.contact_id AND type = $2::text AND \
+             occur_time >= $3::timestamptz AND occur_time < $4::timestamptz)"
         );
     }
 
@@ -550,7 +593,7 @@ mod tests {
     fn a_scope_narrows_the_profiles_and_every_aggregate() {
         let contact = Uuid::from_u128(9);
         let compiled = compile(
-            &orders(1.0, NumberOp::Order(Order::GreaterOrEqual)),
+            &orders(3.0, NumberOp::Order(Order::GreaterOrEqual)),
             tenant(),
             now(),
             &Scope::Contacts(vec![contact]),

@@ -28,38 +28,27 @@ fn args(compiled: &Compiled) -> sqlx::Result<sqlx::postgres::PgArguments> {
     compiled.arguments().map_err(sqlx::Error::Encode)
 }
 
-/// How many contacts `rule` selects.
-pub async fn count(
+/// How many contacts `rule` selects, and up to `sample` of them (the
+/// first the plan finds, in id order), in one pass.
+pub async fn count_and_sample(
     tx: &mut PgConnection,
     tenant: Uuid,
     rule: &Rule,
     now: DateTime<Utc>,
-) -> sqlx::Result<i64> {
+    sample: i64,
+) -> sqlx::Result<(i64, Vec<Uuid>)> {
     let compiled = compile(rule, tenant, now, &Scope::All);
     let sql = format!(
-        "SELECT count(*) FROM {} WHERE {}",
+        "SELECT p.contact_id, count(*) OVER () FROM {} WHERE {} LIMIT {sample}",
         compiled.from, compiled.predicate
     );
-    sqlx::query_scalar_with(sqlx::AssertSqlSafe(sql), args(&compiled)?)
-        .fetch_one(tx)
-        .await
-}
-
-/// Up to `limit` contacts `rule` selects, the first the plan finds.
-pub async fn sample(
-    tx: &mut PgConnection,
-    tenant: Uuid,
-    rule: &Rule,
-    now: DateTime<Utc>,
-    limit: i64,
-) -> sqlx::Result<Vec<Uuid>> {
-    let compiled = compile(rule, tenant, now, &Scope::All);
-    let sql = format!("{} LIMIT {limit}", compiled.members());
-    let mut ids: Vec<Uuid> = sqlx::query_scalar_with(sqlx::AssertSqlSafe(sql), args(&compiled)?)
+    let rows: Vec<(Uuid, i64)> = sqlx::query_as_with(sqlx::AssertSqlSafe(sql), args(&compiled)?)
         .fetch_all(tx)
         .await?;
+    let count = rows.first().map_or(0, |(_, count)| *count);
+    let mut ids: Vec<Uuid> = rows.into_iter().map(|(id, _)| id).collect();
     ids.sort_unstable();
-    Ok(ids)
+    Ok((count, ids))
 }
 
 /// How many contacts the tenant has.
