@@ -30,6 +30,14 @@ enum Param {
     Time(DateTime<Utc>),
 }
 
+/// Where a node stands in the tree: joined by AND up to the root (its
+/// verdict decides the rule alone when false), or under any_of or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Position {
+    Conjunct,
+    Nested,
+}
+
 /// Which contacts the query considers.
 #[derive(Debug, Clone)]
 pub enum Scope {
@@ -115,7 +123,7 @@ pub fn compile(rule: &Rule, tenant: Uuid, now: DateTime<Utc>, scope: &Scope) -> 
     if let Scope::Contacts(ids) = scope {
         compiler.scope = Some(compiler.param(Param::Uuids(ids.clone())));
     }
-    let predicate = compiler.node(rule);
+    let predicate = compiler.node(rule, Position::Conjunct);
     let mut from = "segmentation.profiles p".to_owned();
     from.push_str(&compiler.joins);
     let mut predicate = format!("p.tenant_id = $1 AND {predicate}");
@@ -157,13 +165,13 @@ impl Compiler {
         format!("${}::{cast}", self.params.len())
     }
 
-    fn node(&mut self, rule: &Rule) -> String {
+    fn node(&mut self, rule: &Rule, position: Position) -> String {
         match rule {
-            Rule::AllOf(children) => self.combine(children, " AND ", "true"),
-            Rule::AnyOf(children) => self.combine(children, " OR ", "false"),
-            Rule::Not(child) => format!("NOT {}", self.node(child)),
+            Rule::AllOf(children) => self.combine(children, " AND ", "true", position),
+            Rule::AnyOf(children) => self.combine(children, " OR ", "false", Position::Nested),
+            Rule::Not(child) => format!("NOT {}", self.node(child, Position::Nested)),
             Rule::Leaf(leaf) => {
-                let sql = self.leaf(leaf);
+                let sql = self.leaf(leaf, position);
                 let predicate = if sql.never_null {
                     sql.matched.clone()
                 } else {
@@ -175,15 +183,24 @@ impl Compiler {
         }
     }
 
-    fn combine(&mut self, children: &[Rule], with: &str, empty: &str) -> String {
+    fn combine(
+        &mut self,
+        children: &[Rule],
+        with: &str,
+        empty: &str,
+        position: Position,
+    ) -> String {
         if children.is_empty() {
             return empty.to_owned();
         }
-        let parts: Vec<String> = children.iter().map(|child| self.node(child)).collect();
+        let parts: Vec<String> = children
+            .iter()
+            .map(|child| self.node(child, position))
+            .collect();
         format!("({})", parts.join(with))
     }
 
-    fn leaf(&mut self, leaf: &Leaf) -> LeafSql {
+    fn leaf(&mut self, leaf: &Leaf, position: Position) -> LeafSql {
         match leaf {
             Leaf::Attribute(test) => LeafSql {
                 matched: self.attribute("p.attributes", test),
@@ -244,7 +261,7 @@ impl Compiler {
                     never_null: false,
                 }
             }
-            Leaf::Event(test) => self.event(test),
+            Leaf::Event(test) => self.event(test, position),
             Leaf::NpsCategory(categories) => {
                 let categories = self.param(Param::Smallints(categories.clone()));
                 let alias = self.next_alias();
@@ -298,7 +315,7 @@ impl Compiler {
         }
     }
 
-    fn event(&mut self, test: &EventTest) -> LeafSql {
+    fn event(&mut self, test: &EventTest, position: Position) -> LeafSql {
         let event_type = self.param(Param::Text(test.event_type.clone()));
         let mut filter = format!("type = {event_type} AND {}", {
             self.within("occur_time", test.window)
@@ -313,15 +330,28 @@ impl Compiler {
         }
         if let Some(exists) = test.existence() {
             // "Did it happen at all": a semi-join (anti-join for "never")
-            // probing each contact's events, instead of counting them all.
-            let found = format!(
-                "FROM segmentation.events WHERE tenant_id = $1 \
-                 AND contact_id = p.contact_id AND {filter}"
-            );
-            let negation = if exists { "" } else { "NOT " };
+            // instead of counting every contact's events. Where it decides
+            // the whole rule (a conjunct of the root), the uncorrelated `IN`
+            // lets PostgreSQL hash the contacts who did it once; elsewhere
+            // (under any_of or not) EXISTS probes each contact's events.
+            let events = format!("FROM segmentation.events WHERE tenant_id = $1 AND {filter}");
+            let own = "contact_id = p.contact_id";
+            // For a few contacts, probing theirs beats hashing everyone's.
+            let position = if self.scope.is_some() {
+                Position::Nested
+            } else {
+                position
+            };
+            let matched = match (exists, position) {
+                (true, Position::Conjunct) => {
+                    format!("p.contact_id IN (SELECT contact_id {events})")
+                }
+                (true, Position::Nested) => format!("EXISTS (SELECT 1 {events} AND {own})"),
+                (false, _) => format!("NOT EXISTS (SELECT 1 {events} AND {own})"),
+            };
             return LeafSql {
-                matched: format!("{negation}EXISTS (SELECT 1 {found})"),
-                observed: format!("(SELECT count(*) {found})::text"),
+                matched,
+                observed: format!("(SELECT count(*) {events} AND {own})::text"),
                 never_null: true,
             };
         }
@@ -562,8 +592,36 @@ mod tests {
         assert_eq!(
             never.predicate,
             "p.tenant_id = $1 AND NOT EXISTS (SELECT 1 FROM segmentation.events \
-             WHERE tenant_id = $1 AND contact_id = p.contact_id AND type = $2::text AND \
-             occur_time >= $3::timestamptz AND occur_time < $4::timestamptz)"
+             WHERE tenant_id = $1 AND type = $2::text AND occur_time >= $3::timestamptz AND \
+             occur_time < $4::timestamptz AND contact_id = p.contact_id)"
+        );
+    }
+
+    #[test]
+    fn at_least_one_event_is_a_hashable_in_at_the_root_and_exists_below_any_of() {
+        let once = orders(1.0, NumberOp::Order(Order::GreaterOrEqual));
+        let root = compile(
+            &Rule::AllOf(vec![once.clone()]),
+            tenant(),
+            now(),
+            &Scope::All,
+        );
+        assert_eq!(
+            root.predicate,
+            "p.tenant_id = $1 AND (p.contact_id IN (SELECT contact_id FROM segmentation.events \
+             WHERE tenant_id = $1 AND type = $2::text AND occur_time >= $3::timestamptz AND \
+             occur_time < $4::timestamptz))"
+        );
+        let nested = compile(&Rule::AnyOf(vec![once]), tenant(), now(), &Scope::All);
+        assert!(
+            nested
+                .predicate
+                .contains("(EXISTS (SELECT 1 FROM segmentation.events")
+        );
+        assert!(
+            nested
+                .predicate
+                .ends_with("AND contact_id = p.contact_id))")
         );
     }
 
