@@ -29,7 +29,9 @@ fn args(compiled: &Compiled) -> sqlx::Result<sqlx::postgres::PgArguments> {
 }
 
 /// How many contacts `rule` selects, and up to `sample` of them (the
-/// first the plan finds, in id order), in one pass.
+/// first the plan finds, in id order), in one pass. An aggregate rather
+/// than a LIMIT: a LIMIT would have PostgreSQL plan for the first rows
+/// (nested loops) though the count needs them all.
 pub async fn count_and_sample(
     tx: &mut PgConnection,
     tenant: Uuid,
@@ -39,14 +41,14 @@ pub async fn count_and_sample(
 ) -> sqlx::Result<(i64, Vec<Uuid>)> {
     let compiled = compile(rule, tenant, now, &Scope::All);
     let sql = format!(
-        "SELECT p.contact_id, count(*) OVER () FROM {} WHERE {} LIMIT {sample}",
+        "SELECT count(*), coalesce((array_agg(p.contact_id))[1:{sample}], '{{}}') \
+         FROM {} WHERE {}",
         compiled.from, compiled.predicate
     );
-    let rows: Vec<(Uuid, i64)> = sqlx::query_as_with(sqlx::AssertSqlSafe(sql), args(&compiled)?)
-        .fetch_all(tx)
-        .await?;
-    let count = rows.first().map_or(0, |(_, count)| *count);
-    let mut ids: Vec<Uuid> = rows.into_iter().map(|(id, _)| id).collect();
+    let (count, mut ids): (i64, Vec<Uuid>) =
+        sqlx::query_as_with(sqlx::AssertSqlSafe(sql), args(&compiled)?)
+            .fetch_one(tx)
+            .await?;
     ids.sort_unstable();
     Ok((count, ids))
 }
