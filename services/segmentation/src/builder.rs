@@ -7,15 +7,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rapport_core::Clock;
-use rapport_core::Violations;
 use rapport_core::db;
-use rapport_proto::segmentation::v1::Rule as PbRule;
 use sqlx::PgPool;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::domain::reads::Reads;
+use crate::domain::segment::Cause;
 use crate::domain::validate;
+use crate::live::{self, Touched};
 use crate::store::build::{self, Claimed};
 use crate::store::segment;
 
@@ -24,6 +25,8 @@ const LEASE: Duration = Duration::from_secs(600);
 /// How often an idle builder looks at the queue (other replicas' requests,
 /// expired leases); requests made here wake it at once.
 const POLL: Duration = Duration::from_secs(1);
+/// Contacts judged again at once in the segments built on a built one.
+const CASCADE_CHUNK: usize = 1000;
 /// How often archived segments are looked at for purging.
 const PURGE_EVERY: chrono::Duration = chrono::Duration::minutes(1);
 
@@ -91,17 +94,29 @@ impl Builder {
 
     async fn build(&self, claimed: &Claimed) -> anyhow::Result<()> {
         let mut tx = self.tenant_tx(claimed.tenant).await?;
-        if let Some((rule, version)) = build::begin(&mut tx, claimed.segment).await? {
-            let rule = typed(&rule)?;
+        if let Some(begun) = build::begin(&mut tx, claimed.segment).await? {
+            let rule = validate::stored(&begun.rule)
+                .ok_or_else(|| anyhow::anyhow!("the stored rule no longer passes its checks"))?;
+            let cause = Cause::of_build(begun.built_version, begun.rule_version);
             let outcome = build::build(
                 &mut tx,
                 claimed.tenant,
                 claimed.segment,
                 &rule,
-                version,
+                begun.rule_version,
+                cause,
                 self.clock.now(),
             )
             .await?;
+            // Segments built on this one follow it, for the same cause.
+            for contacts in outcome.changed.chunks(CASCADE_CHUNK) {
+                let mut touched = Touched::default();
+                for contact in contacts {
+                    touched.touch(*contact, Reads::segment(claimed.segment));
+                }
+                live::judge_again(&mut tx, claimed.tenant, &touched, cause, self.clock.now())
+                    .await?;
+            }
             tracing::info!(
                 segment = %claimed.segment,
                 rule_version = outcome.rule_version,
@@ -130,12 +145,4 @@ impl Builder {
         }
         Ok(())
     }
-}
-
-/// A stored rule, checked again: it was valid when saved, and is read
-/// back the same way.
-fn typed(rule: &PbRule) -> anyhow::Result<crate::domain::rule::Rule> {
-    let mut violations = Violations::default();
-    validate::validate(rule, "rule", &mut violations)
-        .ok_or_else(|| anyhow::anyhow!("the stored rule no longer passes its checks"))
 }

@@ -137,16 +137,16 @@ async fn a_build_writes_only_who_entered_and_who_left() {
         .into_inner();
     let chunk = export.message().await.unwrap().unwrap();
     assert!(chunk.memberships.is_empty());
-    let history: Vec<(bool, i64, String)> = chunk
+    let history: Vec<(bool, i64, ChangeCause)> = chunk
         .history
         .iter()
-        .map(|change| (change.entered, change.rule_version, change.cause.clone()))
+        .map(|change| (change.entered, change.rule_version, change.cause()))
         .collect();
     assert_eq!(
         history,
         [
-            (true, 2, "build".to_owned()),
-            (false, 3, "build".to_owned())
+            (true, 2, ChangeCause::RuleChange),
+            (false, 3, ChangeCause::RuleChange)
         ]
     );
 }

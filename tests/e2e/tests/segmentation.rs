@@ -1,5 +1,6 @@
 //! Segmentation through the gateway, as a client and as rapportctl use it:
-//! a rule from a JSON file, its preview, build, members and explanation.
+//! a rule from a JSON file, its preview, build, members and explanation,
+//! and membership following a recorded event at once.
 
 use std::time::Duration;
 
@@ -145,6 +146,41 @@ async fn a_segment_from_a_rule_file_builds_and_explains_itself() {
         "{explained}"
     );
     std::fs::remove_dir_all(&dir).unwrap();
+
+    // The browser orders: they enter at once, not at the next build.
+    client
+        .contacts()
+        .record_events(RecordEventsRequest {
+            events: vec![Event {
+                contact_id: browser.id.clone(),
+                r#type: "order.placed".into(),
+                channel: Channel::Web.into(),
+                occur_time: Some(prost_types::Timestamp::from(std::time::SystemTime::now())),
+                ..Default::default()
+            }],
+        })
+        .await
+        .unwrap();
+    let mut history = String::new();
+    for _ in 0..100 {
+        history = rapportctl(&suite, &key.secret, &["segments", "history", &segment_id]).await;
+        if history.lines().count() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let lines: Vec<&str> = history.lines().collect();
+    assert_eq!(lines.len(), 2, "{history}");
+    assert!(
+        lines[0].ends_with(&format!("entered {segment_id} {} v1 event", browser.id)),
+        "{history}"
+    );
+    assert!(
+        lines[1].ends_with(&format!("entered {segment_id} {} v1 build", buyer.id)),
+        "{history}"
+    );
+    let count = rapportctl(&suite, &key.secret, &["segments", "count", &segment_id]).await;
+    assert_eq!(count.trim(), "2");
 
     // A key without the segmentation scope is refused.
     let contacts_only = suite.key(&key.tenant_id, &["contacts:write"]).await;

@@ -13,7 +13,12 @@ use rapport_proto::segmentation::v1::*;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use chrono::{DateTime, Utc};
+
 use super::{IDEMPOTENCY, SegmentationApi, archived, contact_not_found};
+use crate::domain::reads::Reads;
+use crate::domain::segment::Cause;
+use crate::live::{self, Touched};
 use crate::store::membership;
 use crate::store::segment::Lock;
 
@@ -44,6 +49,24 @@ fn read_ids(
     ids.sort_unstable();
     ids.dedup();
     Ok((segment, ids))
+}
+
+/// Judges again, for `contacts`, the segments whose rules name `list`.
+async fn judge_dependents(
+    tx: &mut PgConnection,
+    tenant: Uuid,
+    list: Uuid,
+    contacts: &[Uuid],
+    now: DateTime<Utc>,
+) -> ApiResult<()> {
+    let mut touched = Touched::default();
+    for contact in contacts {
+        touched.touch(*contact, Reads::segment(list));
+    }
+    live::judge_again(tx, tenant, &touched, Cause::Event, now)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(())
 }
 
 impl SegmentationApi {
@@ -89,10 +112,13 @@ impl SegmentationApi {
         };
         self.list_for_change(&mut tx, segment).await?;
         let known = membership::known_contacts(&mut tx, &ids).await?;
-        let added = membership::add_to_list(&mut tx, ctx.tenant_id, segment, &known, now).await?;
+        let added = membership::add_to_list(&mut tx, ctx.tenant_id, segment, &known, now)
+            .await
+            .map_err(ApiError::internal)?;
+        judge_dependents(&mut tx, ctx.tenant_id, segment, &known, now).await?;
         let response = AddListMembersResponse {
             added_count: i32::try_from(added).unwrap_or(i32::MAX),
-            unchanged_count: i32::try_from(known.len() as i64 - added).unwrap_or(0),
+            unchanged_count: i32::try_from(known.len() - added).unwrap_or(0),
             unknown_contact_ids: ids
                 .iter()
                 .filter(|id| known.binary_search(id).is_err())
@@ -129,11 +155,13 @@ impl SegmentationApi {
             Claim::Proceed(claim) => claim,
         };
         self.list_for_change(&mut tx, segment).await?;
-        let removed =
-            membership::remove_from_list(&mut tx, ctx.tenant_id, segment, &ids, now).await?;
+        let removed = membership::remove_from_list(&mut tx, ctx.tenant_id, segment, &ids, now)
+            .await
+            .map_err(ApiError::internal)?;
+        judge_dependents(&mut tx, ctx.tenant_id, segment, &ids, now).await?;
         let response = RemoveListMembersResponse {
             removed_count: i32::try_from(removed).unwrap_or(i32::MAX),
-            unchanged_count: i32::try_from(ids.len() as i64 - removed).unwrap_or(0),
+            unchanged_count: i32::try_from(ids.len() - removed).unwrap_or(0),
         };
         claim
             .complete(&mut tx, ctx.tenant_id, &response, &ids, now)

@@ -4,6 +4,7 @@
 //! handlers live in one module per resource.
 
 mod evaluate;
+mod history;
 mod members;
 mod privacy;
 mod segments;
@@ -239,6 +240,16 @@ impl SegmentationService for SegmentationApi {
         let ctx = SCOPE.read(&request)?;
         Ok(Response::new(
             self.contact_segments(&ctx, request.into_inner()).await?,
+        ))
+    }
+
+    async fn list_membership_history(
+        &self,
+        request: Request<ListMembershipHistoryRequest>,
+    ) -> Result<Response<ListMembershipHistoryResponse>, Status> {
+        let ctx = SCOPE.read(&request)?;
+        Ok(Response::new(
+            self.history(&ctx, request.into_inner()).await?,
         ))
     }
 

@@ -2,10 +2,12 @@
 //! projections. A batch is applied set-based: runs of changes that commute
 //! (profiles, stages, consents, events) are gathered and written with one
 //! statement each; a merge, deletion or erasure first writes what was
-//! gathered, so the feed's order holds.
+//! gathered, so the feed's order holds. Then the segments the batch can
+//! affect are judged again for the contacts it touched.
 
 use futures::FutureExt as _;
 use futures::future::BoxFuture;
+use rapport_core::Clock;
 use rapport_core::convert::to_datetime;
 use rapport_events::consumer::{Handler, Subscription, payload, snapshot_payload};
 use rapport_events::snapshot::kind;
@@ -19,6 +21,9 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::domain::projection::{EventRow, Profile};
+use crate::domain::reads::Reads;
+use crate::domain::segment::Cause;
+use crate::live::{self, Touched};
 use crate::store::projection::{self, ConsentUpdate, StageEntry};
 
 /// What segmentation follows of the contacts feed, and where its cursor is.
@@ -38,7 +43,9 @@ pub const SUBSCRIPTION: Subscription = Subscription {
     ],
 };
 
-pub struct ContactChanges;
+pub struct ContactChanges {
+    pub clock: Clock,
+}
 
 /// Changes gathered from a run of commuting events.
 #[derive(Default)]
@@ -89,45 +96,61 @@ impl Handler for ContactChanges {
             };
             let tenant = Uuid::parse_str(&first.tenant_id)?;
             let mut gathered = Gathered::default();
+            let mut touched = Touched::default();
             for event in events {
                 let at = event.occur_time.as_ref().and_then(to_datetime);
                 if let Some(created) = payload::<ContactCreated>(event)? {
                     let profile = Profile::from_contact(&created.contact.unwrap_or_default())?;
+                    touched.touch(profile.contact_id, Reads::stage());
                     gathered.stages.extend(initial_stage(&profile));
                     gathered.profiles.push(profile);
                 } else if let Some(updated) = payload::<ContactUpdated>(event)? {
-                    let contact = updated.contact.unwrap_or_default();
-                    gathered.profiles.push(Profile::from_contact(&contact)?);
+                    let profile = Profile::from_contact(&updated.contact.unwrap_or_default())?;
+                    touched.touch(profile.contact_id, Reads::profile());
+                    gathered.profiles.push(profile);
                 } else if let Some(changed) = payload::<ContactLifecycleChanged>(event)? {
+                    let contact_id = Uuid::parse_str(&changed.contact_id)?;
+                    touched.touch(contact_id, Reads::stage());
                     gathered.stages.push(StageEntry {
-                        contact_id: Uuid::parse_str(&changed.contact_id)?,
+                        contact_id,
                         stage: i16::try_from(changed.to_stage)?,
                         at: at.unwrap_or_default(),
                     });
                 } else if let Some(changed) = payload::<ContactConsentChanged>(event)? {
+                    let contact_id = Uuid::parse_str(&changed.contact_id)?;
+                    touched.touch(contact_id, Reads::profile());
                     gathered.consents.push(ConsentUpdate {
-                        contact_id: Uuid::parse_str(&changed.contact_id)?,
+                        contact_id,
                         channel: i16::try_from(changed.channel)?,
                         state: i16::try_from(changed.to_status)?.max(1),
                     });
                 } else if let Some(recorded) = payload::<ContactEventRecorded>(event)? {
-                    gathered
-                        .events
-                        .push(EventRow::from_event(&recorded.event.unwrap_or_default())?);
+                    let row = EventRow::from_event(&recorded.event.unwrap_or_default())?;
+                    touched.touch(row.contact_id, Reads::event(&row.event_type));
+                    gathered.events.push(row);
                 } else if let Some(merged) = payload::<ContactMerged>(event)? {
                     gathered.write(tx, tenant).await?;
                     let duplicate = Uuid::parse_str(&merged.duplicate_id)?;
-                    projection::merge(tx, duplicate, Uuid::parse_str(&merged.survivor_id)?).await?;
+                    let survivor = Uuid::parse_str(&merged.survivor_id)?;
+                    projection::merge(tx, duplicate, survivor).await?;
+                    touched.forget(duplicate);
+                    touched.touch(survivor, Reads::everything());
                 } else if let Some(deleted) = payload::<ContactDeleted>(event)? {
                     gathered.write(tx, tenant).await?;
-                    projection::forget(tx, tenant, &ids([&deleted.contact_id])?).await?;
+                    let gone = ids([&deleted.contact_id])?;
+                    projection::forget(tx, tenant, &gone).await?;
+                    gone.iter().for_each(|id| touched.forget(*id));
                 } else if let Some(erased) = payload::<ContactErased>(event)? {
                     gathered.write(tx, tenant).await?;
                     let all = std::iter::once(&erased.contact_id).chain(&erased.merged_ids);
-                    projection::forget(tx, tenant, &ids(all)?).await?;
+                    let gone = ids(all)?;
+                    projection::forget(tx, tenant, &gone).await?;
+                    gone.iter().for_each(|id| touched.forget(*id));
                 }
             }
-            gathered.write(tx, tenant).await
+            gathered.write(tx, tenant).await?;
+            live::judge_again(tx, tenant, &touched, Cause::Event, self.clock.now()).await?;
+            Ok(())
         }
         .boxed()
     }

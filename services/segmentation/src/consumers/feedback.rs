@@ -1,9 +1,11 @@
 //! Follows the feedback feed into the scored-answers projection: each
 //! completed response's NPS, CSAT and CES answers, by contact. Responses
-//! of no contact (anonymous, or erased since) are not kept.
+//! of no contact (anonymous, or erased since) are not kept. The segments
+//! that read answers are judged again for the contacts who answered.
 
 use futures::FutureExt as _;
 use futures::future::BoxFuture;
+use rapport_core::Clock;
 use rapport_core::convert::to_datetime;
 use rapport_events::consumer::{Handler, Subscription, payload, snapshot_payload};
 use rapport_events::snapshot::kind;
@@ -14,6 +16,9 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::domain::projection::score_kind;
+use crate::domain::reads::Reads;
+use crate::domain::segment::Cause;
+use crate::live::{self, Touched};
 use crate::store::projection::{self, Answer};
 
 /// What segmentation follows of the feedback feed.
@@ -24,7 +29,9 @@ pub const SUBSCRIPTION: Subscription = Subscription {
     types: &[ResponseSubmitted::EVENT_TYPE],
 };
 
-pub struct FeedbackChanges;
+pub struct FeedbackChanges {
+    pub clock: Clock,
+}
 
 fn answers(response: &ResponseSubmitted) -> anyhow::Result<Vec<Answer>> {
     if response.contact_id.is_empty() {
@@ -53,12 +60,6 @@ fn answers(response: &ResponseSubmitted) -> anyhow::Result<Vec<Answer>> {
         .collect())
 }
 
-async fn store(tx: &mut PgConnection, tenant: &str, found: Vec<Answer>) -> anyhow::Result<()> {
-    let tenant = Uuid::parse_str(tenant)?;
-    projection::insert_answers(tx, tenant, &found).await?;
-    Ok(())
-}
-
 impl Handler for FeedbackChanges {
     fn apply<'a>(
         &'a self,
@@ -69,13 +70,20 @@ impl Handler for FeedbackChanges {
             let Some(first) = events.first() else {
                 return Ok(());
             };
+            let tenant = Uuid::parse_str(&first.tenant_id)?;
             let mut found = Vec::new();
             for event in events {
                 if let Some(response) = payload::<ResponseSubmitted>(event)? {
                     found.extend(answers(&response)?);
                 }
             }
-            store(tx, &first.tenant_id, found).await
+            let mut touched = Touched::default();
+            for answer in &found {
+                touched.touch(answer.contact_id, Reads::answers());
+            }
+            projection::insert_answers(tx, tenant, &found).await?;
+            live::judge_again(tx, tenant, &touched, Cause::Event, self.clock.now()).await?;
+            Ok(())
         }
         .boxed()
     }
@@ -99,7 +107,8 @@ impl Handler for FeedbackChanges {
                     found.extend(answers(&response)?);
                 }
             }
-            store(tx, &first.tenant_id, found).await
+            projection::insert_answers(tx, Uuid::parse_str(&first.tenant_id)?, &found).await?;
+            Ok(())
         }
         .boxed()
     }

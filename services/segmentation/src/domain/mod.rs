@@ -1,9 +1,12 @@
-//! Pure rules of segmentation: the rule tree and its checks, explanations,
-//! estimates, and the references between segments.
+//! Pure rules of segmentation: the rule tree and its checks, the
+//! per-contact evaluator and what a rule reads, explanations, estimates,
+//! and the references between segments.
 
 pub mod estimate;
+pub mod evaluate;
 pub mod explain;
 pub mod projection;
+pub mod reads;
 pub mod references;
 pub mod rule;
 pub mod segment;

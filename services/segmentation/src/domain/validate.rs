@@ -30,6 +30,12 @@ const MAX_KEY_CHARS: usize = 64;
 const MAX_TEXT_CHARS: usize = 500;
 const MAX_DAYS: i32 = 3650;
 
+/// A stored rule read back: it passed these checks when it was saved.
+/// `None` if it no longer does (a check made stricter since).
+pub fn stored(rule: &pb::Rule) -> Option<Rule> {
+    validate(rule, "rule", &mut Violations::default())
+}
+
 /// Checks `rule` (found at `path` in the request), adding what is wrong to
 /// `violations`; the typed tree when nothing is.
 pub fn validate(rule: &pb::Rule, path: &str, violations: &mut Violations) -> Option<Rule> {

@@ -12,7 +12,11 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::compile::{Scope, compile};
+use super::sweep;
+use crate::domain::reads::time_edges;
 use crate::domain::rule::Rule;
+use crate::domain::segment::Cause;
+use crate::events;
 
 /// Queues `segment` for a build (again, if it is queued already: a build
 /// that is running then runs once more).
@@ -87,45 +91,62 @@ pub async fn release(tx: &mut PgConnection, claimed: &Claimed) -> sqlx::Result<(
 }
 
 /// What a build changed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuildOutcome {
     pub rule_version: i64,
     pub entered: i64,
     pub exited: i64,
     pub members: i64,
+    /// Who entered or left.
+    pub changed: Vec<Uuid>,
+}
+
+/// What a build is to build.
+pub struct Begun {
+    pub rule: PbRule,
+    pub rule_version: i64,
+    /// The version of the previous build (0 before the first).
+    pub built_version: i64,
 }
 
 /// The segment's rule to build, if it is still a dynamic segment that is
 /// not archived. Waits for any other build of the same segment to end.
-pub async fn begin(tx: &mut PgConnection, segment: Uuid) -> sqlx::Result<Option<(PbRule, i64)>> {
+pub async fn begin(tx: &mut PgConnection, segment: Uuid) -> sqlx::Result<Option<Begun>> {
     sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 0))")
         .bind(segment)
         .execute(&mut *tx)
         .await?;
-    let row: Option<(Option<Vec<u8>>, i64)> = sqlx::query_as(
-        "SELECT rule, rule_version FROM segmentation.segments \
+    let row: Option<(Option<Vec<u8>>, i64, i64)> = sqlx::query_as(
+        "SELECT rule, rule_version, built_version FROM segmentation.segments \
          WHERE id = $1 AND kind = $2 AND archive_time IS NULL",
     )
     .bind(segment)
     .bind(SegmentKind::Dynamic as i16)
     .fetch_optional(tx)
     .await?;
-    let Some((Some(bytes), version)) = row else {
+    let Some((Some(bytes), rule_version, built_version)) = row else {
         return Ok(None);
     };
     let rule = PbRule::decode(bytes.as_slice()).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-    Ok(Some((rule, version)))
+    Ok(Some(Begun {
+        rule,
+        rule_version,
+        built_version,
+    }))
 }
 
 /// Evaluates `rule` (version `version`) over every contact of `tenant`
 /// and writes the difference to the segment's membership: one statement,
-/// so the members are never held by the service. Records the build.
+/// so the members are never held by the service (only the ids of who
+/// entered and left, for the feed's events, written in chunks). Records
+/// the build, and sweeps the segment for time's effects from `now` on.
 pub async fn build(
     tx: &mut PgConnection,
     tenant: Uuid,
     segment: Uuid,
     rule: &Rule,
     version: i64,
+    cause: Cause,
     now: DateTime<Utc>,
 ) -> anyhow::Result<BuildOutcome> {
     let started = std::time::Instant::now();
@@ -134,10 +155,11 @@ pub async fn build(
         .execute(&mut *tx)
         .await?;
     let compiled = compile(rule, tenant, now, &Scope::All);
-    let (segment_param, now_param, version_param) = (
+    let (segment_param, now_param, version_param, cause_param) = (
         compiled.next_param(),
         compiled.next_param() + 1,
         compiled.next_param() + 2,
+        compiled.next_param() + 3,
     );
     let sql = format!(
         "WITH target AS MATERIALIZED ({members}), \
@@ -153,11 +175,12 @@ pub async fn build(
          changes AS ( \
              INSERT INTO segmentation.membership_changes \
                  (tenant_id, segment_id, contact_id, entered, change_time, rule_version, cause) \
-             SELECT $1, ${segment_param}, contact_id, true, ${now_param}, ${version_param}, 'build' FROM entered \
+             SELECT $1, ${segment_param}, contact_id, true, ${now_param}, ${version_param}, ${cause_param}::text FROM entered \
              UNION ALL \
-             SELECT $1, ${segment_param}, contact_id, false, ${now_param}, ${version_param}, 'build' FROM exited \
-             RETURNING entered) \
-         SELECT count(*) FILTER (WHERE entered), count(*) FILTER (WHERE NOT entered) FROM changes",
+             SELECT $1, ${segment_param}, contact_id, false, ${now_param}, ${version_param}, ${cause_param}::text FROM exited \
+             RETURNING contact_id, entered) \
+         SELECT coalesce(array_agg(contact_id) FILTER (WHERE entered), '{{}}'), \
+                coalesce(array_agg(contact_id) FILTER (WHERE NOT entered), '{{}}') FROM changes",
         members = compiled.members(),
     );
     let mut args = compiled.arguments().map_err(anyhow::Error::msg)?;
@@ -165,9 +188,25 @@ pub async fn build(
     args.add(segment).map_err(anyhow::Error::msg)?;
     args.add(now).map_err(anyhow::Error::msg)?;
     args.add(version).map_err(anyhow::Error::msg)?;
-    let (entered, exited): (i64, i64) = sqlx::query_as_with(sqlx::AssertSqlSafe(sql), args)
-        .fetch_one(&mut *tx)
-        .await?;
+    args.add(cause.as_str()).map_err(anyhow::Error::msg)?;
+    let (entered, exited): (Vec<Uuid>, Vec<Uuid>) =
+        sqlx::query_as_with(sqlx::AssertSqlSafe(sql), args)
+            .fetch_one(&mut *tx)
+            .await?;
+    write_feed(
+        tx,
+        tenant,
+        segment,
+        version,
+        (&entered, &exited),
+        cause,
+        now,
+    )
+    .await?;
+    sweep::schedule(tx, tenant, segment, !time_edges(rule).is_empty(), now).await?;
+    let (entered_count, exited_count) = (entered.len() as i64, exited.len() as i64);
+    let mut changed = entered;
+    changed.extend(exited);
     let millis = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
     let members: i64 = sqlx::query_scalar(
         "UPDATE segmentation.segments SET \
@@ -178,8 +217,8 @@ pub async fn build(
          WHERE id = $1 RETURNING member_count",
     )
     .bind(segment)
-    .bind(entered)
-    .bind(exited)
+    .bind(entered_count)
+    .bind(exited_count)
     .bind(version)
     .bind(BuildState::Ready as i16)
     .bind(now)
@@ -188,10 +227,41 @@ pub async fn build(
     .await?;
     Ok(BuildOutcome {
         rule_version: version,
-        entered,
-        exited,
+        entered: entered_count,
+        exited: exited_count,
         members,
+        changed,
     })
+}
+
+/// Events written per statement.
+const FEED_CHUNK: usize = 10_000;
+
+/// The feed's `segment.entered` and `segment.exited` of a build.
+async fn write_feed(
+    tx: &mut PgConnection,
+    tenant: Uuid,
+    segment: Uuid,
+    version: i64,
+    (entered, exited): (&[Uuid], &[Uuid]),
+    cause: Cause,
+    now: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    for chunk in entered.chunks(FEED_CHUNK) {
+        let feed = chunk
+            .iter()
+            .map(|contact| events::segment_entered(segment, *contact, version, cause, now))
+            .collect();
+        events::OUTBOX.write(tx, tenant, feed, now).await?;
+    }
+    for chunk in exited.chunks(FEED_CHUNK) {
+        let feed = chunk
+            .iter()
+            .map(|contact| events::segment_exited(segment, *contact, version, cause, now))
+            .collect();
+        events::OUTBOX.write(tx, tenant, feed, now).await?;
+    }
+    Ok(())
 }
 
 /// Records that a build of `segment` failed, and why.

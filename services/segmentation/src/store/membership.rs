@@ -1,11 +1,15 @@
-//! Who is in which segment: reading memberships, and changing a list's
-//! members by id (each entry and exit recorded in the history).
+//! Who is in which segment: reading memberships and their history, and
+//! changing a list's members by id (each entry and exit recorded in the
+//! history and on the feed).
 
 use chrono::{DateTime, Utc};
 use rapport_core::convert::to_timestamp;
-use rapport_proto::segmentation::v1::{Membership, MembershipChange};
+use rapport_proto::segmentation::v1::{ChangeCause, Membership, MembershipChange};
 use sqlx::{FromRow, PgConnection};
 use uuid::Uuid;
+
+use super::changes::{self, SegmentChanges};
+use crate::domain::segment::Cause;
 
 #[derive(FromRow)]
 struct MembershipRow {
@@ -82,31 +86,102 @@ pub async fn of_contact(tx: &mut PgConnection, contact: Uuid) -> sqlx::Result<Ve
     Ok(rows.into_iter().map(Membership::from).collect())
 }
 
+type ChangeRow = (i64, Uuid, Uuid, bool, DateTime<Utc>, i64, String);
+
+fn change(row: ChangeRow) -> (i64, MembershipChange) {
+    let (id, segment, contact, entered, at, rule_version, cause) = row;
+    let cause = Cause::parse(&cause).map_or(ChangeCause::Unspecified, Cause::to_proto);
+    (
+        id,
+        MembershipChange {
+            segment_id: segment.to_string(),
+            contact_id: contact.to_string(),
+            entered,
+            change_time: Some(to_timestamp(at)),
+            rule_version,
+            cause: cause.into(),
+        },
+    )
+}
+
 /// Every entry and exit of `contact`, oldest first.
 pub async fn history_of_contact(
     tx: &mut PgConnection,
     contact: Uuid,
 ) -> sqlx::Result<Vec<MembershipChange>> {
-    let rows: Vec<(Uuid, bool, DateTime<Utc>, i64, String)> = sqlx::query_as(
-        "SELECT segment_id, entered, change_time, rule_version, cause \
-         FROM segmentation.membership_changes WHERE contact_id = $1 \
-         ORDER BY change_time, segment_id",
+    let rows: Vec<ChangeRow> = sqlx::query_as(
+        "SELECT id, segment_id, contact_id, entered, change_time, rule_version, cause \
+         FROM segmentation.membership_changes WHERE contact_id = $1 ORDER BY id",
     )
     .bind(contact)
     .fetch_all(tx)
     .await?;
+    Ok(rows.into_iter().map(|row| change(row).1).collect())
+}
+
+/// A page of the entries and exits of `segment`, of `contact`, or of both
+/// (at least one is given), newest first, before the change `before`.
+pub async fn history(
+    tx: &mut PgConnection,
+    segment: Option<Uuid>,
+    contact: Option<Uuid>,
+    before: Option<i64>,
+    limit: i64,
+) -> sqlx::Result<Vec<(i64, MembershipChange)>> {
+    let rows: Vec<ChangeRow> = sqlx::query_as(
+        "SELECT id, segment_id, contact_id, entered, change_time, rule_version, cause \
+         FROM segmentation.membership_changes \
+         WHERE ($1::uuid IS NULL OR segment_id = $1) AND ($2::uuid IS NULL OR contact_id = $2) \
+           AND ($3::int8 IS NULL OR id < $3) \
+         ORDER BY id DESC LIMIT $4",
+    )
+    .bind(segment)
+    .bind(contact)
+    .bind(before)
+    .bind(limit)
+    .fetch_all(tx)
+    .await?;
+    Ok(rows.into_iter().map(change).collect())
+}
+
+/// A page of every tenant's current memberships, by contact, after
+/// `after` (tenant, contact), for the feed's snapshot.
+pub async fn snapshot_page(
+    tx: &mut PgConnection,
+    after: Option<(Uuid, Uuid)>,
+    limit: i64,
+) -> sqlx::Result<Vec<((Uuid, Uuid), Vec<Membership>)>> {
+    /// Tenant, contact, and the segments, enter times and versions of
+    /// their memberships.
+    type ContactRow = (Uuid, Uuid, Vec<Uuid>, Vec<DateTime<Utc>>, Vec<i64>);
+    let rows: Vec<ContactRow> = sqlx::query_as(
+        "SELECT tenant_id, contact_id, array_agg(segment_id ORDER BY segment_id), \
+                array_agg(enter_time ORDER BY segment_id), array_agg(rule_version ORDER BY segment_id) \
+         FROM segmentation.memberships \
+         WHERE $1::uuid IS NULL OR (tenant_id, contact_id) > ($1, $2) \
+         GROUP BY tenant_id, contact_id ORDER BY tenant_id, contact_id LIMIT $3",
+    )
+    .bind(after.map(|(tenant, _)| tenant))
+    .bind(after.map(|(_, contact)| contact))
+    .bind(limit)
+    .fetch_all(tx)
+    .await?;
     Ok(rows
         .into_iter()
-        .map(
-            |(segment, entered, at, rule_version, cause)| MembershipChange {
-                segment_id: segment.to_string(),
-                contact_id: contact.to_string(),
-                entered,
-                change_time: Some(to_timestamp(at)),
-                rule_version,
-                cause,
-            },
-        )
+        .map(|(tenant, contact, segments, enter_times, versions)| {
+            let memberships = segments
+                .into_iter()
+                .zip(enter_times)
+                .zip(versions)
+                .map(|((segment, enter_time), rule_version)| Membership {
+                    segment_id: segment.to_string(),
+                    contact_id: contact.to_string(),
+                    enter_time: Some(to_timestamp(enter_time)),
+                    rule_version,
+                })
+                .collect();
+            ((tenant, contact), memberships)
+        })
         .collect())
 }
 
@@ -127,25 +202,14 @@ pub async fn add_to_list(
     segment: Uuid,
     contacts: &[Uuid],
     now: DateTime<Utc>,
-) -> sqlx::Result<i64> {
-    let added: i64 = sqlx::query_scalar(
-        "WITH added AS ( \
-             INSERT INTO segmentation.memberships (tenant_id, segment_id, contact_id, enter_time, rule_version) \
-             SELECT $1, $2, unnest($3::uuid[]), $4, 0 ON CONFLICT DO NOTHING RETURNING contact_id), \
-         history AS ( \
-             INSERT INTO segmentation.membership_changes \
-                 (tenant_id, segment_id, contact_id, entered, change_time, rule_version, cause) \
-             SELECT $1, $2, contact_id, true, $4, 0, 'list' FROM added) \
-         SELECT count(*) FROM added",
-    )
-    .bind(tenant)
-    .bind(segment)
-    .bind(contacts)
-    .bind(now)
-    .fetch_one(&mut *tx)
-    .await?;
-    adjust_count(tx, segment, added).await?;
-    Ok(added)
+) -> anyhow::Result<usize> {
+    let added = SegmentChanges {
+        segment,
+        rule_version: 0,
+        entered: contacts.to_vec(),
+        exited: Vec::new(),
+    };
+    changes::apply(tx, tenant, &[added], Cause::List, now).await
 }
 
 /// Removes `contacts` from list `segment`; returns how many were members.
@@ -155,32 +219,12 @@ pub async fn remove_from_list(
     segment: Uuid,
     contacts: &[Uuid],
     now: DateTime<Utc>,
-) -> sqlx::Result<i64> {
-    let removed: i64 = sqlx::query_scalar(
-        "WITH removed AS ( \
-             DELETE FROM segmentation.memberships WHERE segment_id = $2 AND contact_id = ANY($3) \
-             RETURNING contact_id), \
-         history AS ( \
-             INSERT INTO segmentation.membership_changes \
-                 (tenant_id, segment_id, contact_id, entered, change_time, rule_version, cause) \
-             SELECT $1, $2, contact_id, false, $4, 0, 'list' FROM removed) \
-         SELECT count(*) FROM removed",
-    )
-    .bind(tenant)
-    .bind(segment)
-    .bind(contacts)
-    .bind(now)
-    .fetch_one(&mut *tx)
-    .await?;
-    adjust_count(tx, segment, -removed).await?;
-    Ok(removed)
-}
-
-async fn adjust_count(tx: &mut PgConnection, segment: Uuid, by: i64) -> sqlx::Result<()> {
-    sqlx::query("UPDATE segmentation.segments SET member_count = member_count + $2 WHERE id = $1")
-        .bind(segment)
-        .bind(by)
-        .execute(tx)
-        .await?;
-    Ok(())
+) -> anyhow::Result<usize> {
+    let removed = SegmentChanges {
+        segment,
+        rule_version: 0,
+        entered: Vec::new(),
+        exited: contacts.to_vec(),
+    };
+    changes::apply(tx, tenant, &[removed], Cause::List, now).await
 }

@@ -2,8 +2,11 @@
 //! consumers' writes are in `projection`.
 
 pub mod build;
+pub mod changes;
 pub mod compile;
 pub mod evaluate;
+pub mod facts;
 pub mod membership;
 pub mod projection;
 pub mod segment;
+pub mod sweep;

@@ -223,8 +223,9 @@ pub async fn insert_answers(
 }
 
 /// Forgets `contacts` entirely: profile, history, answers, memberships and
-/// their record (a deleted or erased person leaves no trace here), and
-/// remembers their ids so that later news of them is not kept.
+/// their record, and the payloads of segmentation's own feed events about
+/// them (a deleted or erased person leaves no trace here), and remembers
+/// their ids so that later news of them is not kept.
 pub async fn forget(tx: &mut PgConnection, tenant: Uuid, contacts: &[Uuid]) -> sqlx::Result<()> {
     if contacts.is_empty() {
         return Ok(());
@@ -238,6 +239,7 @@ pub async fn forget(tx: &mut PgConnection, tenant: Uuid, contacts: &[Uuid]) -> s
     .execute(&mut *tx)
     .await?;
     leave_all_segments(tx, contacts).await?;
+    crate::events::OUTBOX.redact(tx, contacts).await?;
     for table in [
         "segmentation.profiles",
         "segmentation.stage_changes",

@@ -81,6 +81,48 @@ impl SegmentRow {
     }
 }
 
+/// A dynamic segment that is not archived, with its stored rule.
+pub struct LiveRule {
+    pub id: Uuid,
+    pub rule_version: i64,
+    pub rule: Rule,
+}
+
+fn live_rule_row(row: (Uuid, i64, Vec<u8>)) -> sqlx::Result<LiveRule> {
+    let (id, rule_version, bytes) = row;
+    let rule = Rule::decode(bytes.as_slice()).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+    Ok(LiveRule {
+        id,
+        rule_version,
+        rule,
+    })
+}
+
+/// The tenant's dynamic segments that are not archived.
+pub async fn live_rules(tx: &mut PgConnection) -> sqlx::Result<Vec<LiveRule>> {
+    let rows: Vec<(Uuid, i64, Vec<u8>)> = sqlx::query_as(
+        "SELECT id, rule_version, rule FROM segmentation.segments \
+         WHERE kind = $1 AND archive_time IS NULL AND rule IS NOT NULL ORDER BY id",
+    )
+    .bind(SegmentKind::Dynamic as i16)
+    .fetch_all(tx)
+    .await?;
+    rows.into_iter().map(live_rule_row).collect()
+}
+
+/// Segment `id`, if it is dynamic and not archived.
+pub async fn live_rule(tx: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<LiveRule>> {
+    let row: Option<(Uuid, i64, Vec<u8>)> = sqlx::query_as(
+        "SELECT id, rule_version, rule FROM segmentation.segments \
+         WHERE id = $1 AND kind = $2 AND archive_time IS NULL AND rule IS NOT NULL",
+    )
+    .bind(id)
+    .bind(SegmentKind::Dynamic as i16)
+    .fetch_optional(tx)
+    .await?;
+    row.map(live_rule_row).transpose()
+}
+
 /// Whether to lock the row for the rest of the transaction.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Lock {

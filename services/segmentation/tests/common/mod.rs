@@ -319,3 +319,19 @@ pub fn sorted(mut ids: Vec<String>) -> Vec<String> {
 pub fn days_ago(days: i64) -> DateTime<Utc> {
     Utc::now() - chrono::Duration::days(days)
 }
+
+/// Polls until `check` holds, for effects that travel over a feed or wait
+/// for a sweep (up to 20 s).
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    for _ in 0..400 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{what} did not happen in 20 s");
+}

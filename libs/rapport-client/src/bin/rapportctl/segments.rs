@@ -67,6 +67,18 @@ pub enum SegmentsCommand {
     Members { id: String },
     /// Count a segment's members.
     Count { id: String },
+    /// Print entries into and exits from a segment (or a contact's, with
+    /// --contact and no segment), newest first, with rule version and cause.
+    History {
+        #[arg(required_unless_present = "contact")]
+        id: Option<String>,
+        /// Only this contact's.
+        #[arg(long)]
+        contact: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
     /// Add contacts to a list.
     Add {
         id: String,
@@ -277,6 +289,41 @@ pub async fn run(client: &RapportClient, command: SegmentsCommand) -> anyhow::Re
                 .await?
                 .into_inner();
             println!("{}", count.member_count);
+        }
+        SegmentsCommand::History { id, contact, limit } => {
+            let mut page_token = String::new();
+            let mut printed = 0;
+            while printed < limit {
+                let page = segmentation
+                    .list_membership_history(ListMembershipHistoryRequest {
+                        segment_id: id.clone().unwrap_or_default(),
+                        contact_id: contact.clone().unwrap_or_default(),
+                        page_size: i32::try_from(limit - printed).unwrap_or(1000).min(1000),
+                        page_token,
+                    })
+                    .await?
+                    .into_inner();
+                for change in &page.changes {
+                    let time = change
+                        .change_time
+                        .as_ref()
+                        .map(ToString::to_string)
+                        .unwrap_or_default();
+                    println!(
+                        "{time} {} {} {} v{} {}",
+                        if change.entered { "entered" } else { "exited " },
+                        change.segment_id,
+                        change.contact_id,
+                        change.rule_version,
+                        short_name(change.cause().as_str_name(), "CHANGE_CAUSE_"),
+                    );
+                }
+                printed += page.changes.len();
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                page_token = page.next_page_token;
+            }
         }
         SegmentsCommand::Add { id, contact_ids } => {
             let added = segmentation

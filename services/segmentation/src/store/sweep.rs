@@ -1,0 +1,233 @@
+//! Time sweeps: for each segment whose rule has a window relative to now,
+//! the moment up to which time's effects have been applied, and the
+//! contacts a window's edge passed over since. An edge passes a contact
+//! when one of its dated facts crosses it, so the indexes on those dates
+//! find them without reading everyone.
+
+use chrono::{DateTime, Duration, Utc};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::domain::reads::TimeEdge;
+use crate::domain::rule::Window;
+
+/// Sweeps `segment` from `from` on (its build judged everyone then), or
+/// stops sweeping it when its rule has no edge.
+pub async fn schedule(
+    tx: &mut PgConnection,
+    tenant: Uuid,
+    segment: Uuid,
+    has_edges: bool,
+    from: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    if !has_edges {
+        sqlx::query("DELETE FROM segmentation.sweeps WHERE segment_id = $1")
+            .bind(segment)
+            .execute(tx)
+            .await?;
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO segmentation.sweeps (tenant_id, segment_id, swept_until) VALUES ($1, $2, $3) \
+         ON CONFLICT (tenant_id, segment_id) DO UPDATE SET swept_until = excluded.swept_until",
+    )
+    .bind(tenant)
+    .bind(segment)
+    .bind(from)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+/// Segments last swept before `before`, oldest first (run with no tenant
+/// set: the table holds ids and times only).
+pub async fn due(
+    tx: &mut PgConnection,
+    before: DateTime<Utc>,
+    limit: i64,
+) -> sqlx::Result<Vec<(Uuid, Uuid)>> {
+    sqlx::query_as(
+        "SELECT tenant_id, segment_id FROM segmentation.sweeps \
+         WHERE swept_until < $1 ORDER BY swept_until LIMIT $2",
+    )
+    .bind(before)
+    .bind(limit)
+    .fetch_all(tx)
+    .await
+}
+
+/// Takes `segment`'s sweep for this transaction: where it was left, or
+/// `None` when another replica holds it or it is gone.
+pub async fn take(tx: &mut PgConnection, segment: Uuid) -> sqlx::Result<Option<DateTime<Utc>>> {
+    sqlx::query_scalar(
+        "SELECT swept_until FROM segmentation.sweeps WHERE segment_id = $1 \
+         FOR UPDATE SKIP LOCKED",
+    )
+    .bind(segment)
+    .fetch_optional(tx)
+    .await
+}
+
+/// Records that time's effects on `segment` are applied up to `until`.
+pub async fn advance(
+    tx: &mut PgConnection,
+    segment: Uuid,
+    until: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    sqlx::query("UPDATE segmentation.sweeps SET swept_until = $2 WHERE segment_id = $1")
+        .bind(segment)
+        .bind(until)
+        .execute(tx)
+        .await?;
+    Ok(())
+}
+
+/// The contacts of `tenant` with a fact that crossed one of `edges` in
+/// `[from, to)`, in id order. A window `[now - d, now)` loses a fact
+/// dated `t` when now passes `t + d`, and gains one dated in the future
+/// when now passes `t`; "more than d days ago" gains it at `t + d`.
+pub async fn crossed(
+    tx: &mut PgConnection,
+    tenant: Uuid,
+    edges: &[TimeEdge],
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> sqlx::Result<Vec<Uuid>> {
+    let mut contacts = Vec::new();
+    for edge in edges {
+        let found: Vec<Uuid> = match edge {
+            TimeEdge::Events { event_type, window } => {
+                let (aged, arrived) = spans(*window, from, to);
+                sqlx::query_scalar(
+                    "SELECT contact_id FROM segmentation.events \
+                     WHERE tenant_id = $1 AND type = $2 \
+                       AND ((occur_time >= $3 AND occur_time < $4) \
+                            OR (occur_time >= $5 AND occur_time < $6))",
+                )
+                .bind(tenant)
+                .bind(event_type)
+                .bind(aged.0)
+                .bind(aged.1)
+                .bind(arrived.0)
+                .bind(arrived.1)
+                .fetch_all(&mut *tx)
+                .await?
+            }
+            TimeEdge::StageEntered { stage, within_days } => {
+                let (aged, arrived) = spans(Window::Within(*within_days), from, to);
+                sqlx::query_scalar(
+                    "SELECT contact_id FROM segmentation.stage_changes \
+                     WHERE tenant_id = $1 AND stage = $2 \
+                       AND ((change_time >= $3 AND change_time < $4) \
+                            OR (change_time >= $5 AND change_time < $6))",
+                )
+                .bind(tenant)
+                .bind(stage)
+                .bind(aged.0)
+                .bind(aged.1)
+                .bind(arrived.0)
+                .bind(arrived.1)
+                .fetch_all(&mut *tx)
+                .await?
+            }
+            TimeEdge::Answers { kind, window } => {
+                let (aged, arrived) = spans(*window, from, to);
+                sqlx::query_scalar(
+                    "SELECT contact_id FROM segmentation.answers \
+                     WHERE tenant_id = $1 AND kind = $2 \
+                       AND ((answer_time >= $3 AND answer_time < $4) \
+                            OR (answer_time >= $5 AND answer_time < $6))",
+                )
+                .bind(tenant)
+                .bind(kind)
+                .bind(aged.0)
+                .bind(aged.1)
+                .bind(arrived.0)
+                .bind(arrived.1)
+                .fetch_all(&mut *tx)
+                .await?
+            }
+            TimeEdge::Created(window) => {
+                let (aged, arrived) = spans(*window, from, to);
+                sqlx::query_scalar(
+                    "SELECT contact_id FROM segmentation.profiles \
+                     WHERE tenant_id = $1 \
+                       AND ((create_time >= $2 AND create_time < $3) \
+                            OR (create_time >= $4 AND create_time < $5))",
+                )
+                .bind(tenant)
+                .bind(aged.0)
+                .bind(aged.1)
+                .bind(arrived.0)
+                .bind(arrived.1)
+                .fetch_all(&mut *tx)
+                .await?
+            }
+            TimeEdge::AttributeDaysAgo { path, days } => {
+                // Compared with a moment that moves (not a date of its
+                // own that an index could hold): every profile is read.
+                // The edge is included: `<=` and `=` flip on it.
+                let days = Duration::days(i64::from(*days));
+                sqlx::query_scalar(
+                    "SELECT contact_id FROM segmentation.profiles \
+                     WHERE tenant_id = $1 \
+                       AND segmentation.attribute_time(attributes #> $2) BETWEEN $3 AND $4",
+                )
+                .bind(tenant)
+                .bind(path)
+                .bind(from - days)
+                .bind(to - days)
+                .fetch_all(&mut *tx)
+                .await?
+            }
+        };
+        contacts.extend(found);
+    }
+    contacts.sort_unstable();
+    contacts.dedup();
+    Ok(contacts)
+}
+
+type Span = (DateTime<Utc>, DateTime<Utc>);
+
+/// For a window relative to now, the dates whose facts leave it (or, for
+/// "more than d days ago", enter it) while now moves over `[from, to)`,
+/// and the dates that arrive in "the last d days" (future-dated facts);
+/// an empty span where there is none.
+fn spans(window: Window, from: DateTime<Utc>, to: DateTime<Utc>) -> (Span, Span) {
+    let none = (from, from);
+    match window {
+        Window::Within(days) => {
+            let days = Duration::days(i64::from(days));
+            ((from - days, to - days), (from, to))
+        }
+        Window::Before(days) => {
+            let days = Duration::days(i64::from(days));
+            ((from - days, to - days), none)
+        }
+        Window::Between(..) | Window::Ever => (none, none),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone as _;
+
+    use super::*;
+
+    #[test]
+    fn a_window_loses_what_ages_out_and_gains_what_was_dated_ahead() {
+        let from = Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap();
+        let to = from + Duration::minutes(1);
+        let thirty = Duration::days(30);
+        assert_eq!(
+            spans(Window::Within(30), from, to),
+            ((from - thirty, to - thirty), (from, to))
+        );
+        assert_eq!(
+            spans(Window::Before(30), from, to),
+            ((from - thirty, to - thirty), (from, from))
+        );
+        assert_eq!(spans(Window::Ever, from, to), ((from, from), (from, from)));
+    }
+}

@@ -1,0 +1,104 @@
+//! Time passing: a contact who qualified by "an order in the last 30
+//! days" leaves when that order ages out, with nothing else happening.
+//! Each segment whose rule has a window relative to now is swept at most
+//! `SWEEP_EVERY` after the last sweep (on the service's clock, so a test
+//! moves time instead of waiting): the contacts whose dated facts crossed
+//! a window's edge since are judged again (cause `time`). Any replica may
+//! sweep; a sweep holds its row, so each runs once.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rapport_core::Clock;
+use rapport_core::db;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::domain::reads::{Reads, time_edges};
+use crate::domain::segment::Cause;
+use crate::domain::validate;
+use crate::live::{self, Touched};
+use crate::store::{segment, sweep};
+
+/// The most time's effects on a segment wait, on the service's clock.
+pub const SWEEP_EVERY: chrono::Duration = chrono::Duration::seconds(30);
+/// How often the sweeper looks for segments due (real time).
+const POLL: Duration = Duration::from_secs(2);
+/// Segments taken per look.
+const SEGMENTS_PER_LOOK: i64 = 100;
+/// Contacts judged again per transaction.
+const CONTACTS_PER_TRANSACTION: usize = 1000;
+
+pub struct Sweeper {
+    pub pool: PgPool,
+    pub clock: Clock,
+}
+
+impl Sweeper {
+    pub async fn run(self, stopping: CancellationToken) {
+        loop {
+            if let Err(error) = self.sweep_due().await {
+                tracing::warn!(error = %error, "time sweep failed");
+            }
+            tokio::select! {
+                () = stopping.cancelled() => return,
+                () = tokio::time::sleep(POLL) => {}
+            }
+        }
+    }
+
+    async fn sweep_due(&self) -> anyhow::Result<()> {
+        let now = self.clock.now();
+        let mut tx = db::begin(&self.pool).await?;
+        let due = sweep::due(&mut tx, now - SWEEP_EVERY, SEGMENTS_PER_LOOK).await?;
+        tx.commit().await?;
+        for (tenant, segment) in due {
+            self.sweep(tenant, segment, now).await?;
+        }
+        Ok(())
+    }
+
+    /// Applies time's effects on `segment` up to `now`. The contacts are
+    /// judged in transactions of their own, and the sweep is recorded in
+    /// the last: a sweep cut short is done again, and judging again what
+    /// is already current changes nothing.
+    async fn sweep(&self, tenant: Uuid, segment: Uuid, now: DateTime<Utc>) -> anyhow::Result<()> {
+        let tenant_id = tenant.to_string();
+        let settings = [("app.tenant_id", tenant_id.as_str())];
+        let mut tx = db::begin_with_settings(&self.pool, &settings).await?;
+        let Some(from) = sweep::take(&mut tx, segment).await? else {
+            return Ok(());
+        };
+        let rule = segment::live_rule(&mut tx, segment)
+            .await?
+            .and_then(|stored| validate::stored(&stored.rule));
+        let Some(rule) = rule else {
+            // Archived, deleted or no longer valid: nothing to sweep.
+            sweep::schedule(&mut tx, tenant, segment, false, now).await?;
+            tx.commit().await?;
+            return Ok(());
+        };
+        let crossed = sweep::crossed(&mut tx, tenant, &time_edges(&rule), from, now).await?;
+        let reads = Reads::of(&rule);
+        let mut changes = 0;
+        for contacts in crossed.chunks(CONTACTS_PER_TRANSACTION) {
+            let mut touched = Touched::default();
+            for contact in contacts {
+                touched.touch(*contact, reads.clone());
+            }
+            changes += live::judge_again(&mut tx, tenant, &touched, Cause::Time, now).await?;
+            tx.commit().await?;
+            tx = db::begin_with_settings(&self.pool, &settings).await?;
+            if sweep::take(&mut tx, segment).await?.is_none() {
+                return Ok(());
+            }
+        }
+        sweep::advance(&mut tx, segment, now).await?;
+        tx.commit().await?;
+        if changes > 0 {
+            tracing::info!(segment = %segment, contacts = crossed.len(), changes, "time sweep");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,252 @@
+//! Membership kept current: a recorded event puts a contact in a segment
+//! at once, time passing takes them out, a list's change reaches the
+//! segments built on it; every entry and exit is in the history and on
+//! segmentation's own feed, with its cause.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use futures::StreamExt as _;
+use futures::stream::BoxStream;
+use prost::Message as _;
+use rapport_core::credential::{Access, Grant, Scope};
+use rapport_proto::events::v1::event_feed_service_client::EventFeedServiceClient;
+use rapport_proto::events::v1::{EventEnvelope, SubscribeRequest};
+use rapport_proto::segmentation::v1::*;
+use uuid::Uuid;
+
+/// Segmentation's feed, from the start.
+async fn feed(harness: &Harness) -> BoxStream<'static, EventEnvelope> {
+    let channel = harness.segmentation.channel_for(&Grant {
+        tenant_id: None,
+        principal: "test-consumer".into(),
+        scopes: vec![Scope::new("segmentation", Access::Read)],
+    });
+    EventFeedServiceClient::new(channel)
+        .subscribe(SubscribeRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .filter_map(|message| async move { message.unwrap().event })
+        .boxed()
+}
+
+/// The next entry or exit on the feed: (entered, segment, contact, cause).
+async fn next_change(
+    feed: &mut BoxStream<'static, EventEnvelope>,
+) -> (bool, String, String, ChangeCause) {
+    let event = tokio::time::timeout(Duration::from_secs(20), feed.next())
+        .await
+        .expect("the change reaches the feed")
+        .expect("the feed goes on");
+    let payload = event.payload.unwrap();
+    match event.r#type.as_str() {
+        "segment.entered" => {
+            let entered = SegmentEntered::decode(payload.value.as_slice()).unwrap();
+            let cause = entered.cause();
+            (true, entered.segment_id, entered.contact_id, cause)
+        }
+        "segment.exited" => {
+            let exited = SegmentExited::decode(payload.value.as_slice()).unwrap();
+            let cause = exited.cause();
+            (false, exited.segment_id, exited.contact_id, cause)
+        }
+        other => panic!("unexpected event {other}"),
+    }
+}
+
+async fn history(client: &mut Client, segment: &str) -> Vec<(bool, String, ChangeCause)> {
+    client
+        .list_membership_history(ListMembershipHistoryRequest {
+            segment_id: segment.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .changes
+        .into_iter()
+        .map(|change| {
+            let cause = change.cause();
+            (change.entered, change.contact_id, cause)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn an_event_lets_a_contact_in_at_once_and_time_takes_them_out() {
+    let harness = start().await;
+    let tenant = Uuid::now_v7();
+    let mut contacts = harness.contacts(tenant);
+    let mut client = harness.client(tenant);
+    let buyers = create(
+        &mut client,
+        dynamic(
+            "ordered this month",
+            counted("order.placed", 30, Operator::GreaterOrEqual, 1.0),
+        ),
+    )
+    .await;
+    built(&mut client, &buyers.id, 1).await;
+    let ann = new_contact(&mut contacts, "ann@example.com").await;
+    let mut feed = feed(&harness).await;
+
+    record(
+        &mut contacts,
+        &ann.id,
+        &[("order.placed", days_ago(1), None)],
+    )
+    .await;
+    assert_eq!(
+        next_change(&mut feed).await,
+        (true, buyers.id.clone(), ann.id.clone(), ChangeCause::Event)
+    );
+    assert_eq!(member_ids(&mut client, &buyers.id).await, [ann.id.as_str()]);
+
+    // Another kind of event is not judged at all; a second order changes
+    // nothing.
+    record(
+        &mut contacts,
+        &ann.id,
+        &[
+            ("page.viewed", days_ago(0), None),
+            ("order.placed", days_ago(0), None),
+        ],
+    )
+    .await;
+    harness.settle().await;
+    assert_eq!(history(&mut client, &buyers.id).await.len(), 1);
+
+    // 29 days on, the older order has aged out and the newer one not yet.
+    harness
+        .advance_clock(Duration::from_secs(29 * 86_400))
+        .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(member_ids(&mut client, &buyers.id).await, [ann.id.as_str()]);
+    // Two days later neither counts: the sweep takes Ann out.
+    harness.advance_clock(Duration::from_secs(2 * 86_400)).await;
+    assert_eq!(
+        next_change(&mut feed).await,
+        (false, buyers.id.clone(), ann.id.clone(), ChangeCause::Time)
+    );
+    assert!(member_ids(&mut client, &buyers.id).await.is_empty());
+    assert_eq!(
+        history(&mut client, &buyers.id).await,
+        [
+            (false, ann.id.clone(), ChangeCause::Time),
+            (true, ann.id.clone(), ChangeCause::Event),
+        ]
+    );
+    let count = client
+        .count_segment(CountSegmentRequest {
+            segment_id: buyers.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(count.member_count, 0);
+}
+
+#[tokio::test]
+async fn a_list_change_reaches_the_segments_built_on_it() {
+    let harness = start().await;
+    let tenant = Uuid::now_v7();
+    let mut contacts = harness.contacts(tenant);
+    let mut client = harness.client(tenant);
+    let ann = new_contact(&mut contacts, "ann@example.com").await;
+    harness.settle().await;
+    let vips = create(&mut client, list("vips")).await;
+    let not_vips = create(
+        &mut client,
+        dynamic(
+            "everyone but the vips",
+            not(leaf(rule::Node::Segment(SegmentCondition {
+                segment_id: vips.id.clone(),
+            }))),
+        ),
+    )
+    .await;
+    built(&mut client, &not_vips.id, 1).await;
+    assert_eq!(
+        member_ids(&mut client, &not_vips.id).await,
+        [ann.id.as_str()]
+    );
+
+    client
+        .add_list_members(AddListMembersRequest {
+            segment_id: vips.id.clone(),
+            contact_ids: vec![ann.id.clone()],
+            request_id: "add-ann".into(),
+        })
+        .await
+        .unwrap();
+    assert!(member_ids(&mut client, &not_vips.id).await.is_empty());
+    assert_eq!(
+        history(&mut client, &vips.id).await,
+        [(true, ann.id.clone(), ChangeCause::List)]
+    );
+    assert_eq!(
+        history(&mut client, &not_vips.id).await,
+        [
+            (false, ann.id.clone(), ChangeCause::Event),
+            (true, ann.id.clone(), ChangeCause::Build),
+        ]
+    );
+
+    // The feed has all three, in the order they happened.
+    let mut feed = feed(&harness).await;
+    let expected = [
+        (
+            true,
+            not_vips.id.clone(),
+            ann.id.clone(),
+            ChangeCause::Build,
+        ),
+        (true, vips.id.clone(), ann.id.clone(), ChangeCause::List),
+        (
+            false,
+            not_vips.id.clone(),
+            ann.id.clone(),
+            ChangeCause::Event,
+        ),
+    ];
+    for change in expected {
+        assert_eq!(next_change(&mut feed).await, change);
+    }
+}
+
+#[tokio::test]
+async fn history_needs_a_segment_or_a_contact_and_keeps_to_the_tenant() {
+    let harness = start().await;
+    let mut client = harness.client(Uuid::now_v7());
+    let refused = client
+        .list_membership_history(ListMembershipHistoryRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert!(refused.message().contains("segment_id"), "{refused:?}");
+
+    let mut other = harness.client(Uuid::now_v7());
+    let theirs = create(&mut other, list("theirs")).await;
+    let unknown = client
+        .list_membership_history(ListMembershipHistoryRequest {
+            segment_id: theirs.id,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::NotFound);
+}
+
+#[tokio::test]
+async fn the_outbox_matches_its_one_definition() {
+    let harness = start().await;
+    rapport_testkit::assert_outbox_matches_definition(
+        &harness.db,
+        "segmentation",
+        "rapport_segmentation",
+    )
+    .await;
+}
