@@ -282,33 +282,24 @@ impl ProcessStack {
     /// the old one exited cleanly.
     pub async fn restart_contacts(&mut self, signal: Signal) -> anyhow::Result<bool> {
         let clean = stop(&mut self.contacts, signal).await?;
-        let env = env(&self.db, "contacts", &[], &self.extra);
-        self.contacts = ServiceProcess::launch(
-            "rapport-contacts",
-            self.contacts.addr,
-            &env,
-            self.log("contacts").as_deref(),
-        )
-        .await?;
+        self.contacts = self.relaunch("contacts", self.contacts.addr, &[]).await?;
         Ok(clean)
     }
 
     /// [`ProcessStack::restart_contacts`] for the feedback service.
     pub async fn restart_feedback(&mut self, signal: Signal) -> anyhow::Result<bool> {
         let clean = stop(&mut self.feedback, signal).await?;
-        let env = env(
-            &self.db,
-            "feedback",
-            &feedback_env(&self.contacts),
-            &self.extra,
-        );
-        self.feedback = ServiceProcess::launch(
-            "rapport-feedback",
-            self.feedback.addr,
-            &env,
-            self.log("feedback").as_deref(),
-        )
-        .await?;
+        let own = feedback_env(&self.contacts);
+        self.feedback = self.relaunch("feedback", self.feedback.addr, &own).await?;
+        Ok(clean)
+    }
+
+    /// [`ProcessStack::restart_contacts`] for the segmentation service.
+    pub async fn restart_segmentation(&mut self, signal: Signal) -> anyhow::Result<bool> {
+        let clean = stop(&mut self.segmentation, signal).await?;
+        let own = segmentation_env(&self.contacts, &self.feedback);
+        let addr = self.segmentation.addr;
+        self.segmentation = self.relaunch("segmentation", addr, &own).await?;
         Ok(clean)
     }
 
@@ -316,15 +307,26 @@ impl ProcessStack {
     pub async fn restart_gateway(&mut self, signal: Signal) -> anyhow::Result<bool> {
         let clean = stop(&mut self.gateway, signal).await?;
         let own = gateway_env([&self.contacts, &self.feedback, &self.segmentation]);
-        let env = env(&self.db, "gateway", &own, &self.extra);
-        self.gateway = ServiceProcess::launch(
-            "rapport-gateway",
-            self.gateway.addr,
-            &env,
-            self.log("gateway").as_deref(),
-        )
-        .await?;
+        self.gateway = self.relaunch("gateway", self.gateway.addr, &own).await?;
         Ok(clean)
+    }
+
+    /// Starts `rapport-<name>` on `addr` with the stack's settings and its
+    /// `own`.
+    async fn relaunch(
+        &self,
+        name: &str,
+        addr: SocketAddr,
+        own: &[(&'static str, String)],
+    ) -> anyhow::Result<ServiceProcess> {
+        let env = env(&self.db, name, own, &self.extra);
+        ServiceProcess::launch(
+            &format!("rapport-{name}"),
+            addr,
+            &env,
+            self.log(name).as_deref(),
+        )
+        .await
     }
 }
 
