@@ -250,3 +250,71 @@ async fn the_outbox_matches_its_one_definition() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn evaluate_rule_answers_once_the_given_feed_position_is_applied() {
+    let harness = start().await;
+    let tenant = Uuid::now_v7();
+    let mut contacts = harness.contacts(tenant);
+    let mut client = harness.client(tenant);
+    let ann = new_contact(&mut contacts, "ann@example.com").await;
+    harness.settle().await;
+    record(
+        &mut contacts,
+        &ann.id,
+        &[("order.placed", days_ago(0), None)],
+    )
+    .await;
+    // The position a journey would read off the contacts feed.
+    let mut admin = harness.db.admin().await;
+    let mut position = None;
+    while position.is_none() {
+        position = sqlx::query_scalar(
+            "SELECT position FROM contacts.outbox WHERE type = 'contact.event_recorded'",
+        )
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let position: i64 = position.unwrap();
+    let ordered = counted("order.placed", 1, Operator::GreaterOrEqual, 1.0);
+    let request = |min: i64, wait_ms: i32| EvaluateRuleRequest {
+        contact_id: ann.id.clone(),
+        target: Some(evaluate_rule_request::Target::Rule(ordered.clone())),
+        min_positions: vec![FeedPosition {
+            producer: "contacts".into(),
+            position: min,
+        }],
+        max_wait: Some(prost_types::Duration {
+            seconds: 0,
+            nanos: wait_ms * 1_000_000,
+        }),
+    };
+    let judged = client
+        .evaluate_rule(request(position, 900))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(judged.matched, "the event at {position} is counted");
+    let applied = &judged.applied_positions[0];
+    assert_eq!(applied.producer, "contacts");
+    assert!(applied.position >= position);
+
+    // A position segmentation will not reach in time.
+    let behind = client
+        .evaluate_rule(request(position + 1_000, 200))
+        .await
+        .unwrap_err();
+    assert_eq!(behind.code(), tonic::Code::Unavailable);
+    assert_eq!(rapport_testkit::reason(&behind), "FEED_BEHIND");
+    assert!(behind.message().contains("asked for"), "{behind:?}");
+
+    let mut unknown = request(position, 100);
+    unknown.min_positions[0].producer = "campaigns".into();
+    let refused = client.evaluate_rule(unknown).await.unwrap_err();
+    assert_eq!(
+        rapport_testkit::violated_fields(&refused),
+        ["min_positions[0].producer"]
+    );
+}

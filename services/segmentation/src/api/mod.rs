@@ -3,9 +3,10 @@
 //! in one transaction, and its errors mapped to gRPC statuses. The
 //! handlers live in one module per resource.
 
-mod evaluate;
+mod explain;
 mod history;
 mod members;
+mod preview;
 mod privacy;
 mod segments;
 
@@ -280,6 +281,16 @@ impl SegmentationService for SegmentationApi {
         let ctx = SCOPE.read(&request)?;
         Ok(Response::new(
             self.explain(&ctx, request.into_inner()).await?,
+        ))
+    }
+
+    async fn evaluate_rule(
+        &self,
+        request: Request<EvaluateRuleRequest>,
+    ) -> Result<Response<EvaluateRuleResponse>, Status> {
+        let ctx = SCOPE.read(&request)?;
+        Ok(Response::new(
+            self.evaluate_rule(&ctx, request.into_inner()).await?,
         ))
     }
 

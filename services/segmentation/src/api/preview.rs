@@ -1,23 +1,19 @@
-//! Rules evaluated on demand: PreviewRule (size and sample of an unsaved
-//! rule, within a time budget, else a flagged estimate) and
-//! ExplainMembership (one contact, node by node).
+//! PreviewRule: the size and a sample of an unsaved rule, within a time
+//! budget, else a flagged estimate.
 
 use std::time::{Duration, Instant};
 
 use rapport_core::db::finish_read;
 use rapport_core::{ApiError, ApiResult, TenantContext, Violations};
-use rapport_proto::segmentation::v1::explain_membership_request::Target;
 use rapport_proto::segmentation::v1::*;
 use sqlx::Connection as _;
 use uuid::Uuid;
 
-use super::{SegmentationApi, check_references, contact_not_found};
+use super::{SegmentationApi, check_references};
 use crate::domain::estimate::estimate;
-use crate::domain::explain::explain;
 use crate::domain::rule::Rule as TypedRule;
 use crate::domain::validate;
 use crate::store::evaluate;
-use crate::store::segment::Lock;
 
 const DEFAULT_BUDGET: Duration = Duration::from_secs(2);
 const MIN_BUDGET: Duration = Duration::from_millis(100);
@@ -176,70 +172,6 @@ impl SegmentationApi {
             count_high: estimate.high,
             sample_contact_ids: Vec::new(),
             contact_count: total,
-        })
-    }
-
-    pub(super) async fn explain(
-        &self,
-        ctx: &TenantContext,
-        req: ExplainMembershipRequest,
-    ) -> ApiResult<ExplainMembershipResponse> {
-        let now = self.clock.now();
-        let mut violations = Violations::default();
-        let contact = violations.parse_id("contact_id", &req.contact_id);
-        let target = match &req.target {
-            None => {
-                violations.add("target", "must name a segment_id or hold a rule");
-                None
-            }
-            Some(Target::SegmentId(id)) => {
-                let id = violations.parse_id("segment_id", id);
-                Some(Err(id))
-            }
-            Some(Target::Rule(rule)) => validate::validate(rule, "rule", &mut violations).map(Ok),
-        };
-        violations.check()?;
-        let Some(target) = target else {
-            return Err(ApiError::internal(anyhow::anyhow!("a valid target is set")));
-        };
-
-        let mut tx = self.db.begin_tenant_read(ctx.tenant_id).await?;
-        let (rule, segment) = match target {
-            Ok(rule) => {
-                check_references(&mut tx, &rule, "rule", None).await?;
-                (rule, None)
-            }
-            Err(id) => {
-                let segment = self.segment(&mut tx, id, Lock::None).await?;
-                let Some(stored) = &segment.rule else {
-                    return Err(ApiError::failed_precondition(
-                        ErrorReason::WrongSegmentKind,
-                        format!("segment {id} is a list: it has no rule to explain"),
-                    ));
-                };
-                let mut violations = Violations::default();
-                let rule =
-                    validate::validate(stored, "rule", &mut violations).ok_or_else(|| {
-                        ApiError::internal(anyhow::anyhow!(
-                            "segment {id}'s stored rule fails its checks"
-                        ))
-                    })?;
-                (rule, Some(id))
-            }
-        };
-        let findings = evaluate::findings(&mut tx, ctx.tenant_id, contact, &rule, now)
-            .await?
-            .ok_or_else(|| contact_not_found(contact))?;
-        let member = match segment {
-            Some(segment) => evaluate::is_member(&mut tx, segment, contact).await?,
-            None => false,
-        };
-        finish_read(tx);
-        let root = explain(&rule, "rule", &findings);
-        Ok(ExplainMembershipResponse {
-            matched: root.matched,
-            root: Some(root),
-            member,
         })
     }
 }
