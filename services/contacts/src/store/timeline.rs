@@ -24,8 +24,11 @@ pub async fn resolve_event_contacts(
     external_ids: &[String],
 ) -> sqlx::Result<(HashMap<Uuid, Uuid>, HashMap<String, Uuid>)> {
     let by_id: Vec<(Uuid, Uuid)> = sqlx::query_as(
-        "SELECT id, id FROM contacts.contacts WHERE id = ANY($1) \
-         UNION ALL SELECT merged_id, survivor_id FROM contacts.merges WHERE merged_id = ANY($1)",
+        // The tenant is named for the indexes (see store/contact.rs, lookup).
+        "SELECT id, id FROM contacts.contacts \
+         WHERE tenant_id = contacts.current_tenant() AND id = ANY($1) \
+         UNION ALL SELECT merged_id, survivor_id FROM contacts.merges \
+         WHERE tenant_id = contacts.current_tenant() AND merged_id = ANY($1)",
     )
     .bind(ids)
     .fetch_all(&mut *conn)
