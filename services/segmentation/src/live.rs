@@ -24,9 +24,23 @@ use changes::SegmentChanges;
 #[derive(Debug, Default)]
 pub struct Touched {
     contacts: HashMap<Uuid, Reads>,
+    /// Judge only these segments (and those built on them), whatever else
+    /// reads what changed: a time sweep's segment.
+    only: Option<Uuid>,
 }
 
 impl Touched {
+    /// `contacts`, to judge by `segment` (and the segments built on it).
+    pub fn for_segment(segment: Uuid, contacts: &[Uuid]) -> Self {
+        Touched {
+            contacts: contacts
+                .iter()
+                .map(|contact| (*contact, Reads::default()))
+                .collect(),
+            only: Some(segment),
+        }
+    }
+
     pub fn touch(&mut self, contact: Uuid, what: Reads) {
         self.contacts.entry(contact).or_default().merge(&what);
     }
@@ -67,7 +81,10 @@ pub async fn judge_again(
     for what in touched.contacts.values() {
         changed.merge(what);
     }
-    let relevant = relevant(&live, &changed);
+    let relevant = match touched.only {
+        Some(segment) => with_dependents(&live, BTreeSet::from([segment])),
+        None => with_dependents(&live, directly_affected(&live, &changed)),
+    };
     if relevant.is_empty() {
         return Ok(0);
     }
@@ -97,7 +114,8 @@ pub async fn judge_again(
                 .segments
                 .iter()
                 .any(|segment| changed_in.get(segment).is_some_and(|c| c.contains(contact)));
-            if !rule.reads.affected_by(what) && !cascaded {
+            let swept = touched.only == Some(rule.id);
+            if !swept && !rule.reads.affected_by(what) && !cascaded {
                 continue;
             }
             let Some(contact_facts) = facts.get_mut(contact) else {
@@ -146,13 +164,16 @@ async fn live_rules(tx: &mut PgConnection) -> anyhow::Result<Vec<CheckedRule>> {
     Ok(live)
 }
 
-/// The segments `changed` can affect, and those built on them.
-fn relevant(live: &[CheckedRule], changed: &Reads) -> BTreeSet<Uuid> {
-    let mut relevant: BTreeSet<Uuid> = live
-        .iter()
+/// The segments `changed` can affect.
+fn directly_affected(live: &[CheckedRule], changed: &Reads) -> BTreeSet<Uuid> {
+    live.iter()
         .filter(|rule| rule.reads.affected_by(changed))
         .map(|rule| rule.id)
-        .collect();
+        .collect()
+}
+
+/// `relevant`, and the segments built on them.
+fn with_dependents(live: &[CheckedRule], mut relevant: BTreeSet<Uuid>) -> BTreeSet<Uuid> {
     loop {
         let before = relevant.len();
         for rule in live {

@@ -15,7 +15,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::domain::reads::{Reads, time_edges};
+use crate::domain::reads::time_edges;
 use crate::domain::segment::Cause;
 use crate::domain::validate;
 use crate::live::{self, Touched};
@@ -23,6 +23,8 @@ use crate::store::{segment, sweep};
 
 /// The most time's effects on a segment wait, on the service's clock.
 pub const SWEEP_EVERY: chrono::Duration = chrono::Duration::seconds(30);
+/// How far back a sweep starts before where the last one ended.
+const SWEEP_OVERLAP: chrono::Duration = chrono::Duration::minutes(2);
 /// How often the sweeper looks for segments due (real time).
 const POLL: Duration = Duration::from_secs(2);
 /// Segments taken per look.
@@ -79,14 +81,14 @@ impl Sweeper {
             tx.commit().await?;
             return Ok(());
         };
-        let crossed = sweep::crossed(&mut tx, tenant, &time_edges(&rule), from, now).await?;
-        let reads = Reads::of(&rule);
+        // From a little before where the last sweep ended: a fact committed
+        // after that sweep read the tables, but dated before its end, is
+        // still looked at (judging again what is current changes nothing).
+        let edges = time_edges(&rule);
+        let crossed = sweep::crossed(&mut tx, tenant, &edges, from - SWEEP_OVERLAP, now).await?;
         let mut changes = 0;
         for contacts in crossed.chunks(CONTACTS_PER_TRANSACTION) {
-            let mut touched = Touched::default();
-            for contact in contacts {
-                touched.touch(*contact, reads.clone());
-            }
+            let touched = Touched::for_segment(segment, contacts);
             changes += live::judge_again(&mut tx, tenant, &touched, Cause::Time, now).await?;
             tx.commit().await?;
             tx = db::begin_with_settings(&self.pool, &settings).await?;

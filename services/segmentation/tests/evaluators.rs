@@ -71,14 +71,25 @@ async fn seed(conn: &mut PgConnection) {
             );
         }
         if dice.below(4) > 0 {
-            attributes.insert("seats".into(), json!(dice.below(20) as f64));
+            // Whole numbers, and long fractions that 15 digits would round.
+            let seats = match dice.below(3) {
+                0 => dice.below(20) as f64,
+                1 => dice.below(20) as f64 + 0.123_456_789_012_345_6,
+                _ => dice.below(2000) as f64 / 100.0,
+            };
+            attributes.insert("seats".into(), json!(seats));
         }
         if dice.below(4) > 0 {
             let day = dice.day(-60, 10);
-            let text = match dice.below(3) {
+            // Forms of the grammar both evaluators read, and some outside it.
+            let text = match dice.below(7) {
                 0 => day.to_rfc3339(),
                 1 => day.format("%Y-%m-%d").to_string(),
-                _ => day.format("%Y-%m-%d %H:%M:%S").to_string(),
+                2 => day.format("%Y-%m-%d %H:%M:%S").to_string(),
+                3 => day.format("%Y-%m-%dT%H:%M:%S%.3f+02:00").to_string(),
+                4 => day.format("%Y-%m-%dT%H:%M").to_string(),
+                5 => day.format("%Y-%m-%dT%H:%M:%S+0200").to_string(),
+                _ => day.format("%d/%m/%Y").to_string(),
             };
             attributes.insert("renewal".into(), json!(text));
         }
@@ -139,21 +150,29 @@ async fn seed(conn: &mut PgConnection) {
             .await
             .unwrap();
         }
-        for question in 0..dice.below(4) {
-            sqlx::query(
-                "INSERT INTO segmentation.answers (tenant_id, response_id, question_id, contact_id, \
-                     kind, score, answer_time) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(TENANT)
-            .bind(Uuid::from_u128(u128::from(dice.next())))
-            .bind(format!("q{question}"))
-            .bind(contact)
-            .bind(1 + dice.below(3) as i16)
-            .bind(dice.below(11) as i32)
-            .bind(dice.day(-60, 1))
-            .execute(&mut *conn)
-            .await
-            .unwrap();
+        for _ in 0..dice.below(3) {
+            // A response answers one to three questions at one moment.
+            let response = Uuid::from_u128(u128::from(dice.next()));
+            let at = dice.day(-60, 1);
+            for question in 0..1 + dice.below(3) {
+                sqlx::query(
+                    "INSERT INTO segmentation.answers (tenant_id, response_id, question_id, \
+                         contact_id, kind, score, answer_time) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(TENANT)
+                .bind(response)
+                .bind(format!(
+                    "{}{question}",
+                    dice.pick(&["nps", "Nps2", "csat", "q-é"])
+                ))
+                .bind(contact)
+                .bind(1 + dice.below(3) as i16)
+                .bind(dice.below(11) as i32)
+                .bind(at)
+                .execute(&mut *conn)
+                .await
+                .unwrap();
+            }
         }
         if dice.below(3) == 0 {
             sqlx::query("INSERT INTO segmentation.memberships VALUES ($1, $2, $3, $4, 0)")
@@ -223,7 +242,15 @@ fn attribute_test(paths: &'static [&'static str]) -> impl Strategy<Value = Attri
     let comparison = prop_oneof![
         scalar().prop_map(Comparison::Equals),
         scalar().prop_map(Comparison::NotEquals),
-        (order(), (0..20u8)).prop_map(|(o, n)| Comparison::Order(o, Ordered::Number(f64::from(n)))),
+        (
+            order(),
+            prop_oneof![
+                (0..20u8).prop_map(f64::from),
+                (0..2000u16).prop_map(|n| f64::from(n) / 100.0),
+                (0..20u8).prop_map(|n| f64::from(n) + 0.123_456_789_012_345_6),
+            ]
+        )
+            .prop_map(|(o, n)| Comparison::Order(o, Ordered::Number(n))),
         (order(), time_ref()).prop_map(|(o, t)| Comparison::Order(o, Ordered::Time(t))),
         scalar().prop_map(Comparison::Contains),
         prop_oneof![Just("go"), Just("s"), Just("2026")]

@@ -57,6 +57,27 @@ async fn next_change(
     }
 }
 
+/// Waits until the sweeper has swept `segment` past `moved` from now
+/// (the service's clock having been moved by that).
+async fn swept_past(harness: &Harness, segment: &str, moved: chrono::Duration) {
+    let segment: Uuid = segment.parse().unwrap();
+    let past = chrono::Utc::now() + moved - chrono::Duration::seconds(5);
+    let mut admin = harness.db.admin().await;
+    for _ in 0..400 {
+        let until: Option<chrono::DateTime<chrono::Utc>> =
+            sqlx::query_scalar("SELECT swept_until FROM segmentation.sweeps WHERE segment_id = $1")
+                .bind(segment)
+                .fetch_optional(&mut admin)
+                .await
+                .unwrap();
+        if until.is_some_and(|until| until >= past) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("segment {segment} was not swept in 20 s");
+}
+
 async fn history(client: &mut Client, segment: &str) -> Vec<(bool, String, ChangeCause)> {
     client
         .list_membership_history(ListMembershipHistoryRequest {
@@ -105,8 +126,7 @@ async fn an_event_lets_a_contact_in_at_once_and_time_takes_them_out() {
     );
     assert_eq!(member_ids(&mut client, &buyers.id).await, [ann.id.as_str()]);
 
-    // Another kind of event is not judged at all; a second order changes
-    // nothing.
+    // A page view and a second order change nothing.
     record(
         &mut contacts,
         &ann.id,
@@ -123,7 +143,7 @@ async fn an_event_lets_a_contact_in_at_once_and_time_takes_them_out() {
     harness
         .advance_clock(Duration::from_secs(29 * 86_400))
         .await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    swept_past(&harness, &buyers.id, chrono::Duration::days(29)).await;
     assert_eq!(member_ids(&mut client, &buyers.id).await, [ann.id.as_str()]);
     // Two days later neither counts: the sweep takes Ann out.
     harness.advance_clock(Duration::from_secs(2 * 86_400)).await;
@@ -287,12 +307,12 @@ async fn evaluate_rule_answers_once_the_given_feed_position_is_applied() {
             position: min,
         }],
         max_wait: Some(prost_types::Duration {
-            seconds: 0,
-            nanos: wait_ms * 1_000_000,
+            seconds: i64::from(wait_ms / 1000),
+            nanos: (wait_ms % 1000) * 1_000_000,
         }),
     };
     let judged = client
-        .evaluate_rule(request(position, 900))
+        .evaluate_rule(request(position, 10_000))
         .await
         .unwrap()
         .into_inner();
@@ -317,4 +337,97 @@ async fn evaluate_rule_answers_once_the_given_feed_position_is_applied() {
         rapport_testkit::violated_fields(&refused),
         ["min_positions[0].producer"]
     );
+}
+
+#[tokio::test]
+async fn a_new_contact_enters_did_not_do_x_at_once_and_a_merged_duplicate_leaves() {
+    let harness = start().await;
+    let tenant = Uuid::now_v7();
+    let mut contacts = harness.contacts(tenant);
+    let mut client = harness.client(tenant);
+    let never = create(
+        &mut client,
+        dynamic(
+            "never ordered",
+            counted("order.placed", 30, Operator::Equals, 0.0),
+        ),
+    )
+    .await;
+    built(&mut client, &never.id, 1).await;
+    let mut feed = feed(&harness).await;
+    // Nothing about Ann but her creation: every rule judges her.
+    let ann = new_contact(&mut contacts, "ann@example.com").await;
+    assert_eq!(
+        next_change(&mut feed).await,
+        (true, never.id.clone(), ann.id.clone(), ChangeCause::Event)
+    );
+    let bob = new_contact(&mut contacts, "bob@example.com").await;
+    assert_eq!(
+        next_change(&mut feed).await,
+        (true, never.id.clone(), bob.id.clone(), ChangeCause::Event)
+    );
+
+    // Bob is merged into Ann: he leaves, on the record and on the feed.
+    contacts
+        .merge_contacts(rapport_proto::contacts::v1::MergeContactsRequest {
+            survivor_id: ann.id.clone(),
+            duplicate_id: bob.id.clone(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        next_change(&mut feed).await,
+        (false, never.id.clone(), bob.id.clone(), ChangeCause::Event)
+    );
+    assert_eq!(member_ids(&mut client, &never.id).await, [ann.id.as_str()]);
+    let count = client
+        .count_segment(CountSegmentRequest {
+            segment_id: never.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(count.member_count, 1);
+}
+
+#[tokio::test]
+async fn the_feed_snapshot_holds_every_current_membership() {
+    let harness = start().await;
+    let tenant = Uuid::now_v7();
+    let mut contacts = harness.contacts(tenant);
+    let mut client = harness.client(tenant);
+    let ann = new_contact(&mut contacts, "ann@example.com").await;
+    harness.settle().await;
+    let vips = create(&mut client, list("vips")).await;
+    client
+        .add_list_members(AddListMembersRequest {
+            segment_id: vips.id.clone(),
+            contact_ids: vec![ann.id.clone()],
+            request_id: String::new(),
+        })
+        .await
+        .unwrap();
+    let channel = harness.segmentation.channel_for(&Grant {
+        tenant_id: None,
+        principal: "test-consumer".into(),
+        scopes: vec![Scope::new("segmentation", Access::Read)],
+    });
+    let mut snapshot = EventFeedServiceClient::new(channel)
+        .get_snapshot(rapport_proto::events::v1::GetSnapshotRequest {
+            kinds: vec!["rapport.segmentation.v1.ContactMemberships".into()],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut items = Vec::new();
+    while let Some(message) = snapshot.message().await.unwrap() {
+        items.extend(message.items);
+    }
+    assert_eq!(items.len(), 1, "{items:?}");
+    assert_eq!(items[0].tenant_id, tenant.to_string());
+    let held =
+        ContactMemberships::decode(items[0].payload.as_ref().unwrap().value.as_slice()).unwrap();
+    assert_eq!(held.contact_id, ann.id);
+    assert_eq!(held.memberships.len(), 1);
+    assert_eq!(held.memberships[0].segment_id, vips.id);
 }

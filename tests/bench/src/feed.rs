@@ -15,6 +15,7 @@ use rapport_proto::common::v1::Channel;
 use rapport_proto::contacts::v1::{Event, RecordEventsRequest};
 use rapport_proto::events::v1::EventEnvelope;
 use rapport_testkit::identity;
+use rapport_testkit::process::ServiceProcess;
 use sqlx::{AssertSqlSafe, Executor as _, PgConnection, PgPool};
 use uuid::Uuid;
 
@@ -28,7 +29,7 @@ const BURST_EVENTS: usize = 200_000;
 
 /// How a benchmark consumer applies what it receives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Apply {
+pub(crate) enum Apply {
     /// Nothing: the cost of the feed and the cursor alone.
     Nothing,
     /// One INSERT per event.
@@ -57,11 +58,11 @@ impl Apply {
 }
 
 /// Applies events as `mode` says and records their lag.
-struct Recorder {
+pub(crate) struct Recorder {
     mode: Apply,
     schema: &'static str,
-    recording: AtomicBool,
-    lag_us: Mutex<Histogram<u64>>,
+    pub(crate) recording: AtomicBool,
+    pub(crate) lag_us: Mutex<Histogram<u64>>,
     applied: AtomicU64,
 }
 
@@ -120,10 +121,10 @@ impl Handler for Recorder {
     }
 }
 
-/// A consumer of the contacts feed applying as `mode` says into a new
+/// A consumer of the `contacts` feed applying as `mode` says into a new
 /// `schema`, with its cursor at `from`.
-async fn consumer(
-    stack: &Stack,
+pub(crate) async fn consumer(
+    contacts: &ServiceProcess,
     sink: &PgPool,
     mode: Apply,
     schema: &'static str,
@@ -142,7 +143,7 @@ async fn consumer(
         lag_us: Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 3)?),
         applied: AtomicU64::new(0),
     });
-    let feed = tonic::transport::Channel::from_shared(format!("http://{}", stack.contacts.addr))?
+    let feed = tonic::transport::Channel::from_shared(format!("http://{}", contacts.addr))?
         .connect()
         .await?;
     let subscription = Subscription {
@@ -161,7 +162,7 @@ async fn consumer(
     Ok((recorder, consumer))
 }
 
-async fn head(sink: &PgPool) -> anyhow::Result<i64> {
+pub(crate) async fn head(sink: &PgPool) -> anyhow::Result<i64> {
     Ok(
         sqlx::query_scalar("SELECT last_position FROM contacts.outbox_state")
             .fetch_one(sink)
@@ -201,7 +202,8 @@ pub async fn run(args: &Args, stack: &Stack, contact_ids: Arc<Vec<String>>) -> a
     );
     let mut rates = Vec::new();
     for mode in [Apply::Nothing, Apply::RowByRow, Apply::SetBased] {
-        let (recorder, consumer) = consumer(stack, &sink, mode, mode.schema(), before).await?;
+        let (recorder, consumer) =
+            consumer(&stack.contacts, &sink, mode, mode.schema(), before).await?;
         let started = Instant::now();
         let consuming = tokio::spawn(async move { consumer.run(std::future::pending()).await });
         wait_until(&recorder, BURST_EVENTS as u64).await?;
@@ -218,7 +220,7 @@ pub async fn run(args: &Args, stack: &Stack, contact_ids: Arc<Vec<String>>) -> a
     // Lag at a steady rate: a call of STEADY_BATCH events every 10 ms,
     // applied by the set-based consumer as it arrives.
     let (recorder, consumer) = consumer(
-        stack,
+        &stack.contacts,
         &sink,
         Apply::SetBased,
         "bench_lag",

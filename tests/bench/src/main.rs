@@ -14,6 +14,7 @@ mod feedback;
 mod gateway;
 mod load;
 mod segmentation;
+mod segmentation_live;
 mod stack;
 
 use clap::Parser;

@@ -5,7 +5,8 @@
 //! the loaded database becomes the template later runs copy. Each run
 //! starts the suite on a copy and times PreviewRule, a full build with its
 //! membership rows next to a COPY of as many rows, a worst-case rule, and
-//! segmentation's peak memory during the build.
+//! segmentation's peak memory during the build; then membership kept
+//! current under a steady stream of events (`segmentation_live`).
 
 use std::time::{Duration, Instant};
 
@@ -117,11 +118,37 @@ pub async fn run(args: &Args, admin_url: &str) -> anyhow::Result<()> {
     );
     let (segment, wall) = build(&mut segmentation, "bench worst case", worst).await?;
     println!(
-        "  worst case build: {} members in {:.2} s\n",
+        "  worst case build: {} members in {:.2} s",
         segment.member_count,
         wall.as_secs_f64()
     );
-    Ok(())
+
+    let contacts = connect(
+        &stack.contacts,
+        Auth::Internal(Outbound::new(
+            identity("gateway"),
+            "contacts",
+            Grant {
+                tenant_id: Some(TENANT),
+                principal: "bench".into(),
+                scopes: vec![Scope::all()],
+            },
+        )),
+        4,
+    )
+    .await?
+    .into_iter()
+    .map(|client| client.contacts())
+    .collect();
+    crate::segmentation_live::run(
+        args.seconds,
+        &stack,
+        &mut admin,
+        &mut segmentation,
+        contacts,
+        TENANT,
+    )
+    .await
 }
 
 /// "plan = pro AND at least one order.placed in the last 90 days AND

@@ -292,18 +292,21 @@ async fn a_killed_segmentation_enters_every_contact_exactly_once() {
         "segmentation caught up with the contacts feed"
     );
     let segment: uuid::Uuid = buyers.id.parse().unwrap();
-    let (members, entries, events, contacts_entered): (i64, i64, i64, i64) = sqlx::query_as(
-        "SELECT (SELECT count(*) FROM segmentation.memberships WHERE segment_id = $1), \
+    let (members, counted, entries, events, contacts_entered): (i64, i64, i64, i64, i64) =
+        sqlx::query_as(
+            "SELECT (SELECT count(*) FROM segmentation.memberships WHERE segment_id = $1), \
+                (SELECT member_count FROM segmentation.segments WHERE id = $1), \
                 (SELECT count(*) FROM segmentation.membership_changes WHERE segment_id = $1), \
                 (SELECT count(*) FROM segmentation.outbox WHERE type = 'segment.entered'), \
                 (SELECT count(DISTINCT aggregate_id) FROM segmentation.outbox \
                  WHERE type = 'segment.entered')",
-    )
-    .bind(segment)
-    .fetch_one(&db)
-    .await
-    .unwrap();
+        )
+        .bind(segment)
+        .fetch_one(&db)
+        .await
+        .unwrap();
     assert_eq!(members, buyers_count, "every buyer is a member");
+    assert_eq!(counted, members, "the segment's count matches its rows");
     assert_eq!(entries, buyers_count, "each entered once in the history");
     assert_eq!(
         (events, contacts_entered),

@@ -200,7 +200,7 @@ impl SegmentationApi {
             .await?
             .ok_or_else(|| contact_not_found(contact))?;
         let member = match segment {
-            Some(segment) => evaluate::is_member(&mut tx, segment, contact).await?,
+            Some(segment) => evaluate::is_member(&mut tx, ctx.tenant_id, segment, contact).await?,
             None => false,
         };
         finish_read(tx);

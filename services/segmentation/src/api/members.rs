@@ -190,7 +190,8 @@ impl SegmentationApi {
         violations.check()?;
         let mut tx = self.db.begin_tenant_read(ctx.tenant_id).await?;
         self.segment(&mut tx, segment, Lock::None).await?;
-        let members = membership::members(&mut tx, segment, page.after, page.fetch()).await?;
+        let members =
+            membership::members(&mut tx, ctx.tenant_id, segment, page.after, page.fetch()).await?;
         finish_read(tx);
         let (members, next_page_token) = page.finish(members);
         Ok(ListSegmentMembersResponse {
@@ -230,7 +231,7 @@ impl SegmentationApi {
         {
             return Err(contact_not_found(contact));
         }
-        let memberships = membership::of_contact(&mut tx, contact).await?;
+        let memberships = membership::of_contact(&mut tx, ctx.tenant_id, contact).await?;
         finish_read(tx);
         Ok(ListContactSegmentsResponse { memberships })
     }
@@ -245,12 +246,19 @@ impl SegmentationApi {
         violations.check()?;
         let mut snapshot = self.db.begin_tenant_snapshot(ctx.tenant_id).await?;
         self.segment(&mut snapshot, segment, Lock::None).await?;
-        Ok(chunked(snapshot, MemberExport { segment }))
+        Ok(chunked(
+            snapshot,
+            MemberExport {
+                tenant: ctx.tenant_id,
+                segment,
+            },
+        ))
     }
 }
 
 /// A segment's member ids, a chunk at a time, in contact id order.
 struct MemberExport {
+    tenant: Uuid,
     segment: Uuid,
 }
 
@@ -265,7 +273,8 @@ impl ChunkSource for MemberExport {
     ) -> NextChunk<'a, Self::Message, Self::Cursor> {
         async move {
             let ids =
-                membership::member_ids(tx, self.segment, after.copied(), EXPORT_CHUNK).await?;
+                membership::member_ids(tx, self.tenant, self.segment, after.copied(), EXPORT_CHUNK)
+                    .await?;
             let Some(last) = ids.last().copied() else {
                 return Ok(None);
             };

@@ -8,6 +8,7 @@ mod history;
 mod members;
 mod preview;
 mod privacy;
+mod scoring;
 mod segments;
 
 use std::sync::Arc;
@@ -291,6 +292,66 @@ impl SegmentationService for SegmentationApi {
         let ctx = SCOPE.read(&request)?;
         Ok(Response::new(
             self.evaluate_rule(&ctx, request.into_inner()).await?,
+        ))
+    }
+
+    async fn create_scoring_model(
+        &self,
+        request: Request<CreateScoringModelRequest>,
+    ) -> Result<Response<CreateScoringModelResponse>, Status> {
+        let ctx = SCOPE.write(&request)?;
+        Ok(Response::new(
+            self.create_model(&ctx, request.into_inner()).await?,
+        ))
+    }
+
+    async fn get_scoring_model(
+        &self,
+        request: Request<GetScoringModelRequest>,
+    ) -> Result<Response<GetScoringModelResponse>, Status> {
+        let ctx = SCOPE.read(&request)?;
+        Ok(Response::new(
+            self.get_model(&ctx, request.into_inner()).await?,
+        ))
+    }
+
+    async fn list_scoring_models(
+        &self,
+        request: Request<ListScoringModelsRequest>,
+    ) -> Result<Response<ListScoringModelsResponse>, Status> {
+        let ctx = SCOPE.read(&request)?;
+        Ok(Response::new(
+            self.list_models(&ctx, request.into_inner()).await?,
+        ))
+    }
+
+    async fn update_scoring_model(
+        &self,
+        request: Request<UpdateScoringModelRequest>,
+    ) -> Result<Response<UpdateScoringModelResponse>, Status> {
+        let ctx = SCOPE.write(&request)?;
+        Ok(Response::new(
+            self.update_model(&ctx, request.into_inner()).await?,
+        ))
+    }
+
+    async fn delete_scoring_model(
+        &self,
+        request: Request<DeleteScoringModelRequest>,
+    ) -> Result<Response<DeleteScoringModelResponse>, Status> {
+        let ctx = SCOPE.write(&request)?;
+        Ok(Response::new(
+            self.delete_model(&ctx, request.into_inner()).await?,
+        ))
+    }
+
+    async fn get_contact_score(
+        &self,
+        request: Request<GetContactScoreRequest>,
+    ) -> Result<Response<GetContactScoreResponse>, Status> {
+        let ctx = SCOPE.read(&request)?;
+        Ok(Response::new(
+            self.contact_score(&ctx, request.into_inner()).await?,
         ))
     }
 

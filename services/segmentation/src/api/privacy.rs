@@ -22,11 +22,18 @@ impl SegmentationApi {
         let contact = violations.parse_id("contact_id", &req.contact_id);
         violations.check()?;
         let snapshot = self.db.begin_tenant_snapshot(ctx.tenant_id).await?;
-        Ok(chunked(snapshot, ContactExport { contact }))
+        Ok(chunked(
+            snapshot,
+            ContactExport {
+                tenant: ctx.tenant_id,
+                contact,
+            },
+        ))
     }
 }
 
 struct ContactExport {
+    tenant: Uuid,
     contact: Uuid,
 }
 
@@ -41,7 +48,7 @@ impl ChunkSource for ContactExport {
         _after: Option<&'a ()>,
     ) -> NextChunk<'a, Self::Message, Self::Cursor> {
         async move {
-            let memberships = membership::of_contact(tx, self.contact).await?;
+            let memberships = membership::of_contact(tx, self.tenant, self.contact).await?;
             let history = membership::history_of_contact(tx, self.contact).await?;
             Ok(Some(Chunk {
                 message: ExportContactSegmentsResponse {

@@ -101,7 +101,7 @@ impl Handler for ContactChanges {
                 let at = event.occur_time.as_ref().and_then(to_datetime);
                 if let Some(created) = payload::<ContactCreated>(event)? {
                     let profile = Profile::from_contact(&created.contact.unwrap_or_default())?;
-                    touched.touch(profile.contact_id, Reads::stage());
+                    touched.touch(profile.contact_id, Reads::new_contact());
                     gathered.stages.extend(initial_stage(&profile));
                     gathered.profiles.push(profile);
                 } else if let Some(updated) = payload::<ContactUpdated>(event)? {
@@ -132,7 +132,7 @@ impl Handler for ContactChanges {
                     gathered.write(tx, tenant).await?;
                     let duplicate = Uuid::parse_str(&merged.duplicate_id)?;
                     let survivor = Uuid::parse_str(&merged.survivor_id)?;
-                    projection::merge(tx, duplicate, survivor).await?;
+                    projection::merge(tx, tenant, duplicate, survivor, self.clock.now()).await?;
                     touched.forget(duplicate);
                     touched.touch(survivor, Reads::everything());
                 } else if let Some(deleted) = payload::<ContactDeleted>(event)? {

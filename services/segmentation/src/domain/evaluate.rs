@@ -53,6 +53,7 @@ pub struct AnswerFact {
     pub score: i32,
     pub answer_time: DateTime<Utc>,
     pub response_id: Uuid,
+    pub question_id: String,
 }
 
 /// Everything a rule can ask about one contact. Events need only be those
@@ -78,7 +79,8 @@ pub fn holds(rule: &Rule, facts: &ContactFacts, now: DateTime<Utc>) -> bool {
     }
 }
 
-fn leaf_holds(leaf: &Leaf, facts: &ContactFacts, now: DateTime<Utc>) -> bool {
+/// Whether one condition holds for the contact at `now`.
+pub fn leaf_holds(leaf: &Leaf, facts: &ContactFacts, now: DateTime<Utc>) -> bool {
     let profile = &facts.profile;
     match leaf {
         Leaf::Attribute(test) => attribute_holds(Some(&profile.attributes), test, now),
@@ -126,8 +128,14 @@ pub fn within(at: DateTime<Utc>, window: Window, now: DateTime<Utc>) -> bool {
     from.is_none_or(|from| at >= from) && to.is_none_or(|to| at < to)
 }
 
-fn event_holds(test: &EventTest, events: &[EventFact], now: DateTime<Utc>) -> bool {
-    let matching = events.iter().filter(|event| {
+/// The events `test` counts at `now`: its type, window, channel and
+/// property conditions.
+pub fn matching_events<'a>(
+    test: &'a EventTest,
+    events: &'a [EventFact],
+    now: DateTime<Utc>,
+) -> impl Iterator<Item = &'a EventFact> {
+    events.iter().filter(move |event| {
         event.event_type == test.event_type
             && within(event.occur_time, test.window, now)
             && test.channel.is_none_or(|channel| event.channel == channel)
@@ -135,7 +143,11 @@ fn event_holds(test: &EventTest, events: &[EventFact], now: DateTime<Utc>) -> bo
                 .properties
                 .iter()
                 .all(|property| attribute_holds(event.properties.as_ref(), property, now))
-    });
+    })
+}
+
+fn event_holds(test: &EventTest, events: &[EventFact], now: DateTime<Utc>) -> bool {
+    let matching = matching_events(test, events, now);
     let value = match &test.measure {
         Measure::Count => matching.count() as f64,
         Measure::Revenue(currency) => {
@@ -180,12 +192,12 @@ fn nanos_to_f64(nanos: i128) -> f64 {
 }
 
 /// The latest NPS answer's score: the latest answer time, then the
-/// greatest response id (as the SQL orders them).
+/// greatest response id and question id (as the SQL orders them).
 fn latest_nps(answers: &[AnswerFact]) -> Option<i32> {
     answers
         .iter()
         .filter(|answer| answer.kind == 1)
-        .max_by_key(|answer| (answer.answer_time, answer.response_id))
+        .max_by_key(|answer| (answer.answer_time, answer.response_id, &answer.question_id))
         .map(|answer| answer.score)
 }
 
@@ -300,29 +312,66 @@ fn json_equal(a: &Value, b: &Value) -> bool {
     }
 }
 
-/// A JSON string read as a moment, as `segmentation.attribute_time` reads
-/// it: it must start with a date; a time without an offset is UTC, a date
-/// alone is its midnight UTC.
+/// A JSON string read as a moment, in the grammar
+/// `segmentation.attribute_time` reads (migration 0003): a date, or a date
+/// and time (hours 00 to 23) with up to six fraction digits and an
+/// optional offset (Z or +hh:mm); without an offset it is UTC.
 pub fn attribute_time(value: &Value) -> Option<DateTime<Utc>> {
     let text = value.as_str()?;
-    let date_prefix = text.as_bytes().get(..10)?;
-    let starts_with_date = date_prefix.iter().enumerate().all(|(i, byte)| match i {
-        4 | 7 => *byte == b'-',
-        _ => byte.is_ascii_digit(),
-    });
-    if !starts_with_date {
+    if !in_time_grammar(text.as_bytes()) {
         return None;
     }
-    let normalized = text.replacen(' ', "T", 1);
+    if text.len() == 10 {
+        return NaiveDate::parse_from_str(text, "%Y-%m-%d")
+            .ok()
+            .map(|date| date.and_time(chrono::NaiveTime::MIN).and_utc());
+    }
+    let normalized = format!("{}T{}", &text[..10], &text[11..]).to_ascii_uppercase();
     if let Ok(at) = DateTime::parse_from_rfc3339(&normalized) {
         return Some(at.with_timezone(&Utc));
     }
-    if let Ok(at) = NaiveDateTime::parse_from_str(&normalized, "%Y-%m-%dT%H:%M:%S%.f") {
-        return Some(at.and_utc());
-    }
-    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+    NaiveDateTime::parse_from_str(&normalized, "%Y-%m-%dT%H:%M:%S%.f")
         .ok()
-        .map(|date| date.and_time(chrono::NaiveTime::MIN).and_utc())
+        .map(|at| at.and_utc())
+}
+
+fn in_time_grammar(b: &[u8]) -> bool {
+    let digits = |from: usize, to: usize| {
+        b.get(from..to)
+            .is_some_and(|part| part.iter().all(u8::is_ascii_digit))
+    };
+    let date = digits(0, 4) && b.get(4) == Some(&b'-') && digits(5, 7) && b.get(7) == Some(&b'-');
+    if !(date && digits(8, 10)) {
+        return false;
+    }
+    if b.len() == 10 {
+        return true;
+    }
+    let time = matches!(b.get(10), Some(b'T' | b't' | b' '))
+        && digits(11, 13)
+        && b[11..13] <= b"23"[..]
+        && b.get(13) == Some(&b':')
+        && digits(14, 16)
+        && b[14] <= b'5'
+        && b.get(16) == Some(&b':')
+        && digits(17, 19)
+        && b[17] <= b'5';
+    if !time {
+        return false;
+    }
+    let mut rest = &b[19..];
+    if let Some(fraction) = rest.strip_prefix(b".") {
+        let length = fraction.iter().take_while(|c| c.is_ascii_digit()).count();
+        if !(1..=6).contains(&length) {
+            return false;
+        }
+        rest = &fraction[length..];
+    }
+    match rest {
+        [] | [b'Z' | b'z'] => true,
+        [b'+' | b'-', h1, h2, b':', m1, m2] => [h1, h2, m1, m2].iter().all(|c| c.is_ascii_digit()),
+        _ => false,
+    }
 }
 
 #[cfg(test)]
@@ -500,6 +549,7 @@ mod tests {
             score,
             answer_time: now() - Duration::days(days_ago),
             response_id: Uuid::from_u128(id),
+            question_id: "nps".into(),
         };
         facts.answers = vec![answer(10, 5, 1), answer(3, 1, 2)];
         let detractor = Rule::Leaf(Leaf::NpsCategory(vec![1]));
@@ -560,7 +610,17 @@ mod tests {
         assert_eq!(at("2026-05-01T00:00:00Z"), Some(midnight));
         assert_eq!(at("2026-05-01 02:00:00+02:00"), Some(midnight));
         assert_eq!(at("2026-05-01T00:00:00"), Some(midnight));
+        assert_eq!(
+            at("2026-05-01t00:00:00.5z"),
+            Some(midnight + Duration::milliseconds(500))
+        );
+        // Outside the grammar both evaluators share.
         assert_eq!(at("May 1 2026"), None);
+        assert_eq!(at("2026-05-01T10:00"), None);
+        assert_eq!(at("2026-05-01T10:00:00+0200"), None);
+        assert_eq!(at("2026-05-01T24:00:00"), None);
+        assert_eq!(at("2026-05-01T10:00:00.1234567Z"), None);
+        assert_eq!(at("2026-02-30"), None);
         assert_eq!(attribute_time(&json!(20260501)), None);
     }
 }

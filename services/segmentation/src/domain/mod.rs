@@ -1,6 +1,6 @@
 //! Pure rules of segmentation: the rule tree and its checks, the
-//! per-contact evaluator and what a rule reads, explanations, estimates,
-//! and the references between segments.
+//! per-contact evaluator and what a rule reads, lead scores,
+//! explanations, estimates, and the references between segments.
 
 pub mod estimate;
 pub mod evaluate;
@@ -9,5 +9,6 @@ pub mod projection;
 pub mod reads;
 pub mod references;
 pub mod rule;
+pub mod scoring;
 pub mod segment;
 pub mod validate;

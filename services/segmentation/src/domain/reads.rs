@@ -21,6 +21,9 @@ pub struct Reads {
     pub event_types: BTreeSet<String>,
     /// Events of every type (as a change: a merge moved some in).
     pub any_event: bool,
+    /// Everything at once (as a change: a contact new to segmentation,
+    /// whom every rule is to judge, "did not do X" ones included).
+    pub new_contact: bool,
     /// Scored answers.
     pub answers: bool,
     /// Other segments' memberships.
@@ -41,6 +44,13 @@ pub enum TimeEdge {
     Created(Window),
     /// A time attribute compared with a moment some days before now.
     AttributeDaysAgo { path: Vec<String>, days: i32 },
+    /// A time property of events of the type compared with a moment some
+    /// days before now.
+    PropertyDaysAgo {
+        event_type: String,
+        path: Vec<String>,
+        days: i32,
+    },
 }
 
 impl Reads {
@@ -73,6 +83,14 @@ impl Reads {
     pub fn profile() -> Self {
         Reads {
             profile: true,
+            ..Reads::default()
+        }
+    }
+
+    /// A contact segmentation did not know.
+    pub fn new_contact() -> Self {
+        Reads {
+            new_contact: true,
             ..Reads::default()
         }
     }
@@ -123,7 +141,8 @@ impl Reads {
 
     /// Whether a contact's `change` can change this rule's verdict.
     pub fn affected_by(&self, change: &Reads) -> bool {
-        (self.profile && change.profile)
+        change.new_contact
+            || (self.profile && change.profile)
             || (self.stages && change.stages)
             || (self.answers && change.answers)
             || !self.event_types.is_disjoint(&change.event_types)
@@ -137,6 +156,7 @@ impl Reads {
         self.stages |= other.stages;
         self.answers |= other.answers;
         self.any_event |= other.any_event;
+        self.new_contact |= other.new_contact;
         self.event_types.extend(other.event_types.iter().cloned());
         self.segments.extend(other.segments.iter().copied());
     }
@@ -149,10 +169,23 @@ pub fn time_edges(rule: &Rule) -> Vec<TimeEdge> {
     let mut edges = Vec::new();
     for (_, leaf) in rule.leaves("rule") {
         match leaf {
-            Leaf::Event(test) if relative(&test.window) => edges.push(TimeEdge::Events {
-                event_type: test.event_type.clone(),
-                window: test.window,
-            }),
+            Leaf::Event(test) => {
+                if relative(&test.window) {
+                    edges.push(TimeEdge::Events {
+                        event_type: test.event_type.clone(),
+                        window: test.window,
+                    });
+                }
+                for property in &test.properties {
+                    if let Some(days) = days_ago(&property.comparison) {
+                        edges.push(TimeEdge::PropertyDaysAgo {
+                            event_type: test.event_type.clone(),
+                            path: property.path.clone(),
+                            days,
+                        });
+                    }
+                }
+            }
             Leaf::StageEntered { stage, within_days } => edges.push(TimeEdge::StageEntered {
                 stage: *stage,
                 within_days: *within_days,

@@ -269,7 +269,7 @@ impl Compiler {
                 self.joins.push_str(&format!(
                     " LEFT JOIN (SELECT DISTINCT ON (contact_id) contact_id, score AS v \
                      FROM segmentation.answers WHERE tenant_id = $1 AND kind = 1{scope} \
-                     ORDER BY contact_id, answer_time DESC, response_id DESC) {alias} \
+                     ORDER BY contact_id, answer_time DESC, response_id DESC, question_id COLLATE \"C\" DESC) {alias} \
                      ON {alias}.contact_id = p.contact_id"
                 ));
                 LeafSql {
@@ -435,7 +435,9 @@ impl Compiler {
                 format!("NOT coalesce({}, false)", self.equals(&value, scalar))
             }
             Comparison::Order(order, Ordered::Number(number)) => {
-                let number = self.param(Param::Float(*number));
+                // The number's shortest exact text: float8 to numeric would
+                // keep only 15 digits.
+                let number = self.param(Param::Text(json_text(&Scalar::Number(*number))));
                 format!(
                     "CASE WHEN jsonb_typeof({value}) = 'number' \
                      THEN ({value} #>> '{{}}')::numeric {} {number}::numeric END",
@@ -679,7 +681,7 @@ mod tests {
         assert_eq!(
             compiled.predicate,
             "p.tenant_id = $1 AND coalesce(CASE WHEN jsonb_typeof((p.attributes #> $2::text[])) \
-             = 'number' THEN ((p.attributes #> $2::text[]) #>> '{}')::numeric > $3::float8::numeric \
+             = 'number' THEN ((p.attributes #> $2::text[]) #>> '{}')::numeric > $3::text::numeric \
              END, false)"
         );
         assert_eq!(

@@ -135,13 +135,20 @@ pub async fn findings(
 }
 
 /// Whether `contact` is a member of `segment` as last built or edited.
-pub async fn is_member(tx: &mut PgConnection, segment: Uuid, contact: Uuid) -> sqlx::Result<bool> {
+pub async fn is_member(
+    tx: &mut PgConnection,
+    tenant: Uuid,
+    segment: Uuid,
+    contact: Uuid,
+) -> sqlx::Result<bool> {
+    // The tenant is named for the index (see store/membership.rs).
     sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM segmentation.memberships \
-                        WHERE segment_id = $1 AND contact_id = $2)",
+                        WHERE tenant_id = $3 AND segment_id = $1 AND contact_id = $2)",
     )
     .bind(segment)
     .bind(contact)
+    .bind(tenant)
     .fetch_one(tx)
     .await
 }

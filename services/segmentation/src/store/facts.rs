@@ -131,21 +131,23 @@ pub async fn load(
         }
     }
     if reads.answers {
-        let answers: Vec<(Uuid, i16, i32, DateTime<Utc>, Uuid)> = sqlx::query_as(
-            "SELECT contact_id, kind, score, answer_time, response_id FROM segmentation.answers \
-             WHERE tenant_id = $1 AND contact_id = ANY($2)",
+        type AnswerRow = (Uuid, i16, i32, DateTime<Utc>, Uuid, String);
+        let answers: Vec<AnswerRow> = sqlx::query_as(
+            "SELECT contact_id, kind, score, answer_time, response_id, question_id \
+             FROM segmentation.answers WHERE tenant_id = $1 AND contact_id = ANY($2)",
         )
         .bind(tenant)
         .bind(&known)
         .fetch_all(&mut *tx)
         .await?;
-        for (id, kind, score, answer_time, response_id) in answers {
+        for (id, kind, score, answer_time, response_id, question_id) in answers {
             if let Some(contact) = facts.get_mut(&id) {
                 contact.answers.push(AnswerFact {
                     kind,
                     score,
                     answer_time,
                     response_id,
+                    question_id,
                 });
             }
         }

@@ -9,5 +9,6 @@ pub mod evaluate;
 pub mod facts;
 pub mod membership;
 pub mod projection;
+pub mod scoring;
 pub mod segment;
 pub mod sweep;

@@ -8,7 +8,9 @@ use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use super::changes;
 use crate::domain::projection::{EventRow, Profile};
+use crate::domain::segment::Cause;
 
 /// Stores `profiles` (the latest of each contact wins).
 pub async fn upsert_profiles(
@@ -258,9 +260,16 @@ pub async fn forget(tx: &mut PgConnection, tenant: Uuid, contacts: &[Uuid]) -> s
 }
 
 /// Folds `duplicate` into `survivor`: its events, stage changes and
-/// answers count for the survivor from now on; its profile and
-/// memberships go (the survivor's are the ones that count).
-pub async fn merge(tx: &mut PgConnection, duplicate: Uuid, survivor: Uuid) -> sqlx::Result<()> {
+/// answers count for the survivor from now on; its profile goes, and it
+/// leaves its segments (each exit recorded and on the feed: the
+/// survivor's memberships are the ones that count).
+pub async fn merge(
+    tx: &mut PgConnection,
+    tenant: Uuid,
+    duplicate: Uuid,
+    survivor: Uuid,
+    now: DateTime<Utc>,
+) -> sqlx::Result<()> {
     for table in ["segmentation.events", "segmentation.answers"] {
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE {table} SET contact_id = $2 WHERE contact_id = $1"
@@ -280,7 +289,7 @@ pub async fn merge(tx: &mut PgConnection, duplicate: Uuid, survivor: Uuid) -> sq
     .bind(survivor)
     .execute(&mut *tx)
     .await?;
-    leave_all_segments(tx, &[duplicate]).await?;
+    changes::leave_all(tx, tenant, duplicate, Cause::Event, now).await?;
     sqlx::query("DELETE FROM segmentation.profiles WHERE contact_id = $1")
         .bind(duplicate)
         .execute(tx)

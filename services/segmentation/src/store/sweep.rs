@@ -97,71 +97,23 @@ pub async fn crossed(
     for edge in edges {
         let found: Vec<Uuid> = match edge {
             TimeEdge::Events { event_type, window } => {
-                let (aged, arrived) = spans(*window, from, to);
-                sqlx::query_scalar(
-                    "SELECT contact_id FROM segmentation.events \
-                     WHERE tenant_id = $1 AND type = $2 \
-                       AND ((occur_time >= $3 AND occur_time < $4) \
-                            OR (occur_time >= $5 AND occur_time < $6))",
-                )
-                .bind(tenant)
-                .bind(event_type)
-                .bind(aged.0)
-                .bind(aged.1)
-                .bind(arrived.0)
-                .bind(arrived.1)
-                .fetch_all(&mut *tx)
-                .await?
+                let spans = spans(*window, from, to);
+                let key = Some(("type", Key::Text(event_type)));
+                dated(tx, tenant, "events", "occur_time", key, spans).await?
             }
             TimeEdge::StageEntered { stage, within_days } => {
-                let (aged, arrived) = spans(Window::Within(*within_days), from, to);
-                sqlx::query_scalar(
-                    "SELECT contact_id FROM segmentation.stage_changes \
-                     WHERE tenant_id = $1 AND stage = $2 \
-                       AND ((change_time >= $3 AND change_time < $4) \
-                            OR (change_time >= $5 AND change_time < $6))",
-                )
-                .bind(tenant)
-                .bind(stage)
-                .bind(aged.0)
-                .bind(aged.1)
-                .bind(arrived.0)
-                .bind(arrived.1)
-                .fetch_all(&mut *tx)
-                .await?
+                let spans = spans(Window::Within(*within_days), from, to);
+                let key = Some(("stage", Key::Number(*stage)));
+                dated(tx, tenant, "stage_changes", "change_time", key, spans).await?
             }
             TimeEdge::Answers { kind, window } => {
-                let (aged, arrived) = spans(*window, from, to);
-                sqlx::query_scalar(
-                    "SELECT contact_id FROM segmentation.answers \
-                     WHERE tenant_id = $1 AND kind = $2 \
-                       AND ((answer_time >= $3 AND answer_time < $4) \
-                            OR (answer_time >= $5 AND answer_time < $6))",
-                )
-                .bind(tenant)
-                .bind(kind)
-                .bind(aged.0)
-                .bind(aged.1)
-                .bind(arrived.0)
-                .bind(arrived.1)
-                .fetch_all(&mut *tx)
-                .await?
+                let spans = spans(*window, from, to);
+                let key = Some(("kind", Key::Number(*kind)));
+                dated(tx, tenant, "answers", "answer_time", key, spans).await?
             }
             TimeEdge::Created(window) => {
-                let (aged, arrived) = spans(*window, from, to);
-                sqlx::query_scalar(
-                    "SELECT contact_id FROM segmentation.profiles \
-                     WHERE tenant_id = $1 \
-                       AND ((create_time >= $2 AND create_time < $3) \
-                            OR (create_time >= $4 AND create_time < $5))",
-                )
-                .bind(tenant)
-                .bind(aged.0)
-                .bind(aged.1)
-                .bind(arrived.0)
-                .bind(arrived.1)
-                .fetch_all(&mut *tx)
-                .await?
+                let spans = spans(*window, from, to);
+                dated(tx, tenant, "profiles", "create_time", None, spans).await?
             }
             TimeEdge::AttributeDaysAgo { path, days } => {
                 // Compared with a moment that moves (not a date of its
@@ -180,6 +132,25 @@ pub async fn crossed(
                 .fetch_all(&mut *tx)
                 .await?
             }
+            TimeEdge::PropertyDaysAgo {
+                event_type,
+                path,
+                days,
+            } => {
+                let days = Duration::days(i64::from(*days));
+                sqlx::query_scalar(
+                    "SELECT contact_id FROM segmentation.events \
+                     WHERE tenant_id = $1 AND type = $2 \
+                       AND segmentation.attribute_time(properties #> $3) BETWEEN $4 AND $5",
+                )
+                .bind(tenant)
+                .bind(event_type)
+                .bind(path)
+                .bind(from - days)
+                .bind(to - days)
+                .fetch_all(&mut *tx)
+                .await?
+            }
         };
         contacts.extend(found);
     }
@@ -189,6 +160,44 @@ pub async fn crossed(
 }
 
 type Span = (DateTime<Utc>, DateTime<Utc>);
+
+/// What picks the facts a leaf reads: an event type, a stage, a kind.
+enum Key<'a> {
+    Text(&'a str),
+    Number(i16),
+}
+
+/// The contacts of `tenant` with a row of `table` (those whose `key`
+/// column holds the key, if given) dated by `date` in either span.
+async fn dated(
+    tx: &mut PgConnection,
+    tenant: Uuid,
+    table: &str,
+    date: &str,
+    key: Option<(&str, Key<'_>)>,
+    (aged, arrived): (Span, Span),
+) -> sqlx::Result<Vec<Uuid>> {
+    let filter = key
+        .as_ref()
+        .map(|(column, _)| format!(" AND {column} = $6"))
+        .unwrap_or_default();
+    let sql = format!(
+        "SELECT contact_id FROM segmentation.{table} WHERE tenant_id = $1{filter} \
+           AND (({date} >= $2 AND {date} < $3) OR ({date} >= $4 AND {date} < $5))"
+    );
+    let query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .bind(tenant)
+        .bind(aged.0)
+        .bind(aged.1)
+        .bind(arrived.0)
+        .bind(arrived.1);
+    let query = match key {
+        Some((_, Key::Text(text))) => query.bind(text.to_owned()),
+        Some((_, Key::Number(number))) => query.bind(number),
+        None => query,
+    };
+    query.fetch_all(tx).await
+}
 
 /// For a window relative to now, the dates whose facts leave it (or, for
 /// "more than d days ago", enter it) while now moves over `[from, to)`,

@@ -79,6 +79,16 @@ pub enum SegmentsCommand {
         #[arg(long, default_value_t = 100)]
         limit: usize,
     },
+    /// Create a lead scoring model from a file (a
+    /// rapport.segmentation.v1.ScoringModel in the proto3 JSON mapping).
+    CreateModel { file: PathBuf },
+    /// List the scoring models.
+    Models,
+    /// A contact's score by a model now, with each rule's contribution.
+    Score {
+        model_id: String,
+        contact_id: String,
+    },
     /// Add contacts to a list.
     Add {
         id: String,
@@ -93,21 +103,22 @@ pub enum SegmentsCommand {
     },
 }
 
-/// A rule read from `path` in the proto3 JSON mapping.
-fn read_rule(path: &PathBuf) -> anyhow::Result<Rule> {
+/// A message of type `M` read from `path` in the proto3 JSON mapping.
+fn read_json<M: prost::Name + Default>(path: &PathBuf) -> anyhow::Result<M> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let descriptor = rapport_proto::descriptor_pool()
-        .get_message_by_name("rapport.segmentation.v1.Rule")
-        .context("the contract holds rapport.segmentation.v1.Rule")?;
+        .get_message_by_name(&M::full_name())
+        .with_context(|| format!("the contract holds {}", M::full_name()))?;
     let mut json = serde_json::Deserializer::from_str(&text);
     let dynamic = DynamicMessage::deserialize(descriptor, &mut json).with_context(|| {
         format!(
-            "{} is not a rule in the proto3 JSON mapping",
-            path.display()
+            "{} is not a {} in the proto3 JSON mapping",
+            path.display(),
+            M::NAME
         )
     })?;
-    Ok(dynamic.transcode_to::<Rule>()?)
+    Ok(dynamic.transcode_to::<M>()?)
 }
 
 fn print_segment(segment: &Segment) {
@@ -155,7 +166,7 @@ pub async fn run(client: &RapportClient, command: SegmentsCommand) -> anyhow::Re
             rule,
             list,
         } => {
-            let rule = rule.as_ref().map(read_rule).transpose()?;
+            let rule = rule.as_ref().map(read_json::<Rule>).transpose()?;
             let kind = if list {
                 SegmentKind::List
             } else {
@@ -233,7 +244,7 @@ pub async fn run(client: &RapportClient, command: SegmentsCommand) -> anyhow::Re
             let budget = std::time::Duration::from_millis(budget_ms);
             let preview = segmentation
                 .preview_rule(PreviewRuleRequest {
-                    rule: Some(read_rule(&rule)?),
+                    rule: Some(read_json::<Rule>(&rule)?),
                     sample_size: sample,
                     time_budget: Some(budget.try_into()?),
                 })
@@ -258,7 +269,7 @@ pub async fn run(client: &RapportClient, command: SegmentsCommand) -> anyhow::Re
         } => {
             let target = match (segment, rule) {
                 (Some(segment), _) => Target::SegmentId(segment),
-                (None, Some(rule)) => Target::Rule(read_rule(&rule)?),
+                (None, Some(rule)) => Target::Rule(read_json::<Rule>(&rule)?),
                 (None, None) => anyhow::bail!("give --segment or --rule"),
             };
             let explained = segmentation
@@ -323,6 +334,49 @@ pub async fn run(client: &RapportClient, command: SegmentsCommand) -> anyhow::Re
                     break;
                 }
                 page_token = page.next_page_token;
+            }
+        }
+        SegmentsCommand::CreateModel { file } => {
+            let model = segmentation
+                .create_scoring_model(CreateScoringModelRequest {
+                    model: Some(read_json::<ScoringModel>(&file)?),
+                    request_id: String::new(),
+                })
+                .await?
+                .into_inner()
+                .model
+                .unwrap_or_default();
+            println!("{} {}", model.id, model.name);
+        }
+        SegmentsCommand::Models => {
+            let listed = segmentation
+                .list_scoring_models(ListScoringModelsRequest {
+                    page_size: 1000,
+                    page_token: String::new(),
+                })
+                .await?
+                .into_inner();
+            for model in listed.models {
+                println!("{} {} ({} rules)", model.id, model.name, model.rules.len());
+            }
+        }
+        SegmentsCommand::Score {
+            model_id,
+            contact_id,
+        } => {
+            let scored = segmentation
+                .get_contact_score(GetContactScoreRequest {
+                    model_id,
+                    contact_id,
+                })
+                .await?
+                .into_inner();
+            println!("{:.2}", scored.score);
+            for part in scored.contributions {
+                println!(
+                    "  {:>+10.2}  {} x {:+} points  {}  ({})",
+                    part.contributed, part.matched, part.points, part.condition, part.path
+                );
             }
         }
         SegmentsCommand::Add { id, contact_ids } => {
