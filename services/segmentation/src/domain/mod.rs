@@ -2,6 +2,7 @@
 //! per-contact evaluator and what a rule reads, lead scores,
 //! explanations, estimates, and the references between segments.
 
+pub mod attribute;
 pub mod estimate;
 pub mod evaluate;
 pub mod explain;
