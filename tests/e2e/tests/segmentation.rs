@@ -24,6 +24,14 @@ const RULE: &str = r#"{
   ]}
 }"#;
 
+/// The lead scoring model of the README's tour.
+const MODEL: &str = r#"{"name": "Leads", "halfLife": "604800s", "rules": [
+  {"points": 10, "condition": {"event": {"type": "order.placed", "measure": "MEASURE_COUNT",
+                                         "window": {"withinDays": 365}}}},
+  {"points": 20, "condition": {"attribute": {"path": "plan", "operator": "OPERATOR_EQUALS",
+                                             "value": {"text": "pro"}}}}
+]}"#;
+
 async fn rapportctl(suite: &Suite, key: &str, args: &[&str]) -> String {
     let output = tokio::process::Command::new(
         rapport_testkit::process::sibling_binary("rapportctl").unwrap(),
@@ -145,7 +153,6 @@ async fn a_segment_from_a_rule_file_builds_and_explains_itself() {
         explained.contains("no    order.placed counted in the last 90 days >= 1  [counted 0]"),
         "{explained}"
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 
     // The browser orders: they enter at once, not at the next build.
     client
@@ -181,6 +188,36 @@ async fn a_segment_from_a_rule_file_builds_and_explains_itself() {
     );
     let count = rapportctl(&suite, &key.secret, &["segments", "count", &segment_id]).await;
     assert_eq!(count.trim(), "2");
+
+    // A lead score from the README's model file: the buyer's one order
+    // today (10 points, barely decayed), no pro plan.
+    let model_file = dir.join("leads.json");
+    std::fs::write(&model_file, MODEL).unwrap();
+    let created = rapportctl(
+        &suite,
+        &key.secret,
+        &["segments", "create-model", model_file.to_str().unwrap()],
+    )
+    .await;
+    let model_id = created.split_whitespace().next().unwrap().to_owned();
+    let scored = rapportctl(
+        &suite,
+        &key.secret,
+        &["segments", "score", &model_id, &buyer.id],
+    )
+    .await;
+    let lines: Vec<&str> = scored.lines().collect();
+    assert_eq!(lines[0], "10.00", "{scored}");
+    assert!(
+        lines[1]
+            .ends_with("1 x +10 points  each order.placed in the last 365 days  (model.rules[0])"),
+        "{scored}"
+    );
+    assert!(
+        lines[2].ends_with("0 x +20 points  attribute plan = \"pro\"  (model.rules[1])"),
+        "{scored}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 
     // A key without the segmentation scope is refused.
     let contacts_only = suite.key(&key.tenant_id, &["contacts:write"]).await;
