@@ -298,6 +298,18 @@ pub async fn member_ids(client: &mut Client, segment: &str) -> Vec<String> {
     }
 }
 
+/// The segment's member count as CountSegment reports it.
+pub async fn member_count(client: &mut Client, segment: &str) -> i64 {
+    client
+        .count_segment(CountSegmentRequest {
+            segment_id: segment.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .member_count
+}
+
 pub async fn preview(client: &mut Client, rule: Rule) -> PreviewRuleResponse {
     client
         .preview_rule(PreviewRuleRequest {
