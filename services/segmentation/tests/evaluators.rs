@@ -1,5 +1,5 @@
 //! Two evaluators, one meaning: for random rules over random histories,
-//! the set-based SQL a build runs (`store/compile.rs`) and the per-contact
+//! the set-based SQL a build runs (`store/compile/`) and the per-contact
 //! evaluator that keeps membership current (`domain/evaluate.rs`) select
 //! the same contacts. The histories are written straight into the
 //! projections; proptest draws the rules and, on a disagreement, shrinks

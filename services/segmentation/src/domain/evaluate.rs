@@ -1,7 +1,7 @@
 //! The per-contact evaluator: a rule judged for one contact from what
 //! segmentation knows of them ([`ContactFacts`]), in memory. It is the
 //! second reading of the rule tree beside the set-based SQL of
-//! `store/compile.rs`, used where a few contacts changed (each applied feed
+//! `store/compile/`, used where a few contacts changed (each applied feed
 //! batch, time passing, another segment's change); the two must agree, and
 //! a property test (`tests/evaluators.rs`) holds them to it.
 //!
