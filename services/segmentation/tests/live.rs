@@ -102,15 +102,12 @@ async fn an_event_lets_a_contact_in_at_once_and_time_takes_them_out() {
     let tenant = Uuid::now_v7();
     let mut contacts = harness.contacts(tenant);
     let mut client = harness.client(tenant);
-    let buyers = create(
+    let buyers = create_built(
         &mut client,
-        dynamic(
-            "ordered this month",
-            counted("order.placed", 30, Operator::GreaterOrEqual, 1.0),
-        ),
+        "ordered this month",
+        counted("order.placed", 30, Operator::GreaterOrEqual, 1.0),
     )
     .await;
-    built(&mut client, &buyers.id, 1).await;
     let ann = new_contact(&mut contacts, "ann@example.com").await;
     let mut feed = feed(&harness).await;
 
@@ -338,15 +335,12 @@ async fn a_new_contact_enters_did_not_do_x_at_once_and_a_merged_duplicate_leaves
     let tenant = Uuid::now_v7();
     let mut contacts = harness.contacts(tenant);
     let mut client = harness.client(tenant);
-    let never = create(
+    let never = create_built(
         &mut client,
-        dynamic(
-            "never ordered",
-            counted("order.placed", 30, Operator::Equals, 0.0),
-        ),
+        "never ordered",
+        counted("order.placed", 30, Operator::Equals, 0.0),
     )
     .await;
-    built(&mut client, &never.id, 1).await;
     let mut feed = feed(&harness).await;
     // Nothing about Ann but her creation: every rule judges her.
     let ann = new_contact(&mut contacts, "ann@example.com").await;

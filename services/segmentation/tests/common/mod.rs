@@ -298,6 +298,12 @@ pub async fn member_ids(client: &mut Client, segment: &str) -> Vec<String> {
     }
 }
 
+/// A dynamic segment created and built from `rule`.
+pub async fn create_built(client: &mut Client, name: &str, rule: Rule) -> Segment {
+    let created = create(client, dynamic(name, rule)).await;
+    built(client, &created.id, 1).await
+}
+
 /// The segment's member count as CountSegment reports it.
 pub async fn member_count(client: &mut Client, segment: &str) -> i64 {
     client
