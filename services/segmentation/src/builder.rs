@@ -15,10 +15,9 @@ use uuid::Uuid;
 
 use crate::domain::reads::Reads;
 use crate::domain::segment::Cause;
-use crate::domain::validate;
 use crate::live::{self, Touched};
 use crate::store::build::{self, Claimed};
-use crate::store::segment;
+use crate::store::{scoring, segment};
 
 /// How long a builder holds a queued build before another may take it.
 const LEASE: Duration = Duration::from_secs(600);
@@ -95,7 +94,8 @@ impl Builder {
     async fn build(&self, claimed: &Claimed) -> anyhow::Result<()> {
         let mut tx = self.tenant_tx(claimed.tenant).await?;
         if let Some(begun) = build::begin(&mut tx, claimed.segment).await? {
-            let rule = validate::stored(&begun.rule)
+            let rule = scoring::stored_rule(&mut tx, &begun.rule)
+                .await?
                 .ok_or_else(|| anyhow::anyhow!("the stored rule no longer passes its checks"))?;
             let cause = Cause::of_build(begun.built_version, begun.rule_version);
             let outcome = build::build(

@@ -17,7 +17,8 @@ use crate::domain::reads::Reads;
 use crate::domain::rule::Rule;
 use crate::domain::segment::Cause;
 use crate::domain::validate;
-use crate::store::{changes, facts, segment};
+use crate::store::crossings::{self, Crossing};
+use crate::store::{changes, facts, scoring, segment};
 use changes::SegmentChanges;
 
 /// The contacts a change touched, each with what about them changed.
@@ -61,6 +62,8 @@ struct CheckedRule {
     version: i64,
     rule: Rule,
     reads: Reads,
+    /// Has a lead score: decay can change the verdict.
+    scored: bool,
 }
 
 /// Judges again, for the `touched` contacts, the tenant's segments their
@@ -92,12 +95,16 @@ pub async fn judge_again(
     for rule in live.iter().filter(|rule| relevant.contains(&rule.id)) {
         reads.merge(&rule.reads);
     }
+    if !matches!(cause, Cause::Build | Cause::RuleChange) {
+        take_turn(tx, tenant).await?;
+    }
     let contacts: Vec<Uuid> = touched.contacts.keys().copied().collect();
-    let mut facts = facts::load(tx, tenant, &contacts, &reads).await?;
+    let mut facts = facts::load(tx, tenant, &contacts, &reads, now).await?;
     // Referenced segments first, so a segment built on another sees its
     // new membership.
     let mut changed_in: HashMap<Uuid, HashSet<Uuid>> = HashMap::new();
     let mut all = Vec::new();
+    let mut crossings = Vec::new();
     for rule in in_reference_order(&live) {
         if !relevant.contains(&rule.id) {
             continue;
@@ -121,6 +128,13 @@ pub async fn judge_again(
             let Some(contact_facts) = facts.get_mut(contact) else {
                 continue;
             };
+            if rule.scored {
+                crossings.push(Crossing {
+                    segment: rule.id,
+                    contact: *contact,
+                    at: evaluate::next_crossing(&rule.rule, contact_facts, now),
+                });
+            }
             let member = evaluate::holds(&rule.rule, contact_facts, now);
             if member == contact_facts.segments.contains(&rule.id) {
                 continue;
@@ -144,13 +158,32 @@ pub async fn judge_again(
             all.push(segment_changes);
         }
     }
+    crossings::note(tx, tenant, &crossings).await?;
     changes::apply(tx, tenant, &all, cause, now).await
+}
+
+/// Waits for the tenant's other judges (the contacts and the feedback
+/// consumer, a sweep, a list edit) to commit, holding the turn until this
+/// transaction ends: facts read after it include every other judge's
+/// change, so two changes in the same instant are never each judged
+/// without the other. A build's cascade does not wait its turn: a build
+/// holds its rows for seconds and must not stall the feeds (its race is
+/// in docs/architecture.md).
+async fn take_turn(tx: &mut PgConnection, tenant: Uuid) -> sqlx::Result<()> {
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock(hashtextextended('segmentation.judge ' || $1::text, 0))",
+    )
+    .bind(tenant)
+    .execute(tx)
+    .await?;
+    Ok(())
 }
 
 async fn live_rules(tx: &mut PgConnection) -> anyhow::Result<Vec<CheckedRule>> {
     let mut live = Vec::new();
+    let models = scoring::all(tx).await?;
     for stored in segment::live_rules(tx).await? {
-        let Some(rule) = validate::stored(&stored.rule) else {
+        let Some(rule) = validate::stored(&stored.rule, &models) else {
             tracing::warn!(segment = %stored.id, "a stored rule no longer passes its checks");
             continue;
         };
@@ -158,6 +191,7 @@ async fn live_rules(tx: &mut PgConnection) -> anyhow::Result<Vec<CheckedRule>> {
             id: stored.id,
             version: stored.rule_version,
             reads: Reads::of(&rule),
+            scored: rule.has_lead_score(),
             rule,
         });
     }

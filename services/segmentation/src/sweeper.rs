@@ -17,9 +17,8 @@ use uuid::Uuid;
 
 use crate::domain::reads::time_edges;
 use crate::domain::segment::Cause;
-use crate::domain::validate;
 use crate::live::{self, Touched};
-use crate::store::{segment, sweep};
+use crate::store::{scoring, segment, sweep};
 
 /// The most time's effects on a segment wait, on the service's clock.
 pub const SWEEP_EVERY: chrono::Duration = chrono::Duration::seconds(30);
@@ -72,9 +71,10 @@ impl Sweeper {
         let Some(from) = sweep::take(&mut tx, segment).await? else {
             return Ok(());
         };
-        let rule = segment::live_rule(&mut tx, segment)
-            .await?
-            .and_then(|stored| validate::stored(&stored.rule));
+        let rule = match segment::live_rule(&mut tx, segment).await? {
+            Some(stored) => scoring::stored_rule(&mut tx, &stored.rule).await?,
+            None => None,
+        };
         let Some(rule) = rule else {
             // Archived, deleted or no longer valid: nothing to sweep.
             sweep::schedule(&mut tx, tenant, segment, false, now).await?;
@@ -85,7 +85,8 @@ impl Sweeper {
         // after that sweep read the tables, but dated before its end, is
         // still looked at (judging again what is current changes nothing).
         let edges = time_edges(&rule);
-        let crossed = sweep::crossed(&mut tx, tenant, &edges, from - SWEEP_OVERLAP, now).await?;
+        let window = (from - SWEEP_OVERLAP, now);
+        let crossed = sweep::crossed(&mut tx, tenant, segment, &edges, window).await?;
         let mut changes = 0;
         for contacts in crossed.chunks(CONTACTS_PER_TRANSACTION) {
             let touched = Touched::for_segment(segment, contacts);

@@ -6,12 +6,14 @@
 //! the rule to the smallest that still disagrees.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone as _, Utc};
 use proptest::prelude::*;
 use rapport_segmentation::domain::evaluate;
 use rapport_segmentation::domain::reads::Reads;
 use rapport_segmentation::domain::rule::*;
+use rapport_segmentation::domain::scoring::{Model, ScoringRule};
 use rapport_segmentation::store::compile::{Scope, compile};
 use rapport_segmentation::store::facts;
 use rapport_testkit::TestDatabase;
@@ -293,6 +295,49 @@ fn event_test() -> impl Strategy<Value = EventTest> {
         )
 }
 
+/// A lead score over a model of event rules and standing conditions,
+/// bounded below, above or both.
+fn lead_score() -> impl Strategy<Value = Leaf> {
+    let per_event = (event_test(), 1..20u8).prop_map(|(mut test, points)| {
+        test.measure = Measure::Count;
+        test.op = NumberOp::Order(Order::GreaterOrEqual);
+        test.threshold = 1.0;
+        ScoringRule {
+            condition: Leaf::Event(test),
+            points: f64::from(points),
+        }
+    });
+    let standing =
+        (attribute_test(&["plan", "seats"]), -10..10i8).prop_map(|(test, points)| ScoringRule {
+            condition: Leaf::Attribute(test),
+            points: f64::from(points),
+        });
+    (
+        proptest::collection::vec(prop_oneof![2 => per_event, 1 => standing], 1..4),
+        1..30i64,
+        -10..40i16,
+        0..3u8,
+        1..20i16,
+    )
+        .prop_map(|(rules, half_life_days, low, shape, width)| {
+            let low = f64::from(low);
+            let (min, max) = match shape {
+                0 => (Some(low), None),
+                1 => (None, Some(low)),
+                _ => (Some(low), Some(low + f64::from(width))),
+            };
+            Leaf::LeadScore(LeadScoreTest {
+                model_id: Uuid::from_u128(0x5c),
+                model: Arc::new(Model {
+                    rules,
+                    half_life: Duration::days(half_life_days),
+                }),
+                min,
+                max,
+            })
+        })
+}
+
 fn leaf() -> impl Strategy<Value = Leaf> {
     let texts = |items: &'static [&'static str]| {
         proptest::sample::subsequence(items, 1..=items.len())
@@ -325,6 +370,7 @@ fn leaf() -> impl Strategy<Value = Leaf> {
             })
         }),
         1 => Just(Leaf::Segment(LIST)),
+        2 => lead_score(),
     ]
 }
 
@@ -357,7 +403,7 @@ async fn per_contact(conn: &mut PgConnection, rule: &Rule) -> BTreeSet<Uuid> {
     let contacts: Vec<Uuid> = (0..CONTACTS)
         .map(|n| Uuid::from_u128(0x1000 + u128::from(n)))
         .collect();
-    let facts = facts::load(conn, TENANT, &contacts, &Reads::of(rule))
+    let facts = facts::load(conn, TENANT, &contacts, &Reads::of(rule), now())
         .await
         .unwrap();
     facts

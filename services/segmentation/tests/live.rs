@@ -78,24 +78,6 @@ async fn swept_past(harness: &Harness, segment: &str, moved: chrono::Duration) {
     panic!("segment {segment} was not swept in 20 s");
 }
 
-async fn history(client: &mut Client, segment: &str) -> Vec<(bool, String, ChangeCause)> {
-    client
-        .list_membership_history(ListMembershipHistoryRequest {
-            segment_id: segment.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .changes
-        .into_iter()
-        .map(|change| {
-            let cause = change.cause();
-            (change.entered, change.contact_id, cause)
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn an_event_lets_a_contact_in_at_once_and_time_takes_them_out() {
     let harness = start().await;

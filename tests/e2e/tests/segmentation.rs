@@ -217,6 +217,35 @@ async fn a_segment_from_a_rule_file_builds_and_explains_itself() {
         lines[2].ends_with("0 x +20 points  attribute plan = \"pro\"  (model.rules[1])"),
         "{scored}"
     );
+    // The README's "Hot leads", with a bound both orders' scores pass.
+    let hot_file = dir.join("hot.json");
+    let hot = format!(r#"{{"leadScore": {{"modelId": "{model_id}", "min": 5}}}}"#);
+    std::fs::write(&hot_file, hot).unwrap();
+    let created = rapportctl(
+        &suite,
+        &key.secret,
+        &[
+            "segments",
+            "create",
+            "--name",
+            "Hot leads",
+            "--rule",
+            hot_file.to_str().unwrap(),
+        ],
+    )
+    .await;
+    let hot_id = created.split_whitespace().next().unwrap().to_owned();
+    let mut members = String::new();
+    for _ in 0..100 {
+        members = rapportctl(&suite, &key.secret, &["segments", "members", &hot_id]).await;
+        if members.lines().count() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut expected = [buyer.id.as_str(), browser.id.as_str()];
+    expected.sort_unstable();
+    assert_eq!(members.lines().collect::<Vec<_>>(), expected);
     std::fs::remove_dir_all(&dir).unwrap();
 
     // A key without the segmentation scope is refused.

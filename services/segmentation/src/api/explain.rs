@@ -15,9 +15,10 @@ use super::{SegmentationApi, check_references, contact_not_found};
 use crate::consumers::{contacts, feedback};
 use crate::domain::explain::explain;
 use crate::domain::rule::Rule as TypedRule;
+use crate::domain::scoring::Models;
 use crate::domain::validate;
 use crate::store::segment::Lock;
-use crate::store::{cursor, evaluate};
+use crate::store::{cursor, evaluate, scoring};
 
 /// The feeds segmentation follows, by producer.
 const FOLLOWED: [Subscription; 2] = [contacts::SUBSCRIPTION, feedback::SUBSCRIPTION];
@@ -32,9 +33,18 @@ enum Judged {
     Rule(TypedRule),
 }
 
+/// The rule a caller gave to judge, if it gave one.
+fn given_rule(target: Option<&Target>) -> Option<&Rule> {
+    match target {
+        Some(Target::Rule(rule)) => Some(rule),
+        _ => None,
+    }
+}
+
 fn read_target(
     contact_id: &str,
     target: Option<&Target>,
+    models: &Models,
     violations: &mut Violations,
 ) -> (Uuid, Option<Judged>) {
     let contact = violations.parse_id("contact_id", contact_id);
@@ -44,7 +54,9 @@ fn read_target(
             None
         }
         Some(Target::SegmentId(id)) => Some(Judged::Segment(violations.parse_id("segment_id", id))),
-        Some(Target::Rule(rule)) => validate::validate(rule, "rule", violations).map(Judged::Rule),
+        Some(Target::Rule(rule)) => {
+            validate::validate(rule, "rule", models, violations).map(Judged::Rule)
+        }
     };
     (contact, judged)
 }
@@ -91,8 +103,16 @@ impl SegmentationApi {
         ctx: &TenantContext,
         req: ExplainMembershipRequest,
     ) -> ApiResult<ExplainMembershipResponse> {
+        let models = self
+            .models_for_reading(ctx, given_rule(req.target.as_ref()))
+            .await?;
         let mut violations = Violations::default();
-        let (contact, judged) = read_target(&req.contact_id, req.target.as_ref(), &mut violations);
+        let (contact, judged) = read_target(
+            &req.contact_id,
+            req.target.as_ref(),
+            &models,
+            &mut violations,
+        );
         violations.check()?;
         self.judge(ctx, contact, judged).await
     }
@@ -107,7 +127,11 @@ impl SegmentationApi {
             evaluate_rule_request::Target::SegmentId(id) => Target::SegmentId(id),
             evaluate_rule_request::Target::Rule(rule) => Target::Rule(rule),
         });
-        let (contact, judged) = read_target(&req.contact_id, target.as_ref(), &mut violations);
+        let models = self
+            .models_for_reading(ctx, given_rule(target.as_ref()))
+            .await?;
+        let (contact, judged) =
+            read_target(&req.contact_id, target.as_ref(), &models, &mut violations);
         let wanted = read_positions(&req.min_positions, &mut violations);
         let wait = read_wait(req.max_wait.as_ref(), &mut violations);
         violations.check()?;
@@ -188,11 +212,13 @@ impl SegmentationApi {
                         format!("segment {id} is a list: it has no rule to explain"),
                     ));
                 };
-                let rule = validate::stored(stored).ok_or_else(|| {
-                    ApiError::internal(anyhow::anyhow!(
-                        "segment {id}'s stored rule fails its checks"
-                    ))
-                })?;
+                let rule = scoring::stored_rule(&mut tx, stored)
+                    .await?
+                    .ok_or_else(|| {
+                        ApiError::internal(anyhow::anyhow!(
+                            "segment {id}'s stored rule fails its checks"
+                        ))
+                    })?;
                 (rule, Some(id))
             }
         };

@@ -14,9 +14,9 @@ mod segments;
 use std::sync::Arc;
 
 use rapport_core::api::{ApiScope, ApiStream};
-use rapport_core::db::Database;
+use rapport_core::db::{Database, finish_read};
 use rapport_core::idempotency::IdempotencyTable;
-use rapport_core::{ApiError, ApiResult, Clock, Violations};
+use rapport_core::{ApiError, ApiResult, Clock, TenantContext, Violations};
 use rapport_proto::segmentation::v1::segmentation_service_server::SegmentationService;
 use rapport_proto::segmentation::v1::*;
 use sqlx::PgConnection;
@@ -26,6 +26,8 @@ use uuid::Uuid;
 
 use crate::domain::references;
 use crate::domain::rule::{Leaf, Rule as TypedRule};
+use crate::domain::scoring::Models;
+use crate::domain::validate;
 use crate::store::segment::{self as store, Lock};
 
 /// `segmentation:read` and `segmentation:write`.
@@ -90,6 +92,31 @@ fn archived(segment: &Segment) -> bool {
 /// Refuses a rule (at `path`) whose `segment` leaves name no segment of
 /// the tenant, an archived one, or (for `owner`, the segment the rule
 /// belongs to) lead back to it.
+/// The scoring models `rule` names, to check it against before it is
+/// saved: held against deletion until the transaction ends.
+async fn named_models(tx: &mut PgConnection, rule: Option<&Rule>) -> ApiResult<Models> {
+    let ids = rule.map(validate::named_models).unwrap_or_default();
+    Ok(crate::store::scoring::named(tx, &ids, true).await?)
+}
+
+impl SegmentationApi {
+    /// The scoring models `rule` names, to check a rule nothing will save.
+    async fn models_for_reading(
+        &self,
+        ctx: &TenantContext,
+        rule: Option<&Rule>,
+    ) -> ApiResult<Models> {
+        let ids = rule.map(validate::named_models).unwrap_or_default();
+        if ids.is_empty() {
+            return Ok(Models::new());
+        }
+        let mut tx = self.db.begin_tenant_read(ctx.tenant_id).await?;
+        let models = crate::store::scoring::named(&mut tx, &ids, false).await?;
+        finish_read(tx);
+        Ok(models)
+    }
+}
+
 async fn check_references(
     tx: &mut PgConnection,
     rule: &TypedRule,

@@ -50,9 +50,10 @@ impl SegmentationApi {
     ) -> ApiResult<PreviewRuleResponse> {
         let started = Instant::now();
         let now = self.clock.now();
+        let models = self.models_for_reading(ctx, req.rule.as_ref()).await?;
         let mut violations = Violations::default();
         let rule = match &req.rule {
-            Some(rule) => validate::validate(rule, "rule", &mut violations),
+            Some(rule) => validate::validate(rule, "rule", &models, &mut violations),
             None => {
                 violations.add("rule", "is required");
                 None

@@ -15,7 +15,7 @@ use super::{IDEMPOTENCY, SegmentationApi, contact_not_found};
 use crate::domain::reads::Reads;
 use crate::domain::rule::Rule as TypedRule;
 use crate::domain::scoring::{self, describe_rule};
-use crate::store::{facts, scoring as store};
+use crate::store::{build, facts, scoring as store};
 
 /// Fields UpdateScoringModel may change.
 const UPDATABLE: &[&str] = &["name", "description", "rules", "half_life"];
@@ -147,7 +147,15 @@ impl SegmentationApi {
         scoring::validate(&updated, "model", &mut violations);
         violations.check()?;
         let stored = store::update(&mut tx, id, &updated, now).await?;
+        // The segments scoring with it mean something else now.
+        let users = store::used_by(&mut tx, id).await?;
+        for segment in &users {
+            build::request(&mut tx, ctx.tenant_id, *segment, now).await?;
+        }
         tx.commit().await?;
+        if !users.is_empty() {
+            self.builds.notify_one();
+        }
         Ok(UpdateScoringModelResponse {
             model: Some(stored),
         })
@@ -162,9 +170,20 @@ impl SegmentationApi {
         let id = violations.parse_id("id", &req.id);
         violations.check()?;
         let mut tx = self.db.begin_tenant(ctx.tenant_id).await?;
-        if !store::delete(&mut tx, id).await? {
-            return Err(model_not_found(id));
+        // Locked first, so a rule naming it cannot be saved meanwhile.
+        model(&mut tx, id, true).await?;
+        let users = store::used_by(&mut tx, id).await?;
+        if !users.is_empty() {
+            let names: Vec<String> = users.iter().map(Uuid::to_string).collect();
+            return Err(ApiError::failed_precondition(
+                ErrorReason::ScoringModelInUse,
+                format!(
+                    "scoring model {id} is named by the rules of segments {}; change those rules first",
+                    names.join(", ")
+                ),
+            ));
         }
+        store::delete(&mut tx, id).await?;
         tx.commit().await?;
         Ok(DeleteScoringModelResponse {})
     }
@@ -192,7 +211,8 @@ impl SegmentationApi {
                 .map(|rule| TypedRule::Leaf(rule.condition.clone()))
                 .collect(),
         );
-        let mut found = facts::load(&mut tx, ctx.tenant_id, &[contact], &Reads::of(&conditions))
+        let reads = Reads::of(&conditions);
+        let mut found = facts::load(&mut tx, ctx.tenant_id, &[contact], &reads, now)
             .await
             .map_err(ApiError::from)?;
         finish_read(tx);

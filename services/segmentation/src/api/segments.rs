@@ -9,9 +9,9 @@ use rapport_core::{ApiError, ApiResult, TenantContext, Violations};
 use rapport_proto::segmentation::v1::*;
 use uuid::Uuid;
 
-use super::{IDEMPOTENCY, SegmentationApi, archived, check_references};
+use super::{IDEMPOTENCY, SegmentationApi, archived, check_references, named_models};
 use crate::domain::segment as rules;
-use crate::store::segment::{self as store, Change, Lock, SegmentFilter};
+use crate::store::segment::{self as store, Change, Lock, References, SegmentFilter};
 
 /// Fields UpdateSegment may change.
 const UPDATABLE: &[&str] = &["name", "description", "rule"];
@@ -23,19 +23,20 @@ impl SegmentationApi {
         req: CreateSegmentRequest,
     ) -> ApiResult<CreateSegmentResponse> {
         let now = self.clock.now();
-        let mut violations = Violations::default();
         let segment = req.segment.clone().unwrap_or_default();
+        let mut tx = self.db.begin_tenant(ctx.tenant_id).await?;
+        let models = named_models(&mut tx, segment.rule.as_ref()).await?;
+        let mut violations = Violations::default();
         let rule = if req.segment.is_none() {
             violations.add("segment", "is required");
             None
         } else {
-            rules::validate(&segment, "segment", &mut violations)
+            rules::validate(&segment, "segment", &models, &mut violations)
         };
         check_request_id(&req.request_id, &mut violations);
         violations.check()?;
 
         let id = Uuid::now_v7();
-        let mut tx = self.db.begin_tenant(ctx.tenant_id).await?;
         let claim = match IDEMPOTENCY
             .claim(
                 &mut tx,
@@ -53,9 +54,9 @@ impl SegmentationApi {
         let references = match &rule {
             Some(rule) => {
                 check_references(&mut tx, rule, "segment.rule", Some(id)).await?;
-                rule.referenced_segments()
+                References::of(rule)
             }
-            None => Vec::new(),
+            None => References::default(),
         };
         let stored = store::insert(&mut tx, ctx.tenant_id, id, &segment, &references, now).await?;
         let response = CreateSegmentResponse {
@@ -102,8 +103,9 @@ impl SegmentationApi {
         etag::check(&req.etag, &existing.etag, format_args!("segment {id}"))?;
         let mut updated = existing.clone();
         field_mask::apply(&mut updated, &patch, &paths);
+        let models = named_models(&mut tx, updated.rule.as_ref()).await?;
         let mut violations = Violations::default();
-        let rule = rules::validate(&updated, "segment", &mut violations);
+        let rule = rules::validate(&updated, "segment", &models, &mut violations);
         violations.check()?;
         let rule_changed = updated.rule != existing.rule;
         if rule_changed && archived(&existing) {
@@ -115,9 +117,9 @@ impl SegmentationApi {
         let references = match (&rule, rule_changed) {
             (Some(rule), true) => {
                 check_references(&mut tx, rule, "segment.rule", Some(id)).await?;
-                rule.referenced_segments()
+                References::of(rule)
             }
-            _ => Vec::new(),
+            _ => References::default(),
         };
         let new_rule = updated.rule.as_ref().filter(|_| rule_changed);
         let stored = store::update(
@@ -127,7 +129,7 @@ impl SegmentationApi {
             Change {
                 name: &updated.name,
                 description: &updated.description,
-                rule: new_rule.map(|rule| (rule, references.as_slice())),
+                rule: new_rule.map(|rule| (rule, &references)),
             },
             now,
         )

@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 use super::attribute::attribute_holds;
 use super::rule::*;
+use super::{decay, scoring};
 
 /// A contact's profile as the rules read it.
 #[derive(Debug, Clone, PartialEq)]
@@ -120,7 +121,28 @@ pub fn leaf_holds(leaf: &Leaf, facts: &ContactFacts, now: DateTime<Utc>) -> bool
                 && within(answer.answer_time, test.window, now)
         }),
         Leaf::Segment(segment) => facts.segments.contains(segment),
+        Leaf::LeadScore(test) => test.holds(scoring::score(&test.model, facts, now).0),
     }
+}
+
+/// The next moment decay alone can change `rule`'s verdict for the
+/// contact: the nearest bound any of its lead scores will fall below.
+pub fn next_crossing(
+    rule: &Rule,
+    facts: &ContactFacts,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    rule.leaves("rule")
+        .into_iter()
+        .filter_map(|(_, leaf)| match leaf {
+            Leaf::LeadScore(test) => {
+                let (_, contributions) = scoring::score(&test.model, facts, now);
+                let parts = decay::ScoreParts::of(&test.model, &contributions);
+                decay::next_crossing(test, parts, now)
+            }
+            _ => None,
+        })
+        .min()
 }
 
 /// Whether `at` falls in `window` at `now`: `[from, to)`.

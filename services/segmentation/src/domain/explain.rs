@@ -150,6 +150,20 @@ pub fn describe(leaf: &Leaf) -> String {
             test.window.describe()
         ),
         Leaf::Segment(id) => format!("member of segment {id}"),
+        Leaf::LeadScore(test) => {
+            let bounds: Vec<String> = [
+                test.min.map(|min| format!("at least {min}")),
+                test.max.map(|max| format!("below {max}")),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            format!(
+                "lead score under model {} {}",
+                test.model_id,
+                bounds.join(" and ")
+            )
+        }
     }
 }
 
@@ -194,7 +208,15 @@ pub fn observed(leaf: &Leaf, found: Option<&str>) -> String {
         Leaf::Score(_) => format!("{found} matching answers"),
         Leaf::Segment(_) if found == "true" => "a member".to_owned(),
         Leaf::Segment(_) => "not a member".to_owned(),
+        Leaf::LeadScore(_) => format!("score {}", round_score(found)),
     }
+}
+
+/// A score as GetContactScore would show it to a person: two decimals.
+fn round_score(found: &str) -> String {
+    found
+        .parse::<f64>()
+        .map_or(found.to_owned(), |score| format!("{score:.2}"))
 }
 
 fn comparison(comparison: &Comparison) -> String {

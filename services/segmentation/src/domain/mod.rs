@@ -3,6 +3,7 @@
 //! explanations, estimates, and the references between segments.
 
 pub mod attribute;
+pub mod decay;
 pub mod estimate;
 pub mod evaluate;
 pub mod explain;

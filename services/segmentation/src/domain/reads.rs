@@ -3,7 +3,9 @@
 //! judging again only the segments a change can affect, and time sweeps
 //! look only where a window's edge can have passed.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
 
 use uuid::Uuid;
 
@@ -19,6 +21,11 @@ pub struct Reads {
     pub stages: bool,
     /// Events of these types.
     pub event_types: BTreeSet<String>,
+    /// The windows a rule looks at events of each type through (none
+    /// noted: every event of the type).
+    pub event_windows: BTreeMap<String, Vec<Window>>,
+    /// Events' properties (a condition on them).
+    pub event_properties: bool,
     /// Events of every type (as a change: a merge moved some in).
     pub any_event: bool,
     /// Everything at once (as a change: a contact new to segmentation,
@@ -44,6 +51,9 @@ pub enum TimeEdge {
     Created(Window),
     /// A time attribute compared with a moment some days before now.
     AttributeDaysAgo { path: Vec<String>, days: i32 },
+    /// A lead score decaying past one of the rule's bounds: the moments
+    /// are noted per contact as they are judged.
+    ScoreDecay,
     /// A time property of events of the type compared with a moment some
     /// days before now.
     PropertyDaysAgo {
@@ -57,26 +67,55 @@ impl Reads {
     pub fn of(rule: &Rule) -> Self {
         let mut reads = Reads::default();
         for (_, leaf) in rule.leaves("rule") {
-            match leaf {
-                Leaf::Attribute(_)
-                | Leaf::EmailDomain(_)
-                | Leaf::Locale(_)
-                | Leaf::TimeZone(_)
-                | Leaf::Created(_)
-                | Leaf::Tags { .. }
-                | Leaf::Stage(_)
-                | Leaf::Consent { .. } => reads.profile = true,
-                Leaf::StageEntered { .. } => reads.stages = true,
-                Leaf::Event(test) => {
-                    reads.event_types.insert(test.event_type.clone());
-                }
-                Leaf::NpsCategory(_) | Leaf::Score(_) => reads.answers = true,
-                Leaf::Segment(id) => {
-                    reads.segments.insert(*id);
+            reads.add_leaf(leaf);
+        }
+        reads
+    }
+
+    fn add_leaf(&mut self, leaf: &Leaf) {
+        match leaf {
+            Leaf::Attribute(_)
+            | Leaf::EmailDomain(_)
+            | Leaf::Locale(_)
+            | Leaf::TimeZone(_)
+            | Leaf::Created(_)
+            | Leaf::Tags { .. }
+            | Leaf::Stage(_)
+            | Leaf::Consent { .. } => self.profile = true,
+            Leaf::StageEntered { .. } => self.stages = true,
+            Leaf::Event(test) => {
+                self.event_types.insert(test.event_type.clone());
+                self.event_windows
+                    .entry(test.event_type.clone())
+                    .or_default()
+                    .push(test.window);
+                self.event_properties |= !test.properties.is_empty();
+            }
+            Leaf::NpsCategory(_) | Leaf::Score(_) => self.answers = true,
+            Leaf::Segment(id) => {
+                self.segments.insert(*id);
+            }
+            // A score reads what its model's conditions read.
+            Leaf::LeadScore(test) => {
+                for rule in &test.model.rules {
+                    self.add_leaf(&rule.condition);
                 }
             }
         }
-        reads
+    }
+
+    /// The earliest moment whose events can matter to the rule at `now`
+    /// (`None`: events of any age can): a rule looking back 7 days needs
+    /// only a week of a contact's history.
+    pub fn events_since(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.event_types
+            .iter()
+            .try_fold(now, |earliest, event_type| {
+                let windows = self.event_windows.get(event_type)?;
+                windows.iter().try_fold(earliest, |earliest, window| {
+                    Some(earliest.min(window.bounds(now).0?))
+                })
+            })
     }
 
     /// A change to the profile (or to anything it carries: stage, consents).
@@ -157,7 +196,14 @@ impl Reads {
         self.answers |= other.answers;
         self.any_event |= other.any_event;
         self.new_contact |= other.new_contact;
+        self.event_properties |= other.event_properties;
         self.event_types.extend(other.event_types.iter().cloned());
+        for (event_type, windows) in &other.event_windows {
+            self.event_windows
+                .entry(event_type.clone())
+                .or_default()
+                .extend(windows.iter().copied());
+        }
         self.segments.extend(other.segments.iter().copied());
     }
 }
@@ -165,48 +211,61 @@ impl Reads {
 /// The leaves of `rule` that time alone can flip. Windows fixed in time
 /// ("between two dates", "ever") and fixed moments never do.
 pub fn time_edges(rule: &Rule) -> Vec<TimeEdge> {
-    let relative = |window: &Window| matches!(window, Window::Within(_) | Window::Before(_));
     let mut edges = Vec::new();
     for (_, leaf) in rule.leaves("rule") {
-        match leaf {
-            Leaf::Event(test) => {
-                if relative(&test.window) {
-                    edges.push(TimeEdge::Events {
-                        event_type: test.event_type.clone(),
-                        window: test.window,
-                    });
-                }
-                for property in &test.properties {
-                    if let Some(days) = days_ago(&property.comparison) {
-                        edges.push(TimeEdge::PropertyDaysAgo {
-                            event_type: test.event_type.clone(),
-                            path: property.path.clone(),
-                            days,
-                        });
-                    }
-                }
+        leaf_edges(leaf, &mut edges);
+    }
+    edges
+}
+
+fn leaf_edges(leaf: &Leaf, edges: &mut Vec<TimeEdge>) {
+    let relative = |window: &Window| matches!(window, Window::Within(_) | Window::Before(_));
+    match leaf {
+        Leaf::Event(test) => {
+            if relative(&test.window) {
+                edges.push(TimeEdge::Events {
+                    event_type: test.event_type.clone(),
+                    window: test.window,
+                });
             }
-            Leaf::StageEntered { stage, within_days } => edges.push(TimeEdge::StageEntered {
-                stage: *stage,
-                within_days: *within_days,
-            }),
-            Leaf::Score(test) if relative(&test.window) => edges.push(TimeEdge::Answers {
-                kind: test.kind,
-                window: test.window,
-            }),
-            Leaf::Created(window) if relative(window) => edges.push(TimeEdge::Created(*window)),
-            Leaf::Attribute(test) => {
-                if let Some(days) = days_ago(&test.comparison) {
-                    edges.push(TimeEdge::AttributeDaysAgo {
-                        path: test.path.clone(),
+            for property in &test.properties {
+                if let Some(days) = days_ago(&property.comparison) {
+                    edges.push(TimeEdge::PropertyDaysAgo {
+                        event_type: test.event_type.clone(),
+                        path: property.path.clone(),
                         days,
                     });
                 }
             }
-            _ => {}
         }
+        Leaf::StageEntered { stage, within_days } => edges.push(TimeEdge::StageEntered {
+            stage: *stage,
+            within_days: *within_days,
+        }),
+        Leaf::Score(test) if relative(&test.window) => edges.push(TimeEdge::Answers {
+            kind: test.kind,
+            window: test.window,
+        }),
+        Leaf::Created(window) if relative(window) => edges.push(TimeEdge::Created(*window)),
+        Leaf::Attribute(test) => {
+            if let Some(days) = days_ago(&test.comparison) {
+                edges.push(TimeEdge::AttributeDaysAgo {
+                    path: test.path.clone(),
+                    days,
+                });
+            }
+        }
+        // A score moves with its conditions' windows, and decays.
+        Leaf::LeadScore(test) => {
+            for rule in &test.model.rules {
+                leaf_edges(&rule.condition, edges);
+            }
+            if !edges.contains(&TimeEdge::ScoreDecay) {
+                edges.push(TimeEdge::ScoreDecay);
+            }
+        }
+        _ => {}
     }
-    edges
 }
 
 fn days_ago(comparison: &Comparison) -> Option<i32> {

@@ -3,8 +3,12 @@
 //! compiler and explanations read. Every value here has been checked, so
 //! nothing downstream handles a malformed rule.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
+
+use super::scoring::Model;
 
 /// A node: a combination of nodes or one condition.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,6 +50,7 @@ pub enum Leaf {
     NpsCategory(Vec<i16>),
     Score(ScoreTest),
     Segment(Uuid),
+    LeadScore(LeadScoreTest),
 }
 
 /// A value found at `path` in a JSON object, compared.
@@ -156,7 +161,7 @@ pub enum TagMatch {
 }
 
 /// A span of time, relative to the evaluation or fixed.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Window {
     Within(i32),
     Before(i32),
@@ -245,6 +250,27 @@ pub struct ScoreTest {
     pub window: Window,
 }
 
+/// A contact's lead score under a model in `[min, max)`; the model is the
+/// one the rule was checked against.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeadScoreTest {
+    pub model_id: Uuid,
+    pub model: Arc<Model>,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+}
+
+impl LeadScoreTest {
+    pub fn holds(&self, score: f64) -> bool {
+        self.min.is_none_or(|min| score >= min) && self.max.is_none_or(|max| score < max)
+    }
+
+    /// The bounds a score can cross.
+    pub fn thresholds(&self) -> impl Iterator<Item = f64> {
+        self.min.into_iter().chain(self.max)
+    }
+}
+
 impl Rule {
     /// Every leaf, depth first, with its path under `root`.
     pub fn leaves<'a>(&'a self, root: &str) -> Vec<(String, &'a Leaf)> {
@@ -274,6 +300,28 @@ impl Rule {
             Rule::Not(child) => child.walk(format!("{path}.not"), visit),
             Rule::Leaf(_) => {}
         }
+    }
+
+    /// The scoring models the rule names.
+    pub fn referenced_models(&self) -> Vec<Uuid> {
+        let mut ids: Vec<Uuid> = self
+            .leaves("rule")
+            .into_iter()
+            .filter_map(|(_, leaf)| match leaf {
+                Leaf::LeadScore(test) => Some(test.model_id),
+                _ => None,
+            })
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    /// Whether a lead score can move the verdict with time alone.
+    pub fn has_lead_score(&self) -> bool {
+        self.leaves("rule")
+            .iter()
+            .any(|(_, leaf)| matches!(leaf, Leaf::LeadScore(_)))
     }
 
     /// The segments the rule names.

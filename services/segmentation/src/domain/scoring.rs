@@ -5,10 +5,16 @@
 //! it holds. Scores are worked out from the facts when asked for, so they
 //! are always current, decay included.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use chrono::{DateTime, Duration, Utc};
 use rapport_core::Violations;
 use rapport_proto::segmentation::v1 as pb;
 
+use uuid::Uuid;
+
+use super::decay::decay;
 use super::evaluate::{self, ContactFacts};
 use super::explain::describe;
 use super::rule::{Leaf, Measure};
@@ -26,6 +32,10 @@ pub struct Model {
     pub rules: Vec<ScoringRule>,
     pub half_life: Duration,
 }
+
+/// A tenant's checked models by id, for checking and judging the rules
+/// that name them.
+pub type Models = HashMap<Uuid, Arc<Model>>;
 
 /// One rule: a condition and its points.
 #[derive(Debug, Clone, PartialEq)]
@@ -100,8 +110,20 @@ fn scoring_rule(
             violations.add(&condition_path, "is required");
             None
         }
+        Some(pb::Rule {
+            node: Some(pb::rule::Node::LeadScore(_)),
+        }) => {
+            violations.add(&condition_path, "must not name a scoring model");
+            None
+        }
         Some(condition) => {
-            match validate::validate(&with_count_implied(condition), &condition_path, violations)? {
+            let no_models = Models::new();
+            match validate::validate(
+                &with_count_implied(condition),
+                &condition_path,
+                &no_models,
+                violations,
+            )? {
                 super::rule::Rule::Leaf(Leaf::Segment(_)) => {
                     violations.add(&condition_path, "must not name a segment");
                     None
@@ -166,16 +188,6 @@ fn with_count_implied(condition: &pb::Rule) -> pb::Rule {
     condition
 }
 
-/// The share of points earned at `at` left at `now`: 0.5^(age /
-/// half-life); an event dated after now has not happened.
-pub fn decay(at: DateTime<Utc>, now: DateTime<Utc>, half_life: Duration) -> f64 {
-    if at > now {
-        return 0.0;
-    }
-    let age = (now - at).as_seconds_f64();
-    0.5_f64.powf(age / half_life.as_seconds_f64())
-}
-
 /// The contact's score at `now`, and each rule's contribution in order.
 pub fn score(model: &Model, facts: &ContactFacts, now: DateTime<Utc>) -> (f64, Vec<Contribution>) {
     let contributions: Vec<Contribution> = model
@@ -229,7 +241,9 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::domain::decay::{ScoreParts, next_crossing};
     use crate::domain::evaluate::{EventFact, ProfileFacts};
+    use crate::domain::rule::LeadScoreTest;
     use crate::domain::rule::{EventTest, NumberOp, Order, Window};
 
     fn now() -> DateTime<Utc> {
@@ -283,21 +297,6 @@ mod tests {
 
     fn close(a: f64, b: f64) -> bool {
         (a - b).abs() < 1e-9
-    }
-
-    #[test]
-    fn points_halve_every_half_life() {
-        let week = Duration::days(7);
-        assert!(close(decay(now(), now(), week), 1.0));
-        assert!(close(decay(now() - week, now(), week), 0.5));
-        assert!(close(decay(now() - week * 2, now(), week), 0.25));
-        // Half a half-life: 1/sqrt(2).
-        assert!(close(
-            decay(now() - Duration::hours(84), now(), week),
-            std::f64::consts::FRAC_1_SQRT_2
-        ));
-        // Not happened yet.
-        assert_eq!(decay(now() + Duration::hours(1), now(), week), 0.0);
     }
 
     #[test]
@@ -393,5 +392,40 @@ mod tests {
                 "model.rules[2].points",
             ]
         );
+    }
+
+    #[test]
+    fn the_next_crossing_is_the_nearer_bound_and_the_score_is_on_it_then() {
+        // One order just now at 40 points, half-life 1 day: below 20 after
+        // 1 day (entering "below 20"), below 10 after 2 (leaving "at least
+        // 10"); the nearer comes first.
+        let model = Arc::new(Model {
+            rules: vec![each("order.placed", Window::Ever, 40.0)],
+            half_life: Duration::days(1),
+        });
+        let test = LeadScoreTest {
+            model_id: Uuid::nil(),
+            model: model.clone(),
+            min: Some(10.0),
+            max: Some(20.0),
+        };
+        let contact = facts(vec![event("order.placed", 0.0)]);
+        let (score, contributions) = super::score(&model, &contact, now());
+        assert!(close(score, 40.0));
+        let split = ScoreParts::of(&model, &contributions);
+        assert_eq!(
+            split,
+            ScoreParts {
+                steady: 0.0,
+                decaying: 40.0
+            }
+        );
+        let next = next_crossing(&test, split, now()).unwrap();
+        assert_eq!(next, now() + Duration::days(1));
+        assert!(close(super::score(&model, &contact, next).0, 20.0));
+        assert!(!test.holds(super::score(&model, &contact, now()).0));
+        assert!(test.holds(super::score(&model, &contact, next + Duration::seconds(1)).0));
+        let later = now() + Duration::days(2) + Duration::seconds(1);
+        assert!(!test.holds(super::score(&model, &contact, later).0));
     }
 }

@@ -5,14 +5,20 @@ use rapport_core::Violations;
 use rapport_proto::segmentation::v1::{ChangeCause, Segment, SegmentKind};
 
 use super::rule::Rule;
+use super::scoring::Models;
 use super::validate;
 
 const MAX_NAME_CHARS: usize = 200;
 const MAX_DESCRIPTION_CHARS: usize = 2000;
 
 /// Checks `segment` (at `path`), returning its typed rule for a dynamic
-/// segment.
-pub fn validate(segment: &Segment, path: &str, violations: &mut Violations) -> Option<Rule> {
+/// segment; its lead scores are checked against the tenant's `models`.
+pub fn validate(
+    segment: &Segment,
+    path: &str,
+    models: &Models,
+    violations: &mut Violations,
+) -> Option<Rule> {
     let name = segment.name.trim();
     if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
         violations.add(
@@ -30,7 +36,7 @@ pub fn validate(segment: &Segment, path: &str, violations: &mut Violations) -> O
     }
     match (kind(segment), &segment.rule) {
         (Some(SegmentKind::Dynamic), Some(rule)) => {
-            validate::validate(rule, &format!("{path}.rule"), violations)
+            validate::validate(rule, &format!("{path}.rule"), models, violations)
         }
         (Some(SegmentKind::Dynamic), None) => {
             violations.add(format!("{path}.rule"), "is required for a dynamic segment");

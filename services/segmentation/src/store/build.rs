@@ -12,7 +12,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::compile::{Scope, compile};
-use super::sweep;
+use super::{crossings, sweep};
 use crate::domain::reads::time_edges;
 use crate::domain::rule::Rule;
 use crate::domain::segment::Cause;
@@ -203,6 +203,7 @@ pub async fn build(
         now,
     )
     .await?;
+    crossings::note_all(tx, tenant, segment, &compiled).await?;
     sweep::schedule(tx, tenant, segment, !time_edges(rule).is_empty(), now).await?;
     let (entered_count, exited_count) = (entered.len() as i64, exited.len() as i64);
     let mut changed = entered;

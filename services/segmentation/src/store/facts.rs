@@ -32,22 +32,26 @@ type EventRecord = (
     Option<String>,
 );
 
-/// The facts of `contacts` that `reads` asks for (events only of its
-/// types), with every contact's current memberships; contacts
-/// segmentation does not know are left out.
+/// The facts of `contacts` that `reads` asks for at `now` (events only of
+/// its types, and only as old as its windows look back), with every
+/// contact's current memberships; contacts segmentation does not know are
+/// left out.
 pub async fn load(
     tx: &mut PgConnection,
     tenant: Uuid,
     contacts: &[Uuid],
     reads: &Reads,
+    now: DateTime<Utc>,
 ) -> sqlx::Result<HashMap<Uuid, ContactFacts>> {
+    // JSON is decoded only where a rule reads it.
     let profiles: Vec<ProfileRow> = sqlx::query_as(
-        "SELECT contact_id, email_domain, locale, time_zone, create_time, attributes, tags, \
-                stage, consents \
+        "SELECT contact_id, email_domain, locale, time_zone, create_time, \
+                CASE WHEN $3 THEN attributes ELSE '{}'::jsonb END, tags, stage, consents \
          FROM segmentation.profiles WHERE tenant_id = $1 AND contact_id = ANY($2)",
     )
     .bind(tenant)
     .bind(contacts)
+    .bind(reads.profile)
     .fetch_all(&mut *tx)
     .await?;
     let mut facts: HashMap<Uuid, ContactFacts> = profiles
@@ -108,13 +112,17 @@ pub async fn load(
     if !reads.event_types.is_empty() {
         let types: Vec<&String> = reads.event_types.iter().collect();
         let events: Vec<EventRecord> = sqlx::query_as(
-            "SELECT contact_id, type, occur_time, channel, properties, currency, revenue::text \
+            "SELECT contact_id, type, occur_time, channel, CASE WHEN $5 THEN properties END, \
+                    currency, revenue::text \
              FROM segmentation.events \
-             WHERE tenant_id = $1 AND contact_id = ANY($2) AND type = ANY($3)",
+             WHERE tenant_id = $1 AND contact_id = ANY($2) AND type = ANY($3) \
+               AND occur_time >= coalesce($4, '-infinity')",
         )
         .bind(tenant)
         .bind(&known)
         .bind(types)
+        .bind(reads.events_since(now))
+        .bind(reads.event_properties)
         .fetch_all(&mut *tx)
         .await?;
         for (id, event_type, occur_time, channel, properties, currency, revenue) in events {

@@ -4,6 +4,7 @@
 pub mod build;
 pub mod changes;
 pub mod compile;
+pub mod crossings;
 pub mod cursor;
 pub mod evaluate;
 pub mod facts;

@@ -248,6 +248,7 @@ pub async fn forget(tx: &mut PgConnection, tenant: Uuid, contacts: &[Uuid]) -> s
         "segmentation.events",
         "segmentation.answers",
         "segmentation.membership_changes",
+        "segmentation.score_crossings",
     ] {
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "DELETE FROM {table} WHERE contact_id = ANY($1)"
@@ -290,10 +291,16 @@ pub async fn merge(
     .execute(&mut *tx)
     .await?;
     changes::leave_all(tx, tenant, duplicate, Cause::Event, now).await?;
-    sqlx::query("DELETE FROM segmentation.profiles WHERE contact_id = $1")
+    // Its noted score crossings go with it: the survivor is judged anew.
+    for table in ["segmentation.profiles", "segmentation.score_crossings"] {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM {table} WHERE tenant_id = $1 AND contact_id = $2"
+        )))
+        .bind(tenant)
         .bind(duplicate)
-        .execute(tx)
+        .execute(&mut *tx)
         .await?;
+    }
     Ok(())
 }
 

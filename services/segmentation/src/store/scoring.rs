@@ -1,12 +1,19 @@
 //! Scoring models: stored as their proto (rules and half-life), with a
-//! revision for etags.
+//! revision for etags; read back checked for the rules that name them.
+
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use prost::Message as _;
+use rapport_core::Violations;
 use rapport_core::convert::to_timestamp;
-use rapport_proto::segmentation::v1::{ScoringModel, ScoringRule};
+use rapport_proto::segmentation::v1::{Rule as PbRule, ScoringModel, ScoringRule};
 use sqlx::{FromRow, PgConnection};
 use uuid::Uuid;
+
+use crate::domain::rule::Rule;
+use crate::domain::scoring::{self, Models};
+use crate::domain::validate;
 
 #[derive(FromRow)]
 struct ModelRow {
@@ -151,4 +158,67 @@ pub async fn delete(tx: &mut PgConnection, id: Uuid) -> sqlx::Result<bool> {
         .execute(tx)
         .await?;
     Ok(deleted.rows_affected() > 0)
+}
+
+/// Models `ids` (those that exist), checked, for the rules that name them;
+/// with `hold`, held against deletion until the transaction ends (for a
+/// rule about to be saved).
+pub async fn named(tx: &mut PgConnection, ids: &[Uuid], hold: bool) -> sqlx::Result<Models> {
+    if ids.is_empty() {
+        return Ok(Models::new());
+    }
+    let hold = if hold { " FOR SHARE" } else { "" };
+    let rows: Vec<ModelRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM segmentation.scoring_models WHERE id = ANY($1){hold}"
+    )))
+    .bind(ids)
+    .fetch_all(tx)
+    .await?;
+    checked(rows)
+}
+
+/// Every model of the tenant, checked: what stored rules are judged with.
+pub async fn all(tx: &mut PgConnection) -> sqlx::Result<Models> {
+    let rows: Vec<ModelRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM segmentation.scoring_models"
+    )))
+    .fetch_all(tx)
+    .await?;
+    checked(rows)
+}
+
+fn checked(rows: Vec<ModelRow>) -> sqlx::Result<Models> {
+    let mut models = Models::new();
+    for row in rows {
+        let model = row.into_model()?;
+        let id = Uuid::parse_str(&model.id).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+        match scoring::validate(&model, "model", &mut Violations::default()) {
+            Some(checked) => {
+                models.insert(id, Arc::new(checked));
+            }
+            None => {
+                tracing::warn!(model = %id, "a stored scoring model no longer passes its checks")
+            }
+        }
+    }
+    Ok(models)
+}
+
+/// The live segments whose rules name model `id`.
+pub async fn used_by(tx: &mut PgConnection, id: Uuid) -> sqlx::Result<Vec<Uuid>> {
+    sqlx::query_scalar(
+        "SELECT r.segment_id FROM segmentation.model_references r \
+         JOIN segmentation.segments s ON s.tenant_id = r.tenant_id AND s.id = r.segment_id \
+         WHERE r.model_id = $1 AND s.archive_time IS NULL ORDER BY r.segment_id",
+    )
+    .bind(id)
+    .fetch_all(tx)
+    .await
+}
+
+/// A stored rule read back checked, with the models it names; `None` if it
+/// no longer passes its checks.
+pub async fn stored_rule(tx: &mut PgConnection, rule: &PbRule) -> sqlx::Result<Option<Rule>> {
+    let models = named(tx, &validate::named_models(rule), false).await?;
+    Ok(validate::stored(rule, &models))
 }

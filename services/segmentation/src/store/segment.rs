@@ -152,7 +152,7 @@ pub async fn insert(
     tenant: Uuid,
     id: Uuid,
     segment: &Segment,
-    references: &[Uuid],
+    references: &References,
     now: DateTime<Utc>,
 ) -> sqlx::Result<Segment> {
     let dynamic = segment.kind == SegmentKind::Dynamic as i32;
@@ -188,7 +188,23 @@ pub async fn insert(
 pub struct Change<'a> {
     pub name: &'a str,
     pub description: &'a str,
-    pub rule: Option<(&'a Rule, &'a [Uuid])>,
+    pub rule: Option<(&'a Rule, &'a References)>,
+}
+
+/// What a rule names: other segments, and scoring models.
+#[derive(Debug, Default)]
+pub struct References {
+    pub segments: Vec<Uuid>,
+    pub models: Vec<Uuid>,
+}
+
+impl References {
+    pub fn of(rule: &crate::domain::rule::Rule) -> Self {
+        References {
+            segments: rule.referenced_segments(),
+            models: rule.referenced_models(),
+        }
+    }
 }
 
 /// Applies `change`; a new rule is a new version, queued for a build.
@@ -228,21 +244,28 @@ async fn set_references(
     tx: &mut PgConnection,
     tenant: Uuid,
     id: Uuid,
-    references: &[Uuid],
+    references: &References,
 ) -> sqlx::Result<()> {
-    sqlx::query("DELETE FROM segmentation.segment_references WHERE segment_id = $1")
+    for (table, column, ids) in [
+        ("segment_references", "referenced_id", &references.segments),
+        ("model_references", "model_id", &references.models),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM segmentation.{table} WHERE segment_id = $1"
+        )))
         .bind(id)
         .execute(&mut *tx)
         .await?;
-    sqlx::query(
-        "INSERT INTO segmentation.segment_references (tenant_id, segment_id, referenced_id) \
-         SELECT $1, $2, unnest($3::uuid[])",
-    )
-    .bind(tenant)
-    .bind(id)
-    .bind(references)
-    .execute(&mut *tx)
-    .await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO segmentation.{table} (tenant_id, segment_id, {column}) \
+             SELECT $1, $2, unnest($3::uuid[])"
+        )))
+        .bind(tenant)
+        .bind(id)
+        .bind(ids)
+        .execute(&mut *tx)
+        .await?;
+    }
     Ok(())
 }
 
@@ -422,6 +445,8 @@ pub async fn purge(tx: &mut PgConnection, id: Uuid, now: DateTime<Utc>) -> sqlx:
     for table in [
         "segmentation.memberships",
         "segmentation.membership_changes",
+        "segmentation.score_crossings",
+        "segmentation.model_references",
     ] {
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "DELETE FROM {table} WHERE segment_id = $1"

@@ -8,6 +8,7 @@ use chrono::{DateTime, Duration, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use super::crossings;
 use crate::domain::reads::TimeEdge;
 use crate::domain::rule::Window;
 
@@ -83,15 +84,16 @@ pub async fn advance(
 }
 
 /// The contacts of `tenant` with a fact that crossed one of `edges` in
-/// `[from, to)`, in id order. A window `[now - d, now)` loses a fact
+/// `[from, to)` (and those whose lead score `segment` noted would decay
+/// past a bound by `to`), in id order. A window `[now - d, now)` loses a fact
 /// dated `t` when now passes `t + d`, and gains one dated in the future
 /// when now passes `t`; "more than d days ago" gains it at `t + d`.
 pub async fn crossed(
     tx: &mut PgConnection,
     tenant: Uuid,
+    segment: Uuid,
     edges: &[TimeEdge],
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
+    (from, to): (DateTime<Utc>, DateTime<Utc>),
 ) -> sqlx::Result<Vec<Uuid>> {
     let mut contacts = Vec::new();
     for edge in edges {
@@ -132,6 +134,9 @@ pub async fn crossed(
                 .fetch_all(&mut *tx)
                 .await?
             }
+            // Noted per contact as they were judged: every moment come
+            // (a judgement replaces the note, so none is seen twice).
+            TimeEdge::ScoreDecay => crossings::due(tx, tenant, segment, to).await?,
             TimeEdge::PropertyDaysAgo {
                 event_type,
                 path,

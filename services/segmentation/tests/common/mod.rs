@@ -353,3 +353,22 @@ where
     }
     panic!("{what} did not happen in 20 s");
 }
+
+/// A segment's entries and exits, newest first: (entered, contact, cause).
+pub async fn history(client: &mut Client, segment: &str) -> Vec<(bool, String, ChangeCause)> {
+    client
+        .list_membership_history(ListMembershipHistoryRequest {
+            segment_id: segment.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .changes
+        .into_iter()
+        .map(|change| {
+            let cause = change.cause();
+            (change.entered, change.contact_id, cause)
+        })
+        .collect()
+}

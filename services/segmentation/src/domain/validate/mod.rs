@@ -7,6 +7,7 @@
 mod attribute;
 
 use super::rule::*;
+use super::scoring::Models;
 use chrono::{DateTime, Utc};
 use rapport_core::Violations;
 use rapport_core::convert::to_datetime;
@@ -31,19 +32,29 @@ const MAX_PATH_KEYS: usize = 8;
 const MAX_KEY_CHARS: usize = 64;
 const MAX_TEXT_CHARS: usize = 500;
 const MAX_DAYS: i32 = 3650;
+/// The largest lead score bound: far beyond any sum of 50 rules' points.
+const MAX_SCORE: f64 = 1e12;
 
-/// A stored rule read back: it passed these checks when it was saved.
-/// `None` if it no longer does (a check made stricter since).
-pub fn stored(rule: &pb::Rule) -> Option<Rule> {
-    validate(rule, "rule", &mut Violations::default())
+/// A stored rule read back, with the tenant's scoring `models`: it passed
+/// these checks when it was saved. `None` if it no longer does (a check
+/// made stricter since, or a model it names gone).
+pub fn stored(rule: &pb::Rule, models: &Models) -> Option<Rule> {
+    validate(rule, "rule", models, &mut Violations::default())
 }
 
 /// Checks `rule` (found at `path` in the request), adding what is wrong to
-/// `violations`; the typed tree when nothing is.
-pub fn validate(rule: &pb::Rule, path: &str, violations: &mut Violations) -> Option<Rule> {
+/// `violations`; the typed tree when nothing is. Lead score conditions are
+/// checked against, and carry, the tenant's `models`.
+pub fn validate(
+    rule: &pb::Rule,
+    path: &str,
+    models: &Models,
+    violations: &mut Violations,
+) -> Option<Rule> {
     let before = violations.len();
     let mut checker = Checker {
         violations,
+        models,
         leaves: 0,
     };
     let typed = checker.node(rule, path, 1);
@@ -59,8 +70,27 @@ pub fn validate(rule: &pb::Rule, path: &str, violations: &mut Violations) -> Opt
     (violations.len() == before).then_some(typed).flatten()
 }
 
+/// The scoring models `rule` names (ids that parse), to look up before it
+/// is checked.
+pub fn named_models(rule: &pb::Rule) -> Vec<uuid::Uuid> {
+    let mut ids = Vec::new();
+    let mut stack = vec![rule];
+    while let Some(rule) = stack.pop() {
+        match &rule.node {
+            Some(Node::AllOf(list) | Node::AnyOf(list)) => stack.extend(&list.rules),
+            Some(Node::Not(child)) => stack.push(child),
+            Some(Node::LeadScore(score)) => ids.extend(uuid::Uuid::parse_str(&score.model_id).ok()),
+            _ => {}
+        }
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
 struct Checker<'v> {
     violations: &'v mut Violations,
+    models: &'v Models,
     leaves: usize,
 }
 
@@ -201,8 +231,57 @@ impl Checker<'_> {
                 let id = self.violations.parse_id(&path, &segment.segment_id);
                 (!id.is_nil()).then_some(Leaf::Segment(id))
             }
+            Node::LeadScore(score) => self
+                .lead_score(score, &format!("{path}.lead_score"))
+                .map(Leaf::LeadScore),
             Node::AllOf(_) | Node::AnyOf(_) | Node::Not(_) => None,
         }
+    }
+
+    fn lead_score(&mut self, score: &pb::LeadScoreCondition, path: &str) -> Option<LeadScoreTest> {
+        let id_path = format!("{path}.model_id");
+        let model_id = self.violations.parse_id(&id_path, &score.model_id);
+        let model = match self.models.get(&model_id) {
+            Some(model) => Some(model.clone()),
+            None if model_id.is_nil() => None,
+            None => {
+                self.add(
+                    id_path,
+                    format!("names scoring model {model_id}, which does not exist"),
+                );
+                None
+            }
+        };
+        let mut bounds_valid = true;
+        for (name, bound) in [("min", score.min), ("max", score.max)] {
+            if bound.is_some_and(|value| !value.is_finite() || value.abs() > MAX_SCORE) {
+                self.add(
+                    format!("{path}.{name}"),
+                    "must be a number from -1e12 to 1e12",
+                );
+                bounds_valid = false;
+            }
+        }
+        match (score.min, score.max) {
+            (None, None) => {
+                self.add(path, "must set min, max or both");
+                bounds_valid = false;
+            }
+            (Some(min), Some(max)) if bounds_valid && min >= max => {
+                self.add(format!("{path}.max"), "must be above min");
+                bounds_valid = false;
+            }
+            _ => {}
+        }
+        if !bounds_valid {
+            return None;
+        }
+        Some(LeadScoreTest {
+            model_id,
+            model: model?,
+            min: score.min,
+            max: score.max,
+        })
     }
 
     fn text_set(&mut self, values: &[String], path: &str) -> Option<Vec<String>> {

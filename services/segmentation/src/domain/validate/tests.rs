@@ -33,7 +33,7 @@ fn orders(days: i32) -> pb::Rule {
 
 fn fields(rule: &pb::Rule) -> Vec<String> {
     let mut violations = Violations::default();
-    assert!(validate(rule, "rule", &mut violations).is_none());
+    assert!(validate(rule, "rule", &Models::new(), &mut violations).is_none());
     violations.fields()
 }
 
@@ -53,7 +53,13 @@ fn a_bad_leaf_is_named_by_its_path() {
 #[test]
 fn a_valid_tree_becomes_typed_nodes() {
     let mut violations = Violations::default();
-    let typed = validate(&all_of(vec![orders(90)]), "rule", &mut violations).unwrap();
+    let typed = validate(
+        &all_of(vec![orders(90)]),
+        "rule",
+        &Models::new(),
+        &mut violations,
+    )
+    .unwrap();
     assert_eq!(
         typed,
         Rule::AllOf(vec![Rule::Leaf(Leaf::Event(EventTest {
@@ -159,7 +165,13 @@ fn revenue_needs_a_currency_and_count_refuses_one() {
     );
     event.currency = "eur".into();
     let mut violations = Violations::default();
-    let typed = validate(&leaf(Node::Event(event)), "rule", &mut violations).unwrap();
+    let typed = validate(
+        &leaf(Node::Event(event)),
+        "rule",
+        &Models::new(),
+        &mut violations,
+    )
+    .unwrap();
     let Rule::Leaf(Leaf::Event(test)) = typed else {
         panic!("an event leaf")
     };
@@ -201,4 +213,68 @@ fn an_empty_node_and_an_unset_window_are_refused() {
             "rule.all_of[2].create_time.window.ever",
         ]
     );
+}
+
+fn lead_score(model_id: &str, min: Option<f64>, max: Option<f64>) -> pb::Rule {
+    leaf(Node::LeadScore(pb::LeadScoreCondition {
+        model_id: model_id.into(),
+        min,
+        max,
+    }))
+}
+
+#[test]
+fn a_lead_score_names_a_model_of_the_tenant_and_a_sensible_range() {
+    use std::sync::Arc;
+
+    use crate::domain::scoring::Model;
+
+    let known = uuid::Uuid::from_u128(7);
+    let model = Arc::new(Model {
+        rules: Vec::new(),
+        half_life: chrono::Duration::days(7),
+    });
+    let models = Models::from([(known, model.clone())]);
+    let check = |rule: &pb::Rule| {
+        let mut violations = Violations::default();
+        let typed = validate(rule, "rule", &models, &mut violations);
+        (typed, violations.fields())
+    };
+    let (typed, _) = check(&lead_score(&known.to_string(), Some(10.0), None));
+    assert_eq!(
+        typed,
+        Some(Rule::Leaf(Leaf::LeadScore(LeadScoreTest {
+            model_id: known,
+            model,
+            min: Some(10.0),
+            max: None,
+        })))
+    );
+    let unknown = uuid::Uuid::from_u128(8).to_string();
+    for (rule, field) in [
+        (
+            lead_score(&unknown, Some(1.0), None),
+            "rule.lead_score.model_id",
+        ),
+        (lead_score("", Some(1.0), None), "rule.lead_score.model_id"),
+        (
+            lead_score(&known.to_string(), None, None),
+            "rule.lead_score",
+        ),
+        (
+            lead_score(&known.to_string(), Some(5.0), Some(5.0)),
+            "rule.lead_score.max",
+        ),
+        (
+            lead_score(&known.to_string(), Some(f64::NAN), None),
+            "rule.lead_score.min",
+        ),
+        (
+            lead_score(&known.to_string(), None, Some(f64::INFINITY)),
+            "rule.lead_score.max",
+        ),
+    ] {
+        let (typed, fields) = check(&rule);
+        assert_eq!((typed, fields), (None, vec![field.to_owned()]), "{rule:?}");
+    }
 }

@@ -17,6 +17,7 @@ use uuid::Uuid;
 use crate::domain::rule::*;
 
 mod attribute;
+mod lead_score;
 
 /// A bound value.
 #[derive(Debug, Clone, PartialEq)]
@@ -67,6 +68,9 @@ pub struct Compiled {
     pub predicate: String,
     /// The leaves, depth first.
     pub leaves: Vec<LeafSql>,
+    /// For rules with lead scores: when decay alone next changes a
+    /// contact's verdict (NULL for never), per row.
+    pub crossing: Option<String>,
     params: Vec<Param>,
 }
 
@@ -120,6 +124,8 @@ pub fn compile(rule: &Rule, tenant: Uuid, now: DateTime<Utc>, scope: &Scope) -> 
         params: vec![Param::Uuid(tenant)],
         joins: String::new(),
         leaves: Vec::new(),
+        aliases: 0,
+        crossings: Vec::new(),
         scope: None,
     };
     if let Scope::Contacts(ids) = scope {
@@ -132,10 +138,13 @@ pub fn compile(rule: &Rule, tenant: Uuid, now: DateTime<Utc>, scope: &Scope) -> 
     if let Some(ids) = &compiler.scope {
         predicate.push_str(&format!(" AND p.contact_id = ANY({ids})"));
     }
+    let crossing = (!compiler.crossings.is_empty())
+        .then(|| format!("least({})", compiler.crossings.join(", ")));
     Compiled {
         from,
         predicate,
         leaves: compiler.leaves,
+        crossing,
         params: compiler.params,
     }
 }
@@ -145,6 +154,10 @@ struct Compiler {
     params: Vec<Param>,
     joins: String,
     leaves: Vec<LeafSql>,
+    /// Joins made so far (each gets an alias of its own).
+    aliases: usize,
+    /// When each lead score next decays past a bound.
+    crossings: Vec<String>,
     /// The placeholder of the contact ids the query is narrowed to.
     scope: Option<String>,
 }
@@ -264,6 +277,7 @@ impl Compiler {
                 }
             }
             Leaf::Event(test) => self.event(test, position),
+            Leaf::LeadScore(test) => self.lead_score(test),
             Leaf::NpsCategory(categories) => {
                 let categories = self.param(Param::Smallints(categories.clone()));
                 let alias = self.next_alias();
@@ -317,7 +331,8 @@ impl Compiler {
         }
     }
 
-    fn event(&mut self, test: &EventTest, position: Position) -> LeafSql {
+    /// The events `test` looks at: its type, window, channel, properties.
+    fn event_filter(&mut self, test: &EventTest) -> String {
         let event_type = self.param(Param::Text(test.event_type.clone()));
         let mut filter = format!("type = {event_type} AND {}", {
             self.within("occur_time", test.window)
@@ -330,6 +345,11 @@ impl Compiler {
             let matched = self.attribute("properties", property);
             filter.push_str(&format!(" AND coalesce({matched}, false)"));
         }
+        filter
+    }
+
+    fn event(&mut self, test: &EventTest, position: Position) -> LeafSql {
+        let mut filter = self.event_filter(test);
         if let Some(exists) = test.existence() {
             // "Did it happen at all": a semi-join (anti-join for "never")
             // instead of counting every contact's events. Where it decides
@@ -387,8 +407,10 @@ impl Compiler {
         alias
     }
 
-    fn next_alias(&self) -> String {
-        format!("l{}", self.leaves.len())
+    fn next_alias(&mut self) -> String {
+        let alias = format!("l{}", self.aliases);
+        self.aliases += 1;
+        alias
     }
 
     fn scope_filter(&self) -> String {
