@@ -142,6 +142,42 @@ async fn an_event_lets_a_contact_in_at_once_and_time_takes_them_out() {
 }
 
 #[tokio::test]
+async fn an_event_dated_ahead_counts_once_its_time_comes() {
+    let harness = start().await;
+    let tenant = Uuid::now_v7();
+    let mut contacts = harness.contacts(tenant);
+    let mut client = harness.client(tenant);
+    let buyers = create_built(
+        &mut client,
+        "ordered this month",
+        counted("order.placed", 30, Operator::GreaterOrEqual, 1.0),
+    )
+    .await;
+    let ann = new_contact(&mut contacts, "ann@example.com").await;
+    let mut feed = feed(&harness).await;
+
+    // An order booked for tomorrow has not happened yet.
+    record(
+        &mut contacts,
+        &ann.id,
+        &[(
+            "order.placed",
+            days_ago(-1) - chrono::Duration::hours(12),
+            None,
+        )],
+    )
+    .await;
+    harness.settle().await;
+    assert!(member_ids(&mut client, &buyers.id).await.is_empty());
+    // A day on it has: the sweep lets Ann in.
+    harness.advance_clock(Duration::from_secs(86_400)).await;
+    assert_eq!(
+        next_change(&mut feed).await,
+        (true, buyers.id.clone(), ann.id.clone(), ChangeCause::Time)
+    );
+}
+
+#[tokio::test]
 async fn a_list_change_reaches_the_segments_built_on_it() {
     let harness = start().await;
     let tenant = Uuid::now_v7();

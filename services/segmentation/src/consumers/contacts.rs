@@ -5,6 +5,7 @@
 //! gathered, so the feed's order holds. Then the segments the batch can
 //! affect are judged again for the contacts it touched.
 
+use chrono::{DateTime, Utc};
 use futures::FutureExt as _;
 use futures::future::BoxFuture;
 use rapport_core::Clock;
@@ -59,12 +60,17 @@ struct Gathered {
 impl Gathered {
     /// Writes what was gathered: profiles first (a later stage or consent
     /// change of the same contact is newer than the profile it follows).
-    async fn write(&mut self, tx: &mut PgConnection, tenant: Uuid) -> anyhow::Result<()> {
+    async fn write(
+        &mut self,
+        tx: &mut PgConnection,
+        tenant: Uuid,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
         let gathered = std::mem::take(self);
         projection::upsert_profiles(tx, tenant, &gathered.profiles).await?;
         projection::enter_stages(tx, tenant, &gathered.stages, true).await?;
         projection::set_consents(tx, &gathered.consents).await?;
-        projection::insert_events(tx, tenant, &gathered.events).await?;
+        projection::insert_events(tx, tenant, &gathered.events, now).await?;
         Ok(())
     }
 }
@@ -95,6 +101,10 @@ impl Handler for ContactChanges {
                 return Ok(());
             };
             let tenant = Uuid::parse_str(&first.tenant_id)?;
+            // One moment for the batch: its events are applied and its
+            // contacts judged at it, so the time sweep knows which events
+            // were dated ahead of their judging.
+            let now = self.clock.now();
             let mut gathered = Gathered::default();
             let mut touched = Touched::default();
             for event in events {
@@ -129,27 +139,27 @@ impl Handler for ContactChanges {
                     touched.touch(row.contact_id, Reads::event(&row.event_type));
                     gathered.events.push(row);
                 } else if let Some(merged) = payload::<ContactMerged>(event)? {
-                    gathered.write(tx, tenant).await?;
+                    gathered.write(tx, tenant, now).await?;
                     let duplicate = Uuid::parse_str(&merged.duplicate_id)?;
                     let survivor = Uuid::parse_str(&merged.survivor_id)?;
-                    projection::merge(tx, tenant, duplicate, survivor, self.clock.now()).await?;
+                    projection::merge(tx, tenant, duplicate, survivor, now).await?;
                     touched.forget(duplicate);
                     touched.touch(survivor, Reads::everything());
                 } else if let Some(deleted) = payload::<ContactDeleted>(event)? {
-                    gathered.write(tx, tenant).await?;
+                    gathered.write(tx, tenant, now).await?;
                     let gone = ids([&deleted.contact_id])?;
                     projection::forget(tx, tenant, &gone).await?;
                     gone.iter().for_each(|id| touched.forget(*id));
                 } else if let Some(erased) = payload::<ContactErased>(event)? {
-                    gathered.write(tx, tenant).await?;
+                    gathered.write(tx, tenant, now).await?;
                     let all = std::iter::once(&erased.contact_id).chain(&erased.merged_ids);
                     let gone = ids(all)?;
                     projection::forget(tx, tenant, &gone).await?;
                     gone.iter().for_each(|id| touched.forget(*id));
                 }
             }
-            gathered.write(tx, tenant).await?;
-            live::judge_again(tx, tenant, &touched, Cause::Event, self.clock.now()).await?;
+            gathered.write(tx, tenant, now).await?;
+            live::judge_again(tx, tenant, &touched, Cause::Event, now).await?;
             Ok(())
         }
         .boxed()
@@ -198,7 +208,7 @@ impl Handler for ContactChanges {
             projection::upsert_profiles(tx, tenant, &profiles).await?;
             // The profiles carry the current stage; history only here.
             projection::enter_stages(tx, tenant, &stages, false).await?;
-            projection::insert_events(tx, tenant, &events).await?;
+            projection::insert_events(tx, tenant, &events, self.clock.now()).await?;
             Ok(())
         }
         .boxed()

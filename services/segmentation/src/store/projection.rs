@@ -139,19 +139,20 @@ pub async fn set_consents(tx: &mut PgConnection, updates: &[ConsentUpdate]) -> s
     Ok(())
 }
 
-/// Stores events (a redelivered one changes nothing).
+/// Stores events applied at `now` (a redelivered one changes nothing).
 pub async fn insert_events(
     tx: &mut PgConnection,
     tenant: Uuid,
     events: &[EventRow],
+    now: DateTime<Utc>,
 ) -> sqlx::Result<()> {
     if events.is_empty() {
         return Ok(());
     }
     sqlx::query(
         "INSERT INTO segmentation.events (tenant_id, contact_id, type, occur_time, event_id, \
-             channel, properties, currency, revenue) \
-         SELECT $1, c, y, t, i, h, p::jsonb, r, v::numeric \
+             channel, properties, currency, revenue, applied_time) \
+         SELECT $1, c, y, t, i, h, p::jsonb, r, v::numeric, $10 \
          FROM unnest($2::uuid[], $3::text[], $4::timestamptz[], $5::uuid[], $6::int2[], \
                      $7::text[], $8::text[], $9::text[]) AS u(c, y, t, i, h, p, r, v) \
          ON CONFLICT DO NOTHING",
@@ -180,6 +181,7 @@ pub async fn insert_events(
             .collect::<Vec<_>>(),
     )
     .bind(events.iter().map(|e| e.revenue.clone()).collect::<Vec<_>>())
+    .bind(now)
     .execute(tx)
     .await?;
     Ok(())

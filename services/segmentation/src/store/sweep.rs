@@ -101,21 +101,24 @@ pub async fn crossed(
             TimeEdge::Events { event_type, window } => {
                 let spans = spans(*window, from, to);
                 let key = Some(("type", Key::Text(event_type)));
-                dated(tx, tenant, "events", "occur_time", key, spans).await?
+                // Only events dated ahead of the batch that applied them
+                // arrive later: the others were counted when judged.
+                let ahead = Some("occur_time >= applied_time");
+                dated(tx, tenant, "events", "occur_time", key, spans, ahead).await?
             }
             TimeEdge::StageEntered { stage, within_days } => {
                 let spans = spans(Window::Within(*within_days), from, to);
                 let key = Some(("stage", Key::Number(*stage)));
-                dated(tx, tenant, "stage_changes", "change_time", key, spans).await?
+                dated(tx, tenant, "stage_changes", "change_time", key, spans, None).await?
             }
             TimeEdge::Answers { kind, window } => {
                 let spans = spans(*window, from, to);
                 let key = Some(("kind", Key::Number(*kind)));
-                dated(tx, tenant, "answers", "answer_time", key, spans).await?
+                dated(tx, tenant, "answers", "answer_time", key, spans, None).await?
             }
             TimeEdge::Created(window) => {
                 let spans = spans(*window, from, to);
-                dated(tx, tenant, "profiles", "create_time", None, spans).await?
+                dated(tx, tenant, "profiles", "create_time", None, spans, None).await?
             }
             TimeEdge::AttributeDaysAgo { path, days } => {
                 // Compared with a moment that moves (not a date of its
@@ -173,7 +176,8 @@ enum Key<'a> {
 }
 
 /// The contacts of `tenant` with a row of `table` (those whose `key`
-/// column holds the key, if given) dated by `date` in either span.
+/// column holds the key, if given) dated by `date` in either span; in the
+/// arrival span only the rows `ahead` picks, if given.
 async fn dated(
     tx: &mut PgConnection,
     tenant: Uuid,
@@ -181,14 +185,18 @@ async fn dated(
     date: &str,
     key: Option<(&str, Key<'_>)>,
     (aged, arrived): (Span, Span),
+    ahead: Option<&str>,
 ) -> sqlx::Result<Vec<Uuid>> {
     let filter = key
         .as_ref()
         .map(|(column, _)| format!(" AND {column} = $6"))
         .unwrap_or_default();
+    let ahead = ahead
+        .map(|ahead| format!(" AND {ahead}"))
+        .unwrap_or_default();
     let sql = format!(
         "SELECT contact_id FROM segmentation.{table} WHERE tenant_id = $1{filter} \
-           AND (({date} >= $2 AND {date} < $3) OR ({date} >= $4 AND {date} < $5))"
+           AND (({date} >= $2 AND {date} < $3) OR ({date} >= $4 AND {date} < $5{ahead}))"
     );
     let query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
         .bind(tenant)
