@@ -138,7 +138,7 @@ async fn bad_answers_name_the_question_and_store_nothing() {
     let status = submit(&mut public, "fbi_not-a-real-token", vec![], true)
         .await
         .unwrap_err();
-    assert_eq!(status.code(), Code::Unauthenticated);
+    assert_eq!(status.code(), Code::NotFound);
     let forged = format!("fbi_{}", "A".repeat(43));
     let status = submit(&mut public, &forged, vec![], true)
         .await

@@ -71,15 +71,36 @@ async fn a_list_takes_known_contacts_once_and_retries_answer_the_same() {
         member_ids(&mut client, &segment.id).await,
         [bob.id.as_str()]
     );
-    let of_bob = client
-        .list_contact_segments(ListContactSegmentsRequest {
-            contact_id: bob.id.clone(),
+    // Bob's segments, a page at a time.
+    let other = create(&mut client, list("Newsletter")).await;
+    client
+        .add_list_members(AddListMembersRequest {
+            segment_id: other.id.clone(),
+            contact_ids: vec![bob.id.clone()],
+            request_id: String::new(),
         })
         .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(of_bob.memberships.len(), 1);
-    assert_eq!(of_bob.memberships[0].segment_id, segment.id);
+        .unwrap();
+    let mut of_bob = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = client
+            .list_contact_segments(ListContactSegmentsRequest {
+                contact_id: bob.id.clone(),
+                page_size: 1,
+                page_token,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(page.memberships.len(), 1);
+        of_bob.extend(page.memberships.into_iter().map(|m| m.segment_id));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    assert_eq!(of_bob, sorted(vec![segment.id.clone(), other.id.clone()]));
 
     // The export streams the same members.
     let mut export = client

@@ -79,6 +79,7 @@ async fn another_tenants_ids_reach_nothing() {
     let error = client
         .list_contact_segments(ListContactSegmentsRequest {
             contact_id: their_contact.id.clone(),
+            ..Default::default()
         })
         .await
         .unwrap_err();

@@ -223,7 +223,7 @@ async fn only_submit_response_is_public() {
         })
         .await
         .unwrap_err();
-    assert_eq!(status.code(), Code::Unauthenticated);
+    assert_eq!(status.code(), Code::NotFound);
     assert_eq!(reason(&status), "INVALID_SURVEY_TOKEN");
 }
 

@@ -495,8 +495,10 @@ fn completion_counts(
     increments
 }
 
+/// NOT_FOUND, not UNAUTHENTICATED: a survey token is a link, not a
+/// credential, and clients must not answer it with re-authentication.
 fn invalid_token() -> ApiError {
-    ApiError::unauthenticated(
+    ApiError::not_found(
         ErrorReason::InvalidSurveyToken,
         "the token is not a valid survey invitation or link; check the link you were sent",
     )

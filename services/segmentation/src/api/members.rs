@@ -223,6 +223,12 @@ impl SegmentationApi {
     ) -> ApiResult<ListContactSegmentsResponse> {
         let mut violations = Violations::default();
         let contact = violations.parse_id("contact_id", &req.contact_id);
+        let page: Page<Uuid> = Page::read(
+            req.page_size,
+            &req.page_token,
+            &req.contact_id,
+            &mut violations,
+        );
         violations.check()?;
         let mut tx = self.db.begin_tenant_read(ctx.tenant_id).await?;
         if membership::known_contacts(&mut tx, &[contact])
@@ -231,9 +237,15 @@ impl SegmentationApi {
         {
             return Err(contact_not_found(contact));
         }
-        let memberships = membership::of_contact(&mut tx, ctx.tenant_id, contact).await?;
+        let rows =
+            membership::of_contact(&mut tx, ctx.tenant_id, contact, page.after, page.fetch())
+                .await?;
         finish_read(tx);
-        Ok(ListContactSegmentsResponse { memberships })
+        let (memberships, next_page_token) = page.finish(rows);
+        Ok(ListContactSegmentsResponse {
+            memberships,
+            next_page_token,
+        })
     }
 
     pub(super) async fn export(

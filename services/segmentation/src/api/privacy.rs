@@ -48,7 +48,11 @@ impl ChunkSource for ContactExport {
         _after: Option<&'a ()>,
     ) -> NextChunk<'a, Self::Message, Self::Cursor> {
         async move {
-            let memberships = membership::of_contact(tx, self.tenant, self.contact).await?;
+            let memberships = membership::of_contact(tx, self.tenant, self.contact, None, i64::MAX)
+                .await?
+                .into_iter()
+                .map(|(_, membership)| membership)
+                .collect();
             let history = membership::history_of_contact(tx, self.contact).await?;
             Ok(Some(Chunk {
                 message: ExportContactSegmentsResponse {

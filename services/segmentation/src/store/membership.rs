@@ -85,19 +85,27 @@ pub async fn of_contact(
     tx: &mut PgConnection,
     tenant: Uuid,
     contact: Uuid,
-) -> sqlx::Result<Vec<Membership>> {
+    after: Option<Uuid>,
+    limit: i64,
+) -> sqlx::Result<Vec<(Uuid, Membership)>> {
     let rows: Vec<MembershipRow> = sqlx::query_as(
         "SELECT m.segment_id, m.contact_id, m.enter_time, m.rule_version \
          FROM segmentation.memberships m \
          JOIN segmentation.segments s ON s.tenant_id = m.tenant_id AND s.id = m.segment_id \
          WHERE m.tenant_id = $2 AND m.contact_id = $1 AND s.archive_time IS NULL \
-         ORDER BY m.segment_id",
+           AND ($3::uuid IS NULL OR m.segment_id > $3) \
+         ORDER BY m.segment_id LIMIT $4",
     )
     .bind(contact)
     .bind(tenant)
+    .bind(after)
+    .bind(limit)
     .fetch_all(tx)
     .await?;
-    Ok(rows.into_iter().map(Membership::from).collect())
+    Ok(rows
+        .into_iter()
+        .map(|row| (row.segment_id, Membership::from(row)))
+        .collect())
 }
 
 type ChangeRow = (i64, Uuid, Uuid, bool, DateTime<Utc>, i64, String);
