@@ -61,7 +61,6 @@ pub async fn run(
         "  20 segments defined and built, their entries on the feed, in {:.0} s",
         started.elapsed().as_secs_f64()
     );
-    settle(admin).await?;
     let ids: Vec<String> = sqlx::query_scalar(
         "SELECT id::text FROM contacts.contacts WHERE tenant_id = $1 ORDER BY id LIMIT 200000",
     )
@@ -250,15 +249,6 @@ async fn wait_for_feed(admin: &mut PgConnection) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-}
-
-/// Flushes what the builds wrote (a checkpoint), so the steady runs do
-/// not start in the middle of one: the machine is shared and the builds'
-/// half a million rows would otherwise land on the first run's figures.
-async fn settle(admin: &mut PgConnection) -> anyhow::Result<()> {
-    sqlx::query("CHECKPOINT").execute(&mut *admin).await?;
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    Ok(())
 }
 
 /// Reads segmentation's feed, recording each signal entry's
