@@ -2,8 +2,10 @@
 SHELL := /bin/bash
 BUF_VERSION := 1.75.0
 BUF := .tools/node_modules/.bin/buf
+KUBE_VALIDATE_VERSION := 1.32.0
+KUBE_VALIDATE := .tools/python/bin/kubernetes-validate
 
-.PHONY: run test lint fmt proto-lint bench tools
+.PHONY: run test lint fmt proto-lint manifest-lint release-contract bench tools
 
 ## run: build and start every service on a local PostgreSQL (Ctrl-C stops it)
 run:
@@ -15,8 +17,9 @@ test:
 	cargo build --workspace --bins --locked
 	@export RAPPORT_TEST_DATABASE_URL="$$(deploy/local/postgres.sh)" && cargo test --workspace --locked
 
-## lint: formatting, clippy (warnings are errors), the layer rules and buf lint
-lint: proto-lint
+## lint: formatting, clippy (warnings are errors), the layer rules, buf lint,
+## buf breaking and the Kubernetes manifests
+lint: proto-lint manifest-lint
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 	tests/check-layers.sh
@@ -24,9 +27,26 @@ lint: proto-lint
 fmt:
 	cargo fmt --all
 
-## proto-lint: buf lint on proto/ (buf comes from the npm registry into .tools/)
+## proto-lint: buf lint on proto/, and buf breaking against the released
+## contract (buf comes from the npm registry into .tools/)
 proto-lint: $(BUF)
 	cd proto && ../$(BUF) lint
+	tests/check-contract.sh
+
+## manifest-lint: deploy/k8s (base and every overlay) validated offline
+## against the Kubernetes schemas (kubernetes-validate from PyPI into .tools/)
+manifest-lint: $(KUBE_VALIDATE)
+	tests/check-manifests.sh
+
+$(KUBE_VALIDATE):
+	python3 -m venv .tools/python
+	.tools/python/bin/pip install --quiet kubernetes-validate==$(KUBE_VALIDATE_VERSION)
+
+## release-contract: records proto/ as the released contract, which
+## `make lint` then keeps every later change compatible with (run when a
+## release is cut, and commit proto/released.binpb)
+release-contract: $(BUF)
+	cd proto && ../$(BUF) build --exclude-source-info -o released.binpb
 
 $(BUF):
 	npm install --silent --prefix .tools @bufbuild/buf@$(BUF_VERSION)
