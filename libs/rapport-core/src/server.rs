@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use tonic::service::Routes;
 use tonic_health::ServingStatus;
 use tower::ServiceBuilder;
+use tower_http::cors::CorsLayer;
 
 use crate::config::ServerConfig;
 use crate::connection::{self, ActivityLayer};
@@ -40,6 +41,9 @@ pub struct ServeOptions {
     pub reflection: bool,
     /// Also accept gRPC-Web over HTTP/1.1, for browsers.
     pub grpc_web: bool,
+    /// Answer browsers' cross-origin checks (preflights, allowed origins
+    /// and exposed headers) before anything else sees the request.
+    pub cors: Option<CorsLayer>,
     /// What is checked of a request before it is decoded.
     pub check: Check,
 }
@@ -51,6 +55,7 @@ impl ServeOptions {
             credential: Some(verifier),
             reflection: true,
             grpc_web: false,
+            cors: None,
             check: Check::Message,
         }
     }
@@ -83,6 +88,7 @@ pub async fn serve(
     }
 
     let layers = ServiceBuilder::new()
+        .option_layer(options.cors)
         .layer(ActivityLayer)
         // gRPC-Web is translated first, so that the call's status is read
         // from gRPC trailers whichever way the call came.

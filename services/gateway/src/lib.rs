@@ -6,6 +6,7 @@
 pub mod admission;
 pub mod api;
 pub mod auth;
+pub mod cors;
 pub mod domain;
 pub mod edge;
 pub mod store;
@@ -135,6 +136,11 @@ pub struct Settings {
     /// bound on how late a revocation or suspension can bite.
     #[arg(long, env = "RAPPORT_AUTH_CACHE_MS", default_value_t = 500)]
     pub auth_cache_ms: u64,
+    /// Origins whose pages may call the gateway from the browser
+    /// (gRPC-Web), as `scheme://host[:port]` separated by commas. None by
+    /// default: cross-origin calls are refused by the browser.
+    #[arg(long, env = "RAPPORT_CORS_ALLOWED_ORIGINS", value_delimiter = ',', value_parser = cors::parse_origin)]
+    pub cors_allowed_origins: Vec<http::HeaderValue>,
     /// Serve gRPC server reflection of every service (to callers with a key).
     #[arg(long, env = "RAPPORT_GATEWAY_REFLECTION", default_value_t = true, action = clap::ArgAction::Set)]
     pub reflection: bool,
@@ -251,6 +257,7 @@ pub async fn serve(
         credential: None,
         reflection: false,
         grpc_web: true,
+        cors: cors::layer(&settings.cors_allowed_origins),
         check: Check::Bytes,
     });
     service.serve(listener, shutdown).await

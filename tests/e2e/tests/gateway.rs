@@ -755,32 +755,45 @@ fn tonic_health_client(
     tonic_health::pb::health_client::HealthClient::new(suite.gateway.channel.clone())
 }
 
-#[tokio::test]
-async fn a_browser_can_call_through_grpc_web() {
+/// One HTTP/1.1 exchange with the gateway, as a browser makes it: the
+/// answer's text.
+async fn http1(suite: &Suite, head: &str, body: &[u8]) -> String {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let suite = Suite::start().await;
-    let key = suite.tenant(named("acme"), &["contacts:write"]).await;
-    let contact = create(&mut suite.client(&key.secret).contacts(), "web@example.com").await;
-
-    // gRPC-Web over HTTP/1.1, framed as a browser client frames it.
-    let message = GetContactRequest { id: contact.id }.encode_to_vec();
-    let mut body = vec![0_u8];
-    body.extend_from_slice(&(message.len() as u32).to_be_bytes());
-    body.extend_from_slice(&message);
-    let head = format!(
-        "POST /rapport.contacts.v1.ContactsService/GetContact HTTP/1.1\r\nHost: {}\r\nContent-Type: application/grpc-web+proto\r\nX-Grpc-Web: 1\r\nAuthorization: Bearer {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        suite.gateway.addr,
-        key.secret,
-        body.len()
-    );
     let mut socket = tokio::net::TcpStream::connect(suite.gateway.addr)
         .await
         .unwrap();
     socket.write_all(head.as_bytes()).await.unwrap();
-    socket.write_all(&body).await.unwrap();
+    socket.write_all(body).await.unwrap();
     let mut response = Vec::new();
     socket.read_to_end(&mut response).await.unwrap();
-    let text = String::from_utf8_lossy(&response);
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+/// A gRPC-Web GetContact, framed as a browser client frames it, from a
+/// page on `origin` if given.
+async fn grpc_web_get_contact(suite: &Suite, key: &str, id: &str, origin: Option<&str>) -> String {
+    let message = GetContactRequest { id: id.into() }.encode_to_vec();
+    let mut body = vec![0_u8];
+    body.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    body.extend_from_slice(&message);
+    let origin = origin
+        .map(|o| format!("Origin: {o}\r\n"))
+        .unwrap_or_default();
+    let head = format!(
+        "POST /rapport.contacts.v1.ContactsService/GetContact HTTP/1.1\r\nHost: {}\r\n{origin}Content-Type: application/grpc-web+proto\r\nX-Grpc-Web: 1\r\nAuthorization: Bearer {key}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        suite.gateway.addr,
+        body.len()
+    );
+    http1(suite, &head, &body).await
+}
+
+#[tokio::test]
+async fn a_browser_can_call_through_grpc_web() {
+    let suite = Suite::start().await;
+    let key = suite.tenant(named("acme"), &["contacts:write"]).await;
+    let contact = create(&mut suite.client(&key.secret).contacts(), "web@example.com").await;
+
+    let text = grpc_web_get_contact(&suite, &key.secret, &contact.id, None).await;
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     assert!(text.contains("application/grpc-web"), "{text}");
     assert!(
@@ -791,4 +804,86 @@ async fn a_browser_can_call_through_grpc_web() {
         text.contains("grpc-status:0"),
         "the trailer frame says OK: {text}"
     );
+    // No origin is allowed by default: nothing tells a browser otherwise.
+    let text = grpc_web_get_contact(
+        &suite,
+        &key.secret,
+        &contact.id,
+        Some("https://app.example.com"),
+    )
+    .await;
+    assert!(
+        !text.to_lowercase().contains("access-control-allow-origin"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_page_on_an_allowed_origin_calls_through_grpc_web() {
+    let suite = Suite::start_with(|config| {
+        config.service.cors_allowed_origins =
+            vec![http::HeaderValue::from_static("https://app.example.com")];
+    })
+    .await;
+    let key = suite.tenant(named("acme"), &["contacts:write"]).await;
+    let contact = create(
+        &mut suite.client(&key.secret).contacts(),
+        "page@example.com",
+    )
+    .await;
+
+    // The browser asks first.
+    let preflight = |origin: &str| {
+        format!(
+            "OPTIONS /rapport.contacts.v1.ContactsService/GetContact HTTP/1.1\r\nHost: {}\r\nOrigin: {origin}\r\nAccess-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: authorization, content-type, x-grpc-web\r\nConnection: close\r\n\r\n",
+            suite.gateway.addr
+        )
+    };
+    let answer = http1(&suite, &preflight("https://app.example.com"), &[])
+        .await
+        .to_lowercase();
+    assert!(answer.starts_with("http/1.1 200"), "{answer}");
+    assert!(
+        answer.contains("access-control-allow-origin: https://app.example.com"),
+        "{answer}"
+    );
+    assert!(
+        answer.contains("access-control-allow-methods: post"),
+        "{answer}"
+    );
+    let allowed = answer
+        .lines()
+        .find(|line| line.starts_with("access-control-allow-headers:"))
+        .unwrap_or_default();
+    for header in ["authorization", "content-type", "x-grpc-web"] {
+        assert!(allowed.contains(header), "{answer}");
+    }
+
+    // Then calls, and may read the call's status.
+    let text = grpc_web_get_contact(
+        &suite,
+        &key.secret,
+        &contact.id,
+        Some("https://app.example.com"),
+    )
+    .await;
+    assert!(text.contains("page@example.com"), "{text}");
+    let lower = text.to_lowercase();
+    assert!(
+        lower.contains("access-control-allow-origin: https://app.example.com"),
+        "{text}"
+    );
+    let exposed = lower
+        .lines()
+        .find(|line| line.starts_with("access-control-expose-headers:"))
+        .unwrap_or_default();
+    for header in ["grpc-status", "grpc-message", "grpc-status-details-bin"] {
+        assert!(exposed.contains(header), "{text}");
+    }
+
+    // A page elsewhere is not let in.
+    let answer = http1(&suite, &preflight("https://elsewhere.example.org"), &[])
+        .await
+        .to_lowercase();
+    assert!(!answer.contains("access-control-allow-origin"), "{answer}");
 }
