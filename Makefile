@@ -4,16 +4,21 @@ BUF_VERSION := 1.75.0
 BUF := .tools/node_modules/.bin/buf
 KUBE_VALIDATE_VERSION := 1.32.0
 KUBE_VALIDATE := .tools/python/bin/kubernetes-validate
+PYTHON := .tools/python/bin/python
+# The Python SDK's generator and test tools, pinned (from PyPI into .tools/).
+PYTHON_SDK_TOOLS := grpcio-tools==1.85.4 grpcio==1.85.4 grpcio-status==1.85.3 \
+	googleapis-common-protos==1.76.0 protobuf==7.36.2 pytest==9.2.0
 
-.PHONY: run test lint fmt proto-lint manifest-lint release-contract bench tools
+.PHONY: run test lint fmt proto-lint manifest-lint release-contract sdk bench tools
 
 ## run: build and start every service on a local PostgreSQL (Ctrl-C stops it)
 run:
 	@deploy/local/run.sh
 
 ## test: unit, PostgreSQL integration, isolation, end-to-end and fault tests
-## (the binaries are built first: fault tests run them as processes)
-test:
+## (the binaries are built first: fault tests run them as processes; the
+## SDKs are generated first: their scenarios run against the suite)
+test: sdk
 	cargo build --workspace --bins --locked
 	@export RAPPORT_TEST_DATABASE_URL="$$(deploy/local/postgres.sh)" && cargo test --workspace --locked
 
@@ -38,9 +43,21 @@ proto-lint: $(BUF)
 manifest-lint: $(KUBE_VALIDATE)
 	tests/check-manifests.sh
 
-$(KUBE_VALIDATE):
+## sdk: the client SDKs generated from proto/ (sdk/python/src/rapport/<package>/v1,
+## messages, stubs and .pyi types, beside the hand-written layer); nothing
+## generated is committed
+sdk: $(PYTHON)
+	$(PYTHON) -m pip install --quiet $(PYTHON_SDK_TOOLS)
+	rm -rf $(filter-out %.py,$(wildcard sdk/python/src/rapport/*))
+	$(PYTHON) -m grpc_tools.protoc -I proto --python_out=sdk/python/src \
+		--pyi_out=sdk/python/src --grpc_python_out=sdk/python/src \
+		$$(find proto/rapport -name '*.proto' | sort)
+
+$(PYTHON):
 	python3 -m venv .tools/python
-	.tools/python/bin/pip install --quiet kubernetes-validate==$(KUBE_VALIDATE_VERSION)
+
+$(KUBE_VALIDATE): $(PYTHON)
+	$(PYTHON) -m pip install --quiet kubernetes-validate==$(KUBE_VALIDATE_VERSION)
 
 ## release-contract: records proto/ as the released contract, which
 ## `make lint` then keeps every later change compatible with (run when a
