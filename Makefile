@@ -43,15 +43,24 @@ proto-lint: $(BUF)
 manifest-lint: $(KUBE_VALIDATE)
 	tests/check-manifests.sh
 
-## sdk: the client SDKs generated from proto/ (sdk/python/src/rapport/<package>/v1,
-## messages, stubs and .pyi types, beside the hand-written layer); nothing
-## generated is committed
-sdk: $(PYTHON)
+## sdk: the client SDKs generated from proto/, beside their hand-written
+## layers; nothing generated is committed. Python: messages, stubs and .pyi
+## types in sdk/python/src/rapport/<package>/v1 (grpcio-tools from PyPI).
+## TypeScript: ES modules with types in sdk/typescript/src/gen (buf with
+## the local protoc-gen-es plugin from npm), google.rpc's error details
+## included from the googleapis protos that came with the Python tools.
+GOOGLEAPIS := $$($(CURDIR)/$(PYTHON) -c 'import google.rpc, os; print(os.path.dirname(os.path.dirname(google.rpc.__path__[0])))')
+sdk: $(PYTHON) $(BUF)
 	$(PYTHON) -m pip install --quiet $(PYTHON_SDK_TOOLS)
 	rm -rf $(filter-out %.py,$(wildcard sdk/python/src/rapport/*))
 	$(PYTHON) -m grpc_tools.protoc -I proto --python_out=sdk/python/src \
 		--pyi_out=sdk/python/src --grpc_python_out=sdk/python/src \
 		$$(find proto/rapport -name '*.proto' | sort)
+	npm ci --silent --prefix sdk/typescript
+	rm -rf sdk/typescript/src/gen
+	cd sdk/typescript && ../../$(BUF) generate ../../proto
+	cd sdk/typescript && googleapis="$(GOOGLEAPIS)" && \
+		../../$(BUF) generate "$$googleapis" --path "$$googleapis/google/rpc/error_details.proto"
 
 $(PYTHON):
 	python3 -m venv .tools/python

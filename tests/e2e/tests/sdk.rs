@@ -35,10 +35,33 @@ async fn the_python_sdk_scenario_passes_against_the_gateway() {
         .output()
         .await
         .expect("pytest runs");
-    let report = String::from_utf8_lossy(&output.stdout);
+    passed(&output);
+}
+
+#[tokio::test]
+async fn the_typescript_sdk_scenario_passes_against_the_gateway() {
+    let sdk = root().join("sdk/typescript");
+    assert!(
+        sdk.join("src/gen/rapport/contacts").exists() && sdk.join("node_modules").exists(),
+        "the TypeScript SDK is not generated: run `make sdk` (make test does)"
+    );
+    let suite = Suite::start().await;
+    let output = tokio::process::Command::new("node")
+        .args(["--test", "test/"])
+        .current_dir(sdk)
+        .env("RAPPORT_ENDPOINT", suite.gateway.addr.to_string())
+        .env("RAPPORT_OPERATOR_KEY", OPERATOR_KEY)
+        .output()
+        .await
+        .expect("node runs");
+    passed(&output);
+}
+
+fn passed(output: &std::process::Output) {
     assert!(
         output.status.success(),
-        "{report}\n{}",
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
 }
