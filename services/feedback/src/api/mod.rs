@@ -7,6 +7,7 @@ mod invitations;
 mod privacy;
 mod responses;
 mod settings;
+mod submit;
 mod summary;
 mod surveys;
 
