@@ -52,7 +52,7 @@ manifest-lint: $(KUBE_VALIDATE)
 GOOGLEAPIS := $$($(CURDIR)/$(PYTHON) -c 'import google.rpc, os; print(os.path.dirname(os.path.dirname(google.rpc.__path__[0])))')
 sdk: $(PYTHON) $(BUF)
 	$(PYTHON) -m pip install --quiet $(PYTHON_SDK_TOOLS)
-	rm -rf $(filter-out %.py,$(wildcard sdk/python/src/rapport/*))
+	rm -rf $(filter-out %.py %.typed,$(wildcard sdk/python/src/rapport/*))
 	$(PYTHON) -m grpc_tools.protoc -I proto --python_out=sdk/python/src \
 		--pyi_out=sdk/python/src --grpc_python_out=sdk/python/src \
 		$$(find proto/rapport -name '*.proto' | sort)

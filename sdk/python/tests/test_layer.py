@@ -23,6 +23,13 @@ class Flaky(contacts_pb2_grpc.ContactsServiceServicer):
         self.attempts = 0
         self.seen = []
         self.deadlines = []
+        self.request_ids = []
+        self.create_failures = 0
+        self.merges = 0
+
+    def MergeContacts(self, request, context):
+        self.merges += 1
+        context.abort(grpc.StatusCode.UNAVAILABLE, "failed midway")
 
     def GetContact(self, request, context):
         self.attempts += 1
@@ -34,6 +41,9 @@ class Flaky(contacts_pb2_grpc.ContactsServiceServicer):
     def CreateContact(self, request, context):
         self.seen.append(dict(context.invocation_metadata()))
         self.deadlines.append(context.time_remaining())
+        self.request_ids.append(request.request_id)
+        if len(self.request_ids) <= self.create_failures:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "restarting")
         return contacts_pb2.CreateContactResponse(
             contact=contacts_pb2.Contact(id=request.request_id, email=request.contact.email)
         )
@@ -128,3 +138,21 @@ def test_a_failure_carries_its_reason_fields_and_retry_delay(served):
         rapport.FieldViolation("contact.email", "must be an email address"),
     )
     assert error.retry_delay == 1.5
+
+
+def test_a_retried_mutation_keeps_its_request_id(served):
+    servicer, endpoint = served(failures=0)
+    servicer.create_failures = 1
+    with rapport.Client(endpoint, "rk_test") as client:
+        client.contacts.CreateContact(contacts_pb2.CreateContactRequest())
+    first, retried = servicer.request_ids
+    assert first and retried == first
+
+
+def test_a_mutation_without_a_request_id_is_not_made_twice(served):
+    servicer, endpoint = served(failures=0)
+    with rapport.Client(endpoint, "rk_test") as client:
+        with pytest.raises(rapport.RapportError) as failed:
+            client.contacts.MergeContacts(contacts_pb2.MergeContactsRequest())
+    assert failed.value.code == grpc.StatusCode.UNAVAILABLE
+    assert servicer.merges == 1

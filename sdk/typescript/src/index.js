@@ -24,7 +24,8 @@ import { GatewayAdminService } from "./gen/rapport/gateway/v1/gateway_pb.js";
 import { ErrorReason as SegmentationReason } from "./gen/rapport/segmentation/v1/errors_pb.js";
 import { SegmentationService } from "./gen/rapport/segmentation/v1/segmentation_pb.js";
 
-/** Each package's reasons, beside the ones every service shares. */
+/** Each package's reasons; then the gateway's (every call passes it) and
+ * the ones every service shares. */
 const REASONS = {
   contacts: ContactsReason,
   feedback: FeedbackReason,
@@ -32,8 +33,9 @@ const REASONS = {
   segmentation: SegmentationReason,
 };
 
-/** UNAVAILABLE is tried again: up to 5 attempts, waiting 100 ms, then up
- * to twice as long each time, at most 2 s. */
+/** UNAVAILABLE is tried again, for calls safe to repeat: up to 5
+ * attempts, waiting 100 ms, then up to twice as long each time, at most
+ * 2 s. */
 export const RETRY = { maxAttempts: 5, initialBackoffMs: 100, maxBackoffMs: 2000, multiplier: 2 };
 
 /** A failed call (a ConnectError, so Connect passes it on as it is): its
@@ -76,7 +78,7 @@ export class RapportError extends ConnectError {
     const reason = info?.reason ?? "";
     const pkg = method?.parent?.typeName?.split(".")[1];
     const reasonValue = reason
-      ? (REASONS[pkg]?.[reason] ?? CommonReason[reason])
+      ? (REASONS[pkg]?.[reason] ?? GatewayReason[reason] ?? CommonReason[reason])
       : undefined;
     const retryDelayMs = retry?.retryDelay
       ? Number(retry.retryDelay.seconds) * 1000 + retry.retryDelay.nanos / 1e6
@@ -93,10 +95,17 @@ export class RapportError extends ConnectError {
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
+const takesRequestId = (method) =>
+  method.input.fields.some((field) => field.name === "request_id");
+
+/** Whether a call may be made again after UNAVAILABLE, which the gateway
+ * also answers when a service failed midway: reads (declared without side
+ * effects or idempotent), and mutations a request id makes safe. */
+const retrySafe = (method) => method.idempotency !== 0 || takesRequestId(method);
+
 /** `message` with a fresh requestId if it has that field, empty. */
 function withRequestId(method, message) {
-  const takesOne = method.input.fields.some((field) => field.name === "request_id");
-  if (!takesOne || message.requestId) {
+  if (!takesRequestId(method) || message.requestId) {
     return message;
   }
   return { ...message, requestId: crypto.randomUUID() };
@@ -121,7 +130,8 @@ export function rapportInterceptor(apiKey, retry = RETRY) {
         return await next(request);
       } catch (error) {
         const failed = ConnectError.from(error);
-        if (failed.code !== Code.Unavailable || attempt >= retry.maxAttempts) {
+        const again = failed.code === Code.Unavailable && retrySafe(req.method);
+        if (!again || attempt >= retry.maxAttempts) {
           throw RapportError.from(failed, req.method);
         }
         // Full jitter, as gRPC's own retries do.

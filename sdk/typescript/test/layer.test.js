@@ -25,7 +25,7 @@ const opened = (client) => {
 };
 after(() => clients.forEach((client) => client.close()));
 
-const seen = { attempts: 0, failures: 0, keys: [], requestIds: [] };
+const seen = { attempts: 0, failures: 0, keys: [], requestIds: [], createFailures: 0, merges: 0 };
 let server;
 let baseUrl;
 
@@ -42,7 +42,14 @@ before(async () => {
       },
       createContact(request) {
         seen.requestIds.push(request.requestId);
+        if (seen.requestIds.length <= seen.createFailures) {
+          throw new ConnectError("restarting", Code.Unavailable);
+        }
         return { contact: { id: request.requestId } };
+      },
+      mergeContacts() {
+        seen.merges += 1;
+        throw new ConnectError("failed midway", Code.Unavailable);
       },
       updateContact() {
         throw new ConnectError("no such contact", Code.NotFound, undefined, [
@@ -103,4 +110,20 @@ test("a failure carries its reason and fields", async () => {
     ]);
     return true;
   });
+});
+
+test("a retried mutation keeps its request id", async () => {
+  Object.assign(seen, { requestIds: [], createFailures: 1 });
+  const client = opened(createNodeClient(baseUrl, "rk_test"));
+  await client.contacts.createContact({});
+  const [first, retried] = seen.requestIds;
+  assert.ok(first);
+  assert.equal(retried, first);
+});
+
+test("a mutation without a request id is not made twice", async () => {
+  Object.assign(seen, { merges: 0 });
+  const client = opened(createNodeClient(baseUrl, "rk_test"));
+  await assert.rejects(client.contacts.mergeContacts({}), (error) => error.code === Code.Unavailable);
+  assert.equal(seen.merges, 1);
 });

@@ -52,12 +52,18 @@ pub fn layer(origins: &[HeaderValue]) -> Option<CorsLayer> {
     )
 }
 
-/// An origin as browsers send it: `scheme://host[:port]`, nothing else.
+/// An origin as browsers send it (`scheme://host[:port]`, lower-cased,
+/// without a default port), from one written with nothing else.
 pub fn parse_origin(text: &str) -> Result<HeaderValue, String> {
     let text = text.trim();
     let url = url::Url::parse(text).map_err(|e| format!("{text:?} is not an origin: {e}"))?;
     let origin = url.origin().ascii_serialization();
-    if !matches!(url.scheme(), "http" | "https") || origin != text.trim_end_matches('/') {
+    let only_origin = url.path() == "/"
+        && url.query().is_none()
+        && url.fragment().is_none()
+        && url.username().is_empty()
+        && url.password().is_none();
+    if !matches!(url.scheme(), "http" | "https") || !only_origin {
         return Err(format!(
             "{text:?} is not an origin: give scheme://host[:port], such as https://app.example.com"
         ));
@@ -79,9 +85,16 @@ mod tests {
             parse_origin("http://localhost:5173/").unwrap(),
             "http://localhost:5173"
         );
+        // As a browser would send it.
+        assert_eq!(
+            parse_origin("https://App.Example.com:443").unwrap(),
+            "https://app.example.com"
+        );
         for bad in [
             "app.example.com",
             "https://app.example.com/path",
+            "https://app.example.com/?q=1",
+            "https://user@app.example.com",
             "ftp://files.example.com",
             "*",
         ] {

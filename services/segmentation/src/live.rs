@@ -68,7 +68,8 @@ struct CheckedRule {
 
 /// Judges again, for the `touched` contacts, the tenant's segments their
 /// changes can affect (and the segments built on those), and records the
-/// entries and exits with `cause`. Returns how many there were.
+/// entries and exits with `cause`. Returns how many there were. Callers
+/// other than builds have taken their turn ([`take_turn`]) first.
 pub async fn judge_again(
     tx: &mut PgConnection,
     tenant: Uuid,
@@ -94,9 +95,6 @@ pub async fn judge_again(
     let mut reads = Reads::default();
     for rule in live.iter().filter(|rule| relevant.contains(&rule.id)) {
         reads.merge(&rule.reads);
-    }
-    if !matches!(cause, Cause::Build | Cause::RuleChange) {
-        take_turn(tx, tenant).await?;
     }
     let contacts: Vec<Uuid> = touched.contacts.keys().copied().collect();
     let mut facts = facts::load(tx, tenant, &contacts, &reads, now).await?;
@@ -166,10 +164,12 @@ pub async fn judge_again(
 /// consumer, a sweep, a list edit) to commit, holding the turn until this
 /// transaction ends: facts read after it include every other judge's
 /// change, so two changes in the same instant are never each judged
-/// without the other. A build's cascade does not wait its turn: a build
-/// holds its rows for seconds and must not stall the feeds (its race is
-/// in docs/architecture.md).
-async fn take_turn(tx: &mut PgConnection, tenant: Uuid) -> sqlx::Result<()> {
+/// without the other. Taken first in the transaction, before anything is
+/// written, so no judge waits for the turn while holding rows another
+/// judge needs. A build does not wait its turn: it holds its rows for
+/// seconds and must not stall the feeds (its race is in
+/// docs/architecture.md).
+pub async fn take_turn(tx: &mut PgConnection, tenant: Uuid) -> sqlx::Result<()> {
     sqlx::query(
         "SELECT pg_advisory_xact_lock(hashtextextended('segmentation.judge ' || $1::text, 0))",
     )

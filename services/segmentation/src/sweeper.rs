@@ -54,8 +54,11 @@ impl Sweeper {
         let mut tx = db::begin(&self.pool).await?;
         let due = sweep::due(&mut tx, now - SWEEP_EVERY, SEGMENTS_PER_LOOK).await?;
         tx.commit().await?;
+        // One segment's failure does not hold up the others' sweeps.
         for (tenant, segment) in due {
-            self.sweep(tenant, segment, now).await?;
+            if let Err(error) = self.sweep(tenant, segment, now).await {
+                tracing::warn!(segment = %segment, error = %error, "time sweep of a segment failed");
+            }
         }
         Ok(())
     }
@@ -68,6 +71,7 @@ impl Sweeper {
         let tenant_id = tenant.to_string();
         let settings = [("app.tenant_id", tenant_id.as_str())];
         let mut tx = db::begin_with_settings(&self.pool, &settings).await?;
+        live::take_turn(&mut tx, tenant).await?;
         let Some(from) = sweep::take(&mut tx, segment).await? else {
             return Ok(());
         };
@@ -93,6 +97,7 @@ impl Sweeper {
             changes += live::judge_again(&mut tx, tenant, &touched, Cause::Time, now).await?;
             tx.commit().await?;
             tx = db::begin_with_settings(&self.pool, &settings).await?;
+            live::take_turn(&mut tx, tenant).await?;
             if sweep::take(&mut tx, segment).await?.is_none() {
                 return Ok(());
             }

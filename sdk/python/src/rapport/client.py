@@ -12,16 +12,17 @@ from typing import Any, Iterator, NamedTuple, Optional
 
 import grpc
 
-from rapport.contacts.v1 import contacts_pb2_grpc
-from rapport.feedback.v1 import feedback_pb2_grpc
-from rapport.gateway.v1 import gateway_pb2_grpc
-from rapport.segmentation.v1 import segmentation_pb2_grpc
+from rapport.contacts.v1 import contacts_pb2, contacts_pb2_grpc
+from rapport.feedback.v1 import feedback_pb2, feedback_pb2_grpc
+from rapport.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+from rapport.segmentation.v1 import segmentation_pb2, segmentation_pb2_grpc
 
 from .errors import RapportError
 
-#: gRPC's retry policy for every method: UNAVAILABLE (a service restarting,
-#: a connection lost before the call was taken) is tried again, up to five
-#: attempts, waiting 0.1 s, then up to twice as long each time, at most 2 s.
+#: gRPC's retry policy for the calls safe to repeat (see
+#: :func:`retry_safe_methods`): UNAVAILABLE (a service restarting, a
+#: connection lost) is tried again, up to five attempts, waiting 0.1 s,
+#: then up to twice as long each time, at most 2 s.
 RETRY_POLICY = {
     "maxAttempts": 5,
     "initialBackoff": "0.1s",
@@ -29,6 +30,21 @@ RETRY_POLICY = {
     "backoffMultiplier": 2,
     "retryableStatusCodes": ["UNAVAILABLE"],
 }
+
+
+def retry_safe_methods() -> list[dict[str, str]]:
+    """The methods UNAVAILABLE may be retried for, as service-config names.
+    The gateway also answers UNAVAILABLE when a service failed midway, so
+    only reads (declared without side effects, or idempotent) and
+    mutations a request id makes safe are made again."""
+    names = []
+    for module in (contacts_pb2, feedback_pb2, gateway_pb2, segmentation_pb2):
+        for service in module.DESCRIPTOR.services_by_name.values():
+            for method in service.methods:
+                declared = method.GetOptions().idempotency_level
+                if declared or "request_id" in method.input_type.fields_by_name:
+                    names.append({"service": service.full_name, "method": method.name})
+    return names
 
 
 class _Details(NamedTuple):
@@ -122,7 +138,11 @@ class Client:
         secure: bool = False,
         retry_policy: Optional[dict] = None,
     ) -> None:
-        config = {"methodConfig": [{"name": [{}], "retryPolicy": retry_policy or RETRY_POLICY}]}
+        config = {
+            "methodConfig": [
+                {"name": retry_safe_methods(), "retryPolicy": retry_policy or RETRY_POLICY}
+            ]
+        }
         options = [
             ("grpc.enable_retries", 1),
             ("grpc.service_config", json.dumps(config)),

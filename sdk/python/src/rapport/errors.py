@@ -23,8 +23,13 @@ class FieldViolation:
 
 def _reason_enum(package: str, reason: str) -> Optional[int]:
     """The value of ``reason`` in ``rapport.<package>.v1.ErrorReason`` or,
-    failing that, in the reasons every service shares."""
-    for module in (f"rapport.{package}.v1.errors_pb2", "rapport.common.v1.errors_pb2"):
+    failing that, in the gateway's (every call passes it) or in the reasons
+    every service shares."""
+    for module in (
+        f"rapport.{package}.v1.errors_pb2",
+        "rapport.gateway.v1.errors_pb2",
+        "rapport.common.v1.errors_pb2",
+    ):
         try:
             errors = importlib.import_module(module)
         except ImportError:

@@ -96,6 +96,7 @@ impl SegmentationApi {
         let now = self.clock.now();
         let (segment, ids) = read_ids(&req.segment_id, &req.contact_ids, &req.request_id)?;
         let mut tx = self.db.begin_tenant(ctx.tenant_id).await?;
+        live::take_turn(&mut tx, ctx.tenant_id).await?;
         let claim = match IDEMPOTENCY
             .claim(
                 &mut tx,
@@ -140,6 +141,7 @@ impl SegmentationApi {
         let now = self.clock.now();
         let (segment, ids) = read_ids(&req.segment_id, &req.contact_ids, &req.request_id)?;
         let mut tx = self.db.begin_tenant(ctx.tenant_id).await?;
+        live::take_turn(&mut tx, ctx.tenant_id).await?;
         let claim = match IDEMPOTENCY
             .claim(
                 &mut tx,

@@ -101,6 +101,7 @@ impl Handler for ContactChanges {
                 return Ok(());
             };
             let tenant = Uuid::parse_str(&first.tenant_id)?;
+            live::take_turn(tx, tenant).await?;
             // One moment for the batch: its events are applied and its
             // contacts judged at it, so the time sweep knows which events
             // were dated ahead of their judging.

@@ -71,6 +71,7 @@ impl Handler for FeedbackChanges {
                 return Ok(());
             };
             let tenant = Uuid::parse_str(&first.tenant_id)?;
+            live::take_turn(tx, tenant).await?;
             let mut found = Vec::new();
             for event in events {
                 if let Some(response) = payload::<ResponseSubmitted>(event)? {
