@@ -21,3 +21,9 @@ pub fn remaining() -> Option<Duration> {
         .try_with(|deadline| deadline.saturating_duration_since(Instant::now()))
         .ok()
 }
+
+/// What the call this task serves may still spend, at most `ceiling`
+/// (all of it outside a call).
+pub fn within(ceiling: Duration) -> Duration {
+    remaining().map_or(ceiling, |left| left.min(ceiling))
+}

@@ -286,6 +286,22 @@ impl Violations {
         uuid::Uuid::nil()
     }
 
+    /// Parses required ids at `field[i]`; a missing, malformed or repeated
+    /// one is a violation.
+    pub fn parse_distinct_ids(&mut self, field: &str, values: &[String]) -> Vec<uuid::Uuid> {
+        let mut seen = std::collections::HashSet::with_capacity(values.len());
+        let mut ids = Vec::with_capacity(values.len());
+        for (i, value) in values.iter().enumerate() {
+            let at = format!("{field}[{i}]");
+            let id = self.parse_id(&at, value);
+            if !id.is_nil() && !seen.insert(id) {
+                self.add(at, format!("repeats {id}"));
+            }
+            ids.push(id);
+        }
+        ids
+    }
+
     /// `Ok` when nothing was added, else the INVALID_ARGUMENT error.
     pub fn check(self) -> ApiResult<()> {
         if self.list.is_empty() {
@@ -324,6 +340,17 @@ impl Violations {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn distinct_ids_name_each_bad_one_at_its_index() {
+        let id = uuid::Uuid::now_v7().to_string();
+        let mut violations = Violations::default();
+        let ids = violations
+            .parse_distinct_ids("ids", &[id.clone(), String::new(), "x".into(), id.clone()]);
+        assert_eq!(ids.len(), 4);
+        assert_eq!(ids[0].to_string(), id);
+        assert_eq!(violations.fields(), ["ids[1]", "ids[2]", "ids[3]"]);
+    }
 
     #[test]
     fn invalid_argument_names_every_field_in_message_and_details() {

@@ -4,6 +4,7 @@
 //! helpers (pool, migrations, tenant transactions, idempotency, pagination).
 
 pub mod api;
+pub mod channel;
 pub mod clock;
 pub mod config;
 pub mod connection;

@@ -6,7 +6,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use anyhow::Context as _;
 use clap::Args;
 use futures::FutureExt as _;
 use futures::future::BoxFuture;
@@ -25,7 +24,6 @@ use rapport_proto::events::v1::{
     ReplayDeadLettersRequest, ReplayDeadLettersResponse,
 };
 use sqlx::AssertSqlSafe;
-use tonic::transport::Endpoint;
 use tonic::{Request, Response, Status};
 
 use crate::consumer::{Consumer, DEFAULT_BATCH, Handler, Subscription};
@@ -82,13 +80,7 @@ impl Following {
         producer_url: &str,
         handler: H,
     ) -> anyhow::Result<()> {
-        let feed = Endpoint::from_shared(producer_url.to_owned())
-            .with_context(|| format!("the {} feed URL", subscription.producer))?
-            // A half-open connection is noticed and replaced.
-            .http2_keep_alive_interval(std::time::Duration::from_secs(10))
-            .keep_alive_timeout(std::time::Duration::from_secs(5))
-            .keep_alive_while_idle(true)
-            .connect_lazy();
+        let feed = rapport_core::channel::to_service(subscription.producer, producer_url)?;
         let consumer = Arc::new(
             Consumer::new(
                 subscription,

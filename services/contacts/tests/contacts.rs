@@ -335,6 +335,64 @@ async fn list_pages_in_a_stable_order_with_filters() {
 }
 
 #[tokio::test]
+async fn list_by_ids_answers_which_contacts_live() {
+    let h = common::start().await;
+    let tenant = Uuid::now_v7();
+    let mut client = h.client(tenant);
+    let live = create(&mut client, person("live@example.com")).await;
+    let survivor = create(&mut client, person("survivor@example.com")).await;
+    let duplicate = create(&mut client, person("duplicate@example.com")).await;
+    let deleted = create(&mut client, person("deleted@example.com")).await;
+    client
+        .merge_contacts(MergeContactsRequest {
+            survivor_id: survivor.id.clone(),
+            duplicate_id: duplicate.id.clone(),
+        })
+        .await
+        .unwrap();
+    client
+        .delete_contact(DeleteContactRequest {
+            id: deleted.id.clone(),
+            etag: String::new(),
+        })
+        .await
+        .unwrap();
+    let elsewhere = create(&mut h.client(Uuid::now_v7()), person("live@example.com")).await;
+    let never = Uuid::now_v7().to_string();
+
+    let asked = [
+        &live.id,
+        &duplicate.id,
+        &deleted.id,
+        &elsewhere.id,
+        &never,
+        &survivor.id,
+    ];
+    let found = client
+        .list_contacts(ListContactsRequest {
+            ids: asked.iter().map(|id| (*id).clone()).collect(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut expected = vec![live.id.clone(), survivor.id.clone()];
+    expected.sort();
+    let ids: Vec<String> = found.contacts.into_iter().map(|c| c.id).collect();
+    assert_eq!(ids, expected);
+
+    let err = client
+        .list_contacts(ListContactsRequest {
+            ids: vec![live.id.clone(), "not-an-id".into(), live.id.clone()],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert_eq!(violated_fields(&err), ["ids[1]", "ids[2]"]);
+}
+
+#[tokio::test]
 async fn create_with_request_id_happens_once() {
     let h = common::start().await;
     let mut client = h.client(Uuid::now_v7());

@@ -1,9 +1,11 @@
 //! The feedback service: surveys, invitations, responses and per-survey
 //! summaries, in its own `feedback` schema. It produces the feedback change
-//! feed and follows the contacts feed to forget erased contacts.
+//! feed and follows the contacts feed to know the live contacts and forget
+//! erased ones.
 
 pub mod api;
 pub mod consumers;
+pub mod directory;
 pub mod domain;
 pub mod events;
 pub mod export;
@@ -31,8 +33,9 @@ pub static SERVICE: ServiceInfo = ServiceInfo {
 /// What the feedback service adds to the shared settings.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Settings {
-    /// The contacts service, whose change feed tells which contacts were
-    /// erased or merged.
+    /// The contacts service: its change feed tells which contacts exist,
+    /// were erased or merged, and CreateInvitations asks it about contacts
+    /// the feed has not brought yet.
     #[arg(
         long,
         env = "RAPPORT_CONTACTS_URL",
@@ -73,7 +76,12 @@ pub async fn serve(
         changes,
     )?;
     following.start(&mut service);
-    let api = api::FeedbackApi::new(service.db().clone(), service.clock().clone());
+    let directory = directory::ContactDirectory::new(
+        service.db().clone(),
+        &config.service.contacts_url,
+        service.identity().clone(),
+    )?;
+    let api = api::FeedbackApi::new(service.db().clone(), service.clock().clone(), directory);
     service.add(FeedbackServiceServer::new(api));
     service.serve(listener, shutdown).await
 }

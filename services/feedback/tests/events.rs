@@ -10,9 +10,7 @@ use common::*;
 use futures::StreamExt as _;
 use rapport_core::credential::{Access, Grant, Scope};
 use rapport_proto::contacts::v1::contacts_service_client::ContactsServiceClient;
-use rapport_proto::contacts::v1::{
-    Contact, ContactErased, CreateContactRequest, EraseContactRequest, MergeContactsRequest,
-};
+use rapport_proto::contacts::v1::{ContactErased, EraseContactRequest, MergeContactsRequest};
 use rapport_proto::events::v1::event_feed_service_client::EventFeedServiceClient;
 use rapport_proto::events::v1::{EventEnvelope, SubscribeRequest};
 use rapport_proto::feedback::v1::*;
@@ -42,24 +40,6 @@ async fn feed(harness: &Harness, count: usize) -> Vec<EventEnvelope> {
     events
 }
 
-async fn new_contact(harness: &Harness, tenant: Uuid, email: &str) -> Uuid {
-    let contact = harness
-        .contacts(tenant)
-        .create_contact(CreateContactRequest {
-            contact: Some(Contact {
-                email: email.into(),
-                ..Default::default()
-            }),
-            request_id: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .contact
-        .unwrap();
-    contact.id.parse().unwrap()
-}
-
 /// Polls until `check` holds, for effects that travel over a feed.
 async fn eventually<F, Fut>(mut check: F)
 where
@@ -81,7 +61,7 @@ async fn invitations_answers_and_closing_are_on_the_feed() {
     let tenant = Uuid::now_v7();
     let mut client = harness.client(tenant);
     let survey = active_survey(&mut client, nps_survey()).await;
-    let contact = Uuid::now_v7();
+    let contact = harness.contact(tenant, "ana@example.com").await;
     let invited = invite(&mut client, &survey, &[contact]).await;
     let submitted = submit(
         &mut harness.public(),
@@ -147,7 +127,7 @@ async fn erasing_a_contact_keeps_its_scores_but_not_the_person() {
     let tenant = Uuid::now_v7();
     let mut client = harness.client(tenant);
     let survey = active_survey(&mut client, nps_survey()).await;
-    let contact = new_contact(&harness, tenant, "erase.me@example.com").await;
+    let contact = harness.contact(tenant, "erase.me@example.com").await;
     let invited = invite(&mut client, &survey, &[contact]).await;
     let submitted = submit(
         &mut harness.public(),
@@ -218,8 +198,8 @@ async fn a_merged_contacts_responses_follow_the_survivor() {
     let tenant = Uuid::now_v7();
     let mut client = harness.client(tenant);
     let survey = active_survey(&mut client, nps_survey()).await;
-    let survivor = new_contact(&harness, tenant, "ana@example.com").await;
-    let duplicate = new_contact(&harness, tenant, "ana.old@example.com").await;
+    let survivor = harness.contact(tenant, "ana@example.com").await;
+    let duplicate = harness.contact(tenant, "ana.old@example.com").await;
     let invited = invite(&mut client, &survey, &[duplicate]).await;
     submit(
         &mut harness.public(),
@@ -276,8 +256,8 @@ async fn a_merge_then_an_erasure_missed_while_stopped_forget_the_duplicate_too()
     };
     let mut client = harness.client(tenant);
     let survey = active_survey(&mut client, nps_survey()).await;
-    let survivor = new_contact(&harness, tenant, "survivor@example.com").await;
-    let duplicate = new_contact(&harness, tenant, "duplicate@example.com").await;
+    let survivor = harness.contact(tenant, "survivor@example.com").await;
+    let duplicate = harness.contact(tenant, "duplicate@example.com").await;
     let invited = invite(&mut client, &survey, &[duplicate]).await;
     let submitted = submit(
         &mut harness.public(),
@@ -370,7 +350,7 @@ async fn a_dead_letter_is_listed_and_replayed_through_the_service() {
     let tenant = Uuid::now_v7();
     let mut client = harness.client(tenant);
     let survey = active_survey(&mut client, nps_survey()).await;
-    let contact = new_contact(&harness, tenant, "dead.letter@example.com").await;
+    let contact = harness.contact(tenant, "dead.letter@example.com").await;
     let invited = invite(&mut client, &survey, &[contact]).await;
     let submitted = submit(
         &mut harness.public(),
@@ -399,7 +379,7 @@ async fn a_dead_letter_is_listed_and_replayed_through_the_service() {
     };
     sqlx::query(
         "INSERT INTO feedback.dead_letters (consumer, position, envelope, error, attempts, dead_time) \
-         VALUES ('feedback.contacts', $1, $2, 'a bug', 3, now())",
+         VALUES ('feedback.contacts_v2', $1, $2, 'a bug', 3, now())",
     )
     .bind(envelope.position)
     .bind(prost::Message::encode_to_vec(&envelope))
@@ -415,7 +395,7 @@ async fn a_dead_letter_is_listed_and_replayed_through_the_service() {
     let mut letters = DeadLetterServiceClient::new(operator);
     let listed = letters
         .list_dead_letters(ListDeadLettersRequest {
-            consumer: "feedback.contacts".into(),
+            consumer: "feedback.contacts_v2".into(),
             ..Default::default()
         })
         .await
@@ -425,7 +405,7 @@ async fn a_dead_letter_is_listed_and_replayed_through_the_service() {
     assert_eq!(listed.dead_letters[0].error, "a bug");
     let replayed = letters
         .replay_dead_letters(ReplayDeadLettersRequest {
-            consumer: "feedback.contacts".into(),
+            consumer: "feedback.contacts_v2".into(),
         })
         .await
         .unwrap()
@@ -445,7 +425,7 @@ async fn a_dead_letter_is_listed_and_replayed_through_the_service() {
     // A tenant's credential cannot reach them.
     let err = DeadLetterServiceClient::new(harness.feedback.tenant_channel(tenant))
         .list_dead_letters(ListDeadLettersRequest {
-            consumer: "feedback.contacts".into(),
+            consumer: "feedback.contacts_v2".into(),
             ..Default::default()
         })
         .await

@@ -15,10 +15,11 @@ use uuid::Uuid;
 #[tokio::test]
 async fn an_invitation_is_answered_in_parts_and_only_once() {
     let harness = start().await;
-    let mut client = harness.client(Uuid::now_v7());
+    let tenant = Uuid::now_v7();
+    let mut client = harness.client(tenant);
     let mut public = harness.public();
     let survey = active_survey(&mut client, nps_survey()).await;
-    let contact = Uuid::now_v7();
+    let contact = harness.people(tenant, 1).await[0];
     let invited = invite(&mut client, &survey, &[contact]).await;
     let invitation = &invited.invitations[0];
     assert!(invitation.token.starts_with("fbi_"));
@@ -77,10 +78,11 @@ async fn an_invitation_is_answered_in_parts_and_only_once() {
 #[tokio::test]
 async fn bad_answers_name_the_question_and_store_nothing() {
     let harness = start().await;
-    let mut client = harness.client(Uuid::now_v7());
+    let tenant = Uuid::now_v7();
+    let mut client = harness.client(tenant);
     let mut public = harness.public();
     let survey = active_survey(&mut client, nps_survey()).await;
-    let invited = invite(&mut client, &survey, &[Uuid::now_v7()]).await;
+    let invited = invite(&mut client, &survey, &harness.people(tenant, 1).await).await;
     let token = &invited.invitations[0].token;
 
     let status = submit(
@@ -149,9 +151,10 @@ async fn bad_answers_name_the_question_and_store_nothing() {
 #[tokio::test]
 async fn a_closed_survey_takes_no_answers_and_no_invitations() {
     let harness = start().await;
-    let mut client = harness.client(Uuid::now_v7());
+    let tenant = Uuid::now_v7();
+    let mut client = harness.client(tenant);
     let survey = active_survey(&mut client, nps_survey()).await;
-    let invited = invite(&mut client, &survey, &[Uuid::now_v7()]).await;
+    let invited = invite(&mut client, &survey, &harness.people(tenant, 1).await).await;
     client
         .close_survey(CloseSurveyRequest {
             id: survey.id.clone(),
@@ -181,9 +184,10 @@ async fn a_closed_survey_takes_no_answers_and_no_invitations() {
 #[tokio::test]
 async fn expired_invitations_cannot_be_answered() {
     let harness = start().await;
-    let mut client = harness.client(Uuid::now_v7());
+    let tenant = Uuid::now_v7();
+    let mut client = harness.client(tenant);
     let survey = active_survey(&mut client, nps_survey()).await;
-    let invited = invite(&mut client, &survey, &[Uuid::now_v7()]).await;
+    let invited = invite(&mut client, &survey, &harness.people(tenant, 1).await).await;
     let mut admin = harness.db.admin().await;
     sqlx::query("UPDATE feedback.invitations SET expire_time = now() - interval '1 second'")
         .execute(&mut admin)
@@ -203,13 +207,15 @@ async fn expired_invitations_cannot_be_answered() {
 #[tokio::test]
 async fn fatigue_rules_skip_and_report_contacts() {
     let harness = start().await;
-    let mut client = harness.client(Uuid::now_v7());
+    let tenant = Uuid::now_v7();
+    let mut client = harness.client(tenant);
     let mut public = harness.public();
     let mut first = nps_survey();
     first.fatigue_days = 30;
     let first = active_survey(&mut client, first).await;
     let second = active_survey(&mut client, nps_survey()).await;
-    let [a, b, c] = [Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7()];
+    let people = harness.people(tenant, 3).await;
+    let (a, b, c) = (people[0], people[1], people[2]);
 
     let invited = invite(&mut client, &first, &[a, b]).await;
     assert_eq!(invited.invitations.len(), 2);
@@ -254,7 +260,7 @@ async fn fatigue_rules_skip_and_report_contacts() {
         .await
         .unwrap();
     let third = active_survey(&mut client, nps_survey()).await;
-    let fresh = Uuid::now_v7();
+    let fresh = harness.people(tenant, 1).await[0];
     let tenant_rule = invite(&mut client, &third, &[c, fresh]).await;
     assert_eq!(tenant_rule.skipped.len(), 1);
     assert_eq!(tenant_rule.skipped[0].reason(), SkipReason::TenantFatigue);
@@ -265,11 +271,12 @@ async fn fatigue_rules_skip_and_report_contacts() {
 async fn the_fatigue_window_ends_when_the_test_clock_passes_it() {
     const DAY: std::time::Duration = std::time::Duration::from_secs(86_400);
     let harness = start().await;
-    let mut client = harness.client(Uuid::now_v7());
+    let tenant = Uuid::now_v7();
+    let mut client = harness.client(tenant);
     let mut survey = nps_survey();
     survey.fatigue_days = 30;
     let survey = active_survey(&mut client, survey).await;
-    let contact = Uuid::now_v7();
+    let contact = harness.people(tenant, 1).await[0];
     let invited = invite(&mut client, &survey, &[contact]).await;
     submit(
         &mut harness.public(),
@@ -293,11 +300,17 @@ async fn the_fatigue_window_ends_when_the_test_clock_passes_it() {
 #[tokio::test]
 async fn invitations_are_idempotent_and_bounded() {
     let harness = start().await;
-    let mut client = harness.client(Uuid::now_v7());
+    let tenant = Uuid::now_v7();
+    let mut client = harness.client(tenant);
     let survey = active_survey(&mut client, nps_survey()).await;
     let request = CreateInvitationsRequest {
         survey_id: survey.id.clone(),
-        contact_ids: vec![Uuid::now_v7().to_string(), Uuid::now_v7().to_string()],
+        contact_ids: harness
+            .people(tenant, 2)
+            .await
+            .iter()
+            .map(Uuid::to_string)
+            .collect(),
         request_id: "batch-1".into(),
         ..Default::default()
     };
@@ -341,7 +354,8 @@ async fn invitations_are_idempotent_and_bounded() {
 #[tokio::test]
 async fn an_anonymous_link_starts_responses_that_can_be_resumed() {
     let harness = start().await;
-    let mut client = harness.client(Uuid::now_v7());
+    let tenant = Uuid::now_v7();
+    let mut client = harness.client(tenant);
     let mut public = harness.public();
     let mut survey = nps_survey();
     survey.anonymous_link_enabled = true;
@@ -394,7 +408,8 @@ async fn an_anonymous_link_starts_responses_that_can_be_resumed() {
 #[tokio::test]
 async fn an_anonymous_link_begins_at_most_its_hourly_limit_of_responses() {
     let harness = start().await;
-    let mut client = harness.client(Uuid::now_v7());
+    let tenant = Uuid::now_v7();
+    let mut client = harness.client(tenant);
     let mut public = harness.public();
     let mut survey = nps_survey();
     survey.anonymous_link_enabled = true;
@@ -447,7 +462,8 @@ async fn an_anonymous_link_begins_at_most_its_hourly_limit_of_responses() {
 #[tokio::test]
 async fn a_retried_answer_with_its_request_id_counts_once() {
     let harness = start().await;
-    let mut client = harness.client(Uuid::now_v7());
+    let tenant = Uuid::now_v7();
+    let mut client = harness.client(tenant);
     let mut public = harness.public();
     let mut survey = nps_survey();
     survey.anonymous_link_enabled = true;
@@ -489,10 +505,11 @@ async fn a_retried_answer_with_its_request_id_counts_once() {
 #[tokio::test]
 async fn responses_are_filtered_tagged_and_exported() {
     let harness = start().await;
-    let mut client = harness.client(Uuid::now_v7());
+    let tenant = Uuid::now_v7();
+    let mut client = harness.client(tenant);
     let mut public = harness.public();
     let survey = active_survey(&mut client, nps_survey()).await;
-    let contacts = [Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7()];
+    let contacts = harness.people(tenant, 3).await;
     let invited = invite(&mut client, &survey, &contacts).await;
     let tokens: Vec<&str> = invited
         .invitations
@@ -675,10 +692,11 @@ async fn responses_are_filtered_tagged_and_exported() {
 #[tokio::test]
 async fn the_summary_counts_answers_per_question() {
     let harness = start().await;
-    let mut client = harness.client(Uuid::now_v7());
+    let tenant = Uuid::now_v7();
+    let mut client = harness.client(tenant);
     let mut public = harness.public();
     let survey = active_survey(&mut client, nps_survey()).await;
-    let contacts: Vec<Uuid> = (0..6).map(|_| Uuid::now_v7()).collect();
+    let contacts = harness.people(tenant, 6).await;
     let invited = invite(&mut client, &survey, &contacts).await;
     let token = |i: usize| invited.invitations[i].token.clone();
     // NPS: 10, 9, 8, 3 → 2 promoters, 1 passive, 1 detractor of 4: NPS 25.

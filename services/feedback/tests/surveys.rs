@@ -212,9 +212,10 @@ async fn update_applies_the_mask_and_checks_the_etag() {
 #[tokio::test]
 async fn answered_questions_keep_their_meaning() {
     let harness = start().await;
-    let mut client = harness.client(Uuid::now_v7());
+    let tenant = Uuid::now_v7();
+    let mut client = harness.client(tenant);
     let survey = active_survey(&mut client, nps_survey()).await;
-    let invited = invite(&mut client, &survey, &[Uuid::now_v7()]).await;
+    let invited = invite(&mut client, &survey, &harness.people(tenant, 1).await).await;
     submit(
         &mut harness.public(),
         &invited.invitations[0].token,

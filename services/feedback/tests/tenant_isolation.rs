@@ -20,12 +20,13 @@ fn assert_not_found<T: std::fmt::Debug>(result: Result<T, tonic::Status>) {
 #[tokio::test]
 async fn another_tenant_never_sees_or_touches_a_tenants_feedback() {
     let h = start().await;
-    let mut a = h.client(Uuid::now_v7());
+    let tenant_a = Uuid::now_v7();
+    let mut a = h.client(tenant_a);
     let mut b = h.client(Uuid::now_v7());
     let mut survey = nps_survey();
     survey.anonymous_link_enabled = true;
     let survey = active_survey(&mut a, survey).await;
-    let contact = Uuid::now_v7();
+    let contact = h.people(tenant_a, 1).await[0];
     let invited = invite(&mut a, &survey, &[contact]).await;
     let submitted = submit(
         &mut h.public(),
@@ -100,6 +101,11 @@ async fn another_tenant_never_sees_or_touches_a_tenants_feedback() {
         .unwrap()
         .into_inner();
     assert!(surveys.surveys.is_empty());
+    // Nor invite the other tenant's contact to a survey of its own.
+    let own = active_survey(&mut b, nps_survey()).await;
+    let invited = invite(&mut b, &own, &[contact]).await;
+    assert!(invited.invitations.is_empty());
+    assert_eq!(invited.skipped[0].reason(), SkipReason::ContactNotFound);
     for filter in [
         ListResponsesRequest::default(),
         ListResponsesRequest {
@@ -163,9 +169,10 @@ async fn another_tenant_never_sees_or_touches_a_tenants_feedback() {
 #[tokio::test]
 async fn submit_needs_a_gateway_credential() {
     let h = start().await;
-    let mut a = h.client(Uuid::now_v7());
+    let tenant = Uuid::now_v7();
+    let mut a = h.client(tenant);
     let survey = active_survey(&mut a, nps_survey()).await;
-    let invited = invite(&mut a, &survey, &[Uuid::now_v7()]).await;
+    let invited = invite(&mut a, &survey, &h.people(tenant, 1).await).await;
     // Straight to the service without a credential: refused before the token is looked at.
     let mut bare = rapport_proto::feedback::v1::feedback_service_client::FeedbackServiceClient::new(
         h.feedback.channel.clone(),
@@ -195,7 +202,7 @@ async fn row_level_security_binds_the_service_role() {
     let tenant = Uuid::now_v7();
     let mut client = h.client(tenant);
     let survey = active_survey(&mut client, nps_survey()).await;
-    let invited = invite(&mut client, &survey, &[Uuid::now_v7()]).await;
+    let invited = invite(&mut client, &survey, &h.people(tenant, 1).await).await;
 
     let mut conn = PgConnection::connect(&h.db.url(Some("rapport_feedback")))
         .await
@@ -244,4 +251,46 @@ async fn row_level_security_binds_the_service_role() {
         .rows_affected();
     assert_eq!(updated, 0, "the token opens no write");
     drop(tx);
+
+    // A projection reset (no tenant) reads nothing and deletes every
+    // tenant's noted contacts, and only those.
+    let mut admin = h.db.admin().await;
+    let noted = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        loop {
+            let noted: i64 = sqlx::query_scalar("SELECT count(*) FROM feedback.contacts")
+                .fetch_one(&mut admin)
+                .await
+                .unwrap();
+            if noted > 0 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(noted.is_ok(), "the feed noted the invited contact");
+    let mut tx = conn.begin().await.unwrap();
+    rapport_events::consumer::forget_projection(&mut tx, &["feedback.contacts"])
+        .await
+        .unwrap();
+    rapport_core::db::set_local(&mut tx, &[("app.projection_reset", "on")])
+        .await
+        .unwrap();
+    let seen: i64 = sqlx::query_scalar("SELECT count(*) FROM feedback.contacts")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(seen, 0, "a reset reads nothing");
+    let invitations = sqlx::query("DELETE FROM feedback.invitations")
+        .execute(&mut *tx)
+        .await
+        .unwrap()
+        .rows_affected();
+    assert_eq!(invitations, 0, "a reset deletes nothing else");
+    tx.commit().await.unwrap();
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM feedback.contacts")
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "the reset forgot every noted contact");
 }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use rapport_client::{Auth, RapportClient, Transport};
 use rapport_proto::common::v1::Channel;
+use rapport_proto::contacts::v1::{BatchUpsertContactsRequest, Contact};
 use rapport_proto::feedback::v1::answer::Value;
 use rapport_proto::feedback::v1::feedback_service_client::FeedbackServiceClient;
 use rapport_proto::feedback::v1::*;
@@ -31,24 +32,39 @@ pub async fn run(args: &Args, stack: &Stack) -> anyhow::Result<()> {
         .await?
         .remove(0);
     let mut feedback = tenant_client.feedback();
-    submit_throughput(args, stack, &mut feedback).await?;
+    submit_throughput(args, stack, &tenant_client, &mut feedback).await?;
     summary_growth(args, stack, &mut feedback).await
 }
 
 async fn submit_throughput(
     args: &Args,
     stack: &Stack,
+    tenant_client: &RapportClient,
     feedback: &mut FeedbackServiceClient<Transport>,
 ) -> anyhow::Result<()> {
     let survey = active_survey(feedback, "bench-submit").await?;
+    let mut contacts = tenant_client.contacts();
     let mut tokens = Vec::with_capacity(args.submit_invitations);
     while tokens.len() < args.submit_invitations {
+        // Invitations go to contacts only: a batch of new ones each time.
+        let invitees = (0..INVITE_BATCH)
+            .map(|_| Contact {
+                email: format!("{}@invitee.example.com", Uuid::now_v7()),
+                ..Default::default()
+            })
+            .collect();
+        let invitees = contacts
+            .batch_upsert_contacts(BatchUpsertContactsRequest {
+                contacts: invitees,
+                request_id: String::new(),
+            })
+            .await?
+            .into_inner()
+            .contacts;
         let invited = feedback
             .create_invitations(CreateInvitationsRequest {
                 survey_id: survey.clone(),
-                contact_ids: (0..INVITE_BATCH)
-                    .map(|_| Uuid::now_v7().to_string())
-                    .collect(),
+                contact_ids: invitees.into_iter().map(|c| c.id).collect(),
                 ..Default::default()
             })
             .await?

@@ -48,7 +48,7 @@ async fn feed_caught_up(db_url: &str) {
         loop {
             let (head, cursor): (i64, Option<i64>) = sqlx::query_as(
                 "SELECT (SELECT last_position FROM contacts.outbox_state), \
-                        (SELECT position FROM feedback.feed_cursors WHERE consumer = 'feedback.contacts')",
+                        (SELECT position FROM feedback.feed_cursors WHERE consumer = 'feedback.contacts_v2')",
             )
             .fetch_one(&mut admin)
             .await

@@ -16,7 +16,7 @@ mod outbound;
 mod trust;
 
 pub use identity::Identity;
-pub use outbound::Outbound;
+pub use outbound::{Outbound, TenantOutbound};
 pub use trust::{TrustList, Verifier};
 
 /// Metadata key that carries the credential.

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use http::HeaderValue;
 use tonic::metadata::MetadataValue;
 
-use super::{CREDENTIAL_HEADER, Grant, Identity};
+use uuid::Uuid;
+
+use super::{CREDENTIAL_HEADER, Grant, Identity, Scope};
 
 /// How long an outbound credential is valid.
 const LIFETIME: Duration = Duration::from_secs(60);
@@ -72,5 +74,46 @@ impl tonic::service::Interceptor for Outbound {
             .expect("a JWT is a valid metadata value");
         request.metadata_mut().insert(CREDENTIAL_HEADER, token);
         Ok(request)
+    }
+}
+
+/// Most tenants whose credentials are kept at once.
+const TENANTS_KEPT: u64 = 10_000;
+
+/// Calls to `audience` on behalf of the tenant of the call or event that
+/// caused them: a service asking another about the tenant's data. One
+/// [`Outbound`] per tenant, made when first needed.
+#[derive(Clone)]
+pub struct TenantOutbound {
+    identity: Arc<Identity>,
+    audience: String,
+    scopes: Vec<Scope>,
+    by_tenant: moka::sync::Cache<Uuid, Outbound>,
+}
+
+impl TenantOutbound {
+    /// Calls to `audience` with `scopes`, as the service `identity` names.
+    pub fn new(identity: Arc<Identity>, audience: &str, scopes: Vec<Scope>) -> Self {
+        Self {
+            identity,
+            audience: audience.to_owned(),
+            scopes,
+            by_tenant: moka::sync::Cache::builder()
+                .max_capacity(TENANTS_KEPT)
+                .time_to_idle(LIFETIME * 10)
+                .build(),
+        }
+    }
+
+    /// The credential of calls for `tenant`.
+    pub fn for_tenant(&self, tenant: Uuid) -> Outbound {
+        self.by_tenant.get_with(tenant, || {
+            let grant = Grant {
+                tenant_id: Some(tenant),
+                principal: format!("service:{}", self.identity.name()),
+                scopes: self.scopes.clone(),
+            };
+            Outbound::new(self.identity.clone(), &self.audience, grant)
+        })
     }
 }

@@ -192,7 +192,7 @@ impl Database {
     /// What the current call may still spend: its remaining deadline, at
     /// most the ceiling.
     fn budget(&self) -> Duration {
-        crate::deadline::remaining().map_or(self.ceiling, |left| left.min(self.ceiling))
+        crate::deadline::within(self.ceiling)
     }
 
     /// Begins a transaction in which row-level security shows only

@@ -119,6 +119,19 @@ pub fn snapshot_payload<M: prost::Name + Default>(
     }
 }
 
+/// Forgets every tenant's rows of `tables` (schema-qualified) in
+/// [`Handler::reset`]: with `app.projection_reset` on, which each table's
+/// `projection_reset` policy admits for DELETE, and no tenant set.
+pub async fn forget_projection(tx: &mut PgConnection, tables: &[&str]) -> sqlx::Result<()> {
+    set_local(&mut *tx, &[("app.projection_reset", "on")]).await?;
+    for table in tables {
+        sqlx::query(AssertSqlSafe(format!("DELETE FROM {table}")))
+            .execute(&mut *tx)
+            .await?;
+    }
+    set_local(tx, &[("app.projection_reset", "off")]).await
+}
+
 /// What a consumer follows and where it keeps its place.
 #[derive(Debug, Clone, Copy)]
 pub struct Subscription {

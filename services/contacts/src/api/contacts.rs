@@ -180,7 +180,9 @@ impl ContactsApi {
                 None
             }
         };
+        let ids = violations.parse_distinct_ids("ids", &req.ids);
         let filter = ContactFilter {
+            ids: (!ids.is_empty()).then_some(ids),
             email: non_empty(req.email),
             tag: non_empty(req.tag),
             lifecycle_stage,
@@ -193,7 +195,8 @@ impl ContactsApi {
         violations.check()?;
 
         let mut tx = self.db.begin_tenant_read(ctx.tenant_id).await?;
-        let contacts = store::list_contacts(&mut tx, &filter, page.after, page.fetch()).await?;
+        let contacts =
+            store::list_contacts(&mut tx, ctx.tenant_id, &filter, page.after, page.fetch()).await?;
         finish_read(tx);
         let (contacts, next_page_token) =
             page.finish(contacts.iter().map(|c| (c.id, c.to_proto())).collect());

@@ -283,14 +283,18 @@ pub async fn delete_contact(
 /// Filters of ListContacts.
 #[derive(Debug, Default)]
 pub struct ContactFilter {
+    pub ids: Option<Vec<Uuid>>,
     pub email: Option<String>,
     pub tag: Option<String>,
     pub lifecycle_stage: Option<LifecycleStage>,
     pub updated_since: Option<DateTime<Utc>>,
 }
 
+/// A page of `tenant`'s contacts matching `filter`, in id order after
+/// `after`; the tenant is named for the (tenant_id, id) index (see above).
 pub async fn list_contacts(
     conn: &mut PgConnection,
+    tenant: Uuid,
     filter: &ContactFilter,
     after: Option<Uuid>,
     limit: i64,
@@ -299,11 +303,12 @@ pub async fn list_contacts(
         "SELECT ",
         contact_columns!(),
         " FROM contacts.contacts \
-          WHERE ($1::uuid IS NULL OR id > $1) \
+          WHERE tenant_id = $8 AND ($1::uuid IS NULL OR id > $1) \
             AND ($2::text IS NULL OR lower(email) = lower($2)) \
             AND ($3::text IS NULL OR tags @> ARRAY[$3]) \
             AND ($4::int2 IS NULL OR lifecycle_stage = $4) \
             AND ($5::timestamptz IS NULL OR update_time >= $5) \
+            AND ($7::uuid[] IS NULL OR id = ANY($7)) \
           ORDER BY id LIMIT $6"
     ))
     .bind(after)
@@ -312,6 +317,8 @@ pub async fn list_contacts(
     .bind(filter.lifecycle_stage.map(|s| s as i16))
     .bind(filter.updated_since)
     .bind(limit)
+    .bind(&filter.ids)
+    .bind(tenant)
     .fetch_all(conn)
     .await?;
     Ok(rows.into_iter().map(Into::into).collect())

@@ -1,4 +1,5 @@
-//! CreateInvitations: single-use tokens for contacts, within the fatigue rules.
+//! CreateInvitations: single-use tokens for the tenant's contacts, within
+//! the fatigue rules.
 
 use std::collections::{HashMap, HashSet};
 
@@ -36,22 +37,19 @@ impl FeedbackApi {
                 format!("must hold 1 to {MAX_INVITATIONS} contact ids"),
             );
         }
-        let mut contacts = Vec::with_capacity(req.contact_ids.len());
-        let mut seen = HashSet::new();
-        for (i, id) in req.contact_ids.iter().enumerate() {
-            let field = format!("contact_ids[{i}]");
-            let contact = violations.parse_id(&field, id);
-            if !contact.is_nil() && !seen.insert(contact) {
-                violations.add(field, format!("repeats contact {contact}"));
-            }
-            contacts.push(contact);
-        }
+        let contacts = violations.parse_distinct_ids("contact_ids", &req.contact_ids);
         if Channel::try_from(req.channel).is_err() {
             violations.add("channel", "is not a known channel");
         }
         check_request_id(&req.request_id, &mut violations);
         violations.check()?;
 
+        // Asked before the transaction, which then holds no connection
+        // while the contacts service answers.
+        let mut unknown = self
+            .directory
+            .unknown_among(ctx.tenant_id, &contacts)
+            .await?;
         let mut tx = self.db.begin_tenant(ctx.tenant_id).await?;
         let claim = match IDEMPOTENCY
             .claim(
@@ -82,6 +80,8 @@ impl FeedbackApi {
             survey_days: survey.survey.fatigue_days,
         };
         store::lock_contacts(&mut tx, ctx.tenant_id, &contacts).await?;
+        // Gone since the directory answered: merged away or deleted.
+        unknown.extend(crate::store::contacts::gone_among(&mut tx, &contacts).await?);
         let erased: HashSet<Uuid> = store::erased_among(&mut tx, &contacts)
             .await?
             .into_iter()
@@ -107,6 +107,8 @@ impl FeedbackApi {
         for contact in contacts {
             let skip = if erased.contains(&contact) {
                 Some((SkipReason::ContactErased, None))
+            } else if unknown.contains(&contact) {
+                Some((SkipReason::ContactNotFound, None))
             } else {
                 let history = past.get(&contact).map_or(&[][..], Vec::as_slice);
                 fatigue::skip_reason(survey_id, rules, history, now)

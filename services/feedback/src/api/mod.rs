@@ -24,6 +24,8 @@ use rapport_proto::feedback::v1::*;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
+use crate::directory::ContactDirectory;
+
 /// `feedback:read` and `feedback:write`.
 const SCOPE: ApiScope = ApiScope("feedback");
 const IDEMPOTENCY: IdempotencyTable = IdempotencyTable {
@@ -34,11 +36,16 @@ const IDEMPOTENCY: IdempotencyTable = IdempotencyTable {
 pub struct FeedbackApi {
     db: Database,
     clock: Clock,
+    directory: ContactDirectory,
 }
 
 impl FeedbackApi {
-    pub fn new(db: Database, clock: Clock) -> Self {
-        Self { db, clock }
+    pub fn new(db: Database, clock: Clock, directory: ContactDirectory) -> Self {
+        Self {
+            db,
+            clock,
+            directory,
+        }
     }
 }
 

@@ -1,29 +1,41 @@
 //! Follows the contacts change feed: an erased contact's personal data
 //! leaves its responses (scores stay, anonymous, for the aggregate KPIs),
-//! and a merged contact's responses move to the survivor. The SQL lives in
-//! `store::contact_changes`.
+//! a merged contact's responses move to the survivor, and the live
+//! contacts are noted so that invitations go to contacts only. The SQL
+//! lives in `store::contact_changes` and `store::contacts`.
 
 use chrono::{DateTime, Utc};
 use futures::FutureExt as _;
 use futures::future::BoxFuture;
 use rapport_core::Clock;
 use rapport_core::convert::to_datetime;
-use rapport_events::consumer::{Handler, Subscription, payload, snapshot_payload};
+use rapport_events::consumer::{
+    Handler, Subscription, forget_projection, payload, snapshot_payload,
+};
 use rapport_events::snapshot::kind;
 use rapport_proto::EventPayload as _;
-use rapport_proto::contacts::v1::{ContactErased, ContactMerged};
+use rapport_proto::contacts::v1::{
+    ContactCreated, ContactDeleted, ContactErased, ContactMerged, ContactSnapshot,
+};
 use rapport_proto::events::v1::{EventEnvelope, SnapshotItem};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::store::contact_changes;
+use crate::store::{contact_changes, contacts, invitation};
 
 /// What feedback follows of the contacts feed, and where its cursor is.
 pub const SUBSCRIPTION: Subscription = Subscription {
-    consumer: "feedback.contacts",
+    // Named anew when feedback began to note the live contacts, so that
+    // it started without a cursor and loaded them from the snapshot.
+    consumer: "feedback.contacts_v2",
     producer: "contacts",
     schema: "feedback",
-    types: &[ContactErased::EVENT_TYPE, ContactMerged::EVENT_TYPE],
+    types: &[
+        ContactCreated::EVENT_TYPE,
+        ContactDeleted::EVENT_TYPE,
+        ContactErased::EVENT_TYPE,
+        ContactMerged::EVENT_TYPE,
+    ],
 };
 
 pub struct ContactChanges {
@@ -32,23 +44,35 @@ pub struct ContactChanges {
 
 /// A change to apply, in feed order.
 enum Change {
+    Create(Uuid),
+    Delete(Uuid),
     Erase(Vec<Uuid>, DateTime<Utc>),
     Merge { duplicate: Uuid, survivor: Uuid },
 }
 
 impl ContactChanges {
     /// Applies `changes` of `tenant` in order, erasures that follow one
-    /// another together.
+    /// another together. Every contact the batch removes is locked first,
+    /// all at once in id order as CreateInvitations locks them, so the two
+    /// never wait on each other in a cycle.
     async fn apply_changes(
         &self,
         tx: &mut PgConnection,
         tenant: Uuid,
         changes: Vec<Change>,
     ) -> anyhow::Result<()> {
+        let removed: Vec<Uuid> = changes.iter().flat_map(Change::removes).collect();
+        if !removed.is_empty() {
+            invitation::lock_contacts(tx, tenant, &removed).await?;
+        }
+        let mut created = Vec::new();
+        let mut deleted = Vec::new();
         let mut erased: Vec<Uuid> = Vec::new();
         let mut when = self.clock.now();
         for change in changes {
             match change {
+                Change::Create(id) => created.push(id),
+                Change::Delete(id) => deleted.push(id),
                 Change::Erase(ids, at) => {
                     erased.extend(ids);
                     when = at;
@@ -61,15 +85,44 @@ impl ContactChanges {
                         contact_changes::erase(tx, tenant, &std::mem::take(&mut erased), when)
                             .await?;
                     }
-                    contact_changes::merge(tx, duplicate, survivor).await?;
+                    contact_changes::merge(tx, tenant, duplicate, survivor).await?;
                 }
             }
         }
         if !erased.is_empty() {
             contact_changes::erase(tx, tenant, &erased, when).await?;
         }
+        if !deleted.is_empty() {
+            contact_changes::delete(tx, tenant, &deleted).await?;
+        }
+        // Ids are never reused: a contact created and removed in the same
+        // batch stays gone, whichever is written first.
+        if !created.is_empty() {
+            contacts::add(tx, tenant, &created).await?;
+        }
         Ok(())
     }
+}
+
+impl Change {
+    /// The contacts this change takes away.
+    fn removes(&self) -> Vec<Uuid> {
+        match self {
+            Change::Create(_) => Vec::new(),
+            Change::Delete(id) => vec![*id],
+            Change::Erase(ids, _) => ids.clone(),
+            Change::Merge {
+                duplicate,
+                survivor,
+            } => vec![*duplicate, *survivor],
+        }
+    }
+}
+
+/// The id of the contact a payload describes.
+fn contact_id(contact: Option<&rapport_proto::contacts::v1::Contact>) -> anyhow::Result<Uuid> {
+    let contact = contact.ok_or_else(|| anyhow::anyhow!("the payload holds no contact"))?;
+    Ok(Uuid::parse_str(&contact.id)?)
 }
 
 /// Every id an erasure names: the contact's and those merged into it.
@@ -100,7 +153,11 @@ impl Handler for ContactChanges {
             let tenant = Uuid::parse_str(&first.tenant_id)?;
             let mut changes = Vec::with_capacity(events.len());
             for event in events {
-                if let Some(erased) = payload::<ContactErased>(event)? {
+                if let Some(created) = payload::<ContactCreated>(event)? {
+                    changes.push(Change::Create(contact_id(created.contact.as_ref())?));
+                } else if let Some(deleted) = payload::<ContactDeleted>(event)? {
+                    changes.push(Change::Delete(Uuid::parse_str(&deleted.contact_id)?));
+                } else if let Some(erased) = payload::<ContactErased>(event)? {
                     let at = event.occur_time.as_ref().and_then(to_datetime);
                     changes.push(Change::Erase(
                         erased_ids(&erased)?,
@@ -115,9 +172,14 @@ impl Handler for ContactChanges {
         .boxed()
     }
 
-    /// Erasures and merges that happened before this consumer started.
+    /// The live contacts, and the erasures and merges that happened before
+    /// this consumer started.
     fn snapshot_kinds(&self) -> Vec<String> {
-        vec![kind::<ContactErased>(), kind::<ContactMerged>()]
+        vec![
+            kind::<ContactSnapshot>(),
+            kind::<ContactErased>(),
+            kind::<ContactMerged>(),
+        ]
     }
 
     fn load<'a>(
@@ -133,13 +195,23 @@ impl Handler for ContactChanges {
             let now = self.clock.now();
             let mut changes = Vec::with_capacity(items.len());
             for item in items {
-                if let Some(erased) = snapshot_payload::<ContactErased>(item)? {
+                if let Some(contact) = snapshot_payload::<ContactSnapshot>(item)? {
+                    changes.push(Change::Create(contact_id(contact.contact.as_ref())?));
+                } else if let Some(erased) = snapshot_payload::<ContactErased>(item)? {
                     changes.push(Change::Erase(erased_ids(&erased)?, now));
                 } else if let Some(merged) = snapshot_payload::<ContactMerged>(item)? {
                     changes.push(merge(&merged)?);
                 }
             }
             self.apply_changes(tx, tenant, changes).await
+        }
+        .boxed()
+    }
+
+    fn reset<'a>(&'a self, tx: &'a mut PgConnection) -> BoxFuture<'a, anyhow::Result<()>> {
+        async move {
+            forget_projection(tx, &["feedback.contacts"]).await?;
+            Ok(())
         }
         .boxed()
     }

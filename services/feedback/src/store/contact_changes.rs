@@ -1,6 +1,7 @@
 //! What the contacts feed changes in the feedback schema: an erased
 //! contact is forgotten, a merged contact's invitations and responses move
-//! to the survivor.
+//! to the survivor, and both, like a deleted contact, are gone from the
+//! contacts invitations may go to (`store::contacts`).
 
 use chrono::{DateTime, Utc};
 use prost::Name;
@@ -12,8 +13,9 @@ use uuid::Uuid;
 /// the order the API takes them, so it neither deadlocks with nor misses a
 /// call in flight: the contacts' invitation locks (as CreateInvitations),
 /// then their invitations (as SubmitResponse, whose response row it waits
-/// for), then their responses. Forgetting a forgotten contact changes
-/// nothing.
+/// for), then their responses. A contact forgotten before is left alone:
+/// what was stored about it since (a reply naming it as skipped) stays, so
+/// loading the snapshot's erasures again changes nothing.
 pub async fn erase(
     tx: &mut PgConnection,
     tenant: Uuid,
@@ -21,15 +23,20 @@ pub async fn erase(
     when: DateTime<Utc>,
 ) -> anyhow::Result<()> {
     super::invitation::lock_contacts(tx, tenant, contacts).await?;
-    sqlx::query(
+    super::contacts::mark_gone(tx, tenant, contacts).await?;
+    let fresh: Vec<Uuid> = sqlx::query_scalar(
         "INSERT INTO feedback.erased_contacts (tenant_id, contact_id, erase_time) \
-         SELECT $1, unnest($2::uuid[]), $3 ON CONFLICT DO NOTHING",
+         SELECT $1, unnest($2::uuid[]), $3 ON CONFLICT DO NOTHING RETURNING contact_id",
     )
     .bind(tenant)
     .bind(contacts)
     .bind(when)
-    .execute(&mut *tx)
+    .fetch_all(&mut *tx)
     .await?;
+    if fresh.is_empty() {
+        return Ok(());
+    }
+    let contacts = fresh.as_slice();
     let invitations: Vec<Uuid> = sqlx::query_scalar(
         "UPDATE feedback.invitations SET contact_id = NULL WHERE contact_id = ANY($1) RETURNING id",
     )
@@ -91,7 +98,17 @@ async fn forget_contact_in_feed(tx: &mut PgConnection, aggregates: &[Uuid]) -> a
     Ok(())
 }
 
-pub async fn merge(tx: &mut PgConnection, duplicate: Uuid, survivor: Uuid) -> anyhow::Result<()> {
+/// Moves `duplicate`'s invitations and responses to `survivor`, under both
+/// contacts' invitation locks: an invitation to the duplicate made before
+/// moves with the rest, one asked for after finds the duplicate gone.
+pub async fn merge(
+    tx: &mut PgConnection,
+    tenant: Uuid,
+    duplicate: Uuid,
+    survivor: Uuid,
+) -> anyhow::Result<()> {
+    super::invitation::lock_contacts(tx, tenant, &[duplicate, survivor]).await?;
+    super::contacts::mark_gone(tx, tenant, &[duplicate]).await?;
     for table in ["feedback.responses", "feedback.invitations"] {
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE {table} SET contact_id = $2 WHERE contact_id = $1"
@@ -101,5 +118,12 @@ pub async fn merge(tx: &mut PgConnection, duplicate: Uuid, survivor: Uuid) -> an
         .execute(&mut *tx)
         .await?;
     }
+    Ok(())
+}
+
+/// Notes deleted `contacts` as gone, under their invitation locks.
+pub async fn delete(tx: &mut PgConnection, tenant: Uuid, contacts: &[Uuid]) -> anyhow::Result<()> {
+    super::invitation::lock_contacts(tx, tenant, contacts).await?;
+    super::contacts::mark_gone(tx, tenant, contacts).await?;
     Ok(())
 }

@@ -4,6 +4,7 @@
 
 pub mod anonymous_link;
 pub mod contact_changes;
+pub mod contacts;
 pub mod counts;
 pub mod invitation;
 pub mod response;

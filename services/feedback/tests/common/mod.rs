@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use rapport_core::credential::Outbound;
 use rapport_proto::common::v1::Channel;
 use rapport_proto::contacts::v1::contacts_service_client::ContactsServiceClient;
+use rapport_proto::contacts::v1::{Contact, CreateContactRequest};
 use rapport_proto::feedback::v1::answer::Value;
 use rapport_proto::feedback::v1::feedback_service_client::FeedbackServiceClient;
 use rapport_proto::feedback::v1::*;
@@ -80,6 +81,37 @@ impl Harness {
         tenant: Uuid,
     ) -> ContactsServiceClient<InterceptedService<Transport, Outbound>> {
         ContactsServiceClient::new(self.contacts.tenant_channel(tenant))
+    }
+}
+
+impl Harness {
+    /// A new contact of `tenant` at the contacts service.
+    pub async fn contact(&self, tenant: Uuid, email: &str) -> Uuid {
+        let contact = self
+            .contacts(tenant)
+            .create_contact(CreateContactRequest {
+                contact: Some(Contact {
+                    email: email.into(),
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            })
+            .await
+            .expect("create contact")
+            .into_inner()
+            .contact
+            .unwrap();
+        contact.id.parse().unwrap()
+    }
+
+    /// `count` new contacts of `tenant`.
+    pub async fn people(&self, tenant: Uuid, count: usize) -> Vec<Uuid> {
+        let mut people = Vec::with_capacity(count);
+        for _ in 0..count {
+            let email = format!("{}@example.com", Uuid::now_v7());
+            people.push(self.contact(tenant, &email).await);
+        }
+        people
     }
 }
 

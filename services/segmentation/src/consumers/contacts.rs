@@ -10,7 +10,9 @@ use futures::FutureExt as _;
 use futures::future::BoxFuture;
 use rapport_core::Clock;
 use rapport_core::convert::to_datetime;
-use rapport_events::consumer::{Handler, Subscription, payload, snapshot_payload};
+use rapport_events::consumer::{
+    Handler, Subscription, forget_projection, payload, snapshot_payload,
+};
 use rapport_events::snapshot::kind;
 use rapport_proto::EventPayload as _;
 use rapport_proto::contacts::v1::{
@@ -217,7 +219,15 @@ impl Handler for ContactChanges {
 
     fn reset<'a>(&'a self, tx: &'a mut PgConnection) -> BoxFuture<'a, anyhow::Result<()>> {
         async move {
-            projection::reset(tx, &["profiles", "stage_changes", "events"]).await?;
+            forget_projection(
+                tx,
+                &[
+                    "segmentation.profiles",
+                    "segmentation.stage_changes",
+                    "segmentation.events",
+                ],
+            )
+            .await?;
             Ok(())
         }
         .boxed()

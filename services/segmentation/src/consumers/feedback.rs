@@ -7,7 +7,9 @@ use futures::FutureExt as _;
 use futures::future::BoxFuture;
 use rapport_core::Clock;
 use rapport_core::convert::to_datetime;
-use rapport_events::consumer::{Handler, Subscription, payload, snapshot_payload};
+use rapport_events::consumer::{
+    Handler, Subscription, forget_projection, payload, snapshot_payload,
+};
 use rapport_events::snapshot::kind;
 use rapport_proto::EventPayload as _;
 use rapport_proto::events::v1::{EventEnvelope, SnapshotItem};
@@ -116,7 +118,7 @@ impl Handler for FeedbackChanges {
 
     fn reset<'a>(&'a self, tx: &'a mut PgConnection) -> BoxFuture<'a, anyhow::Result<()>> {
         async move {
-            projection::reset(tx, &["answers"]).await?;
+            forget_projection(tx, &["segmentation.answers"]).await?;
             Ok(())
         }
         .boxed()

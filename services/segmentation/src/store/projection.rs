@@ -320,22 +320,3 @@ async fn leave_all_segments(tx: &mut PgConnection, contacts: &[Uuid]) -> sqlx::R
     .await?;
     Ok(())
 }
-
-/// Forgets every tenant's rows of `tables` before a load from the
-/// producer's snapshot (run with no tenant set).
-pub async fn reset(tx: &mut PgConnection, tables: &[&str]) -> sqlx::Result<()> {
-    sqlx::query("SELECT set_config('app.projection_reset', 'on', true)")
-        .execute(&mut *tx)
-        .await?;
-    for table in tables {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DELETE FROM segmentation.{table}"
-        )))
-        .execute(&mut *tx)
-        .await?;
-    }
-    sqlx::query("SELECT set_config('app.projection_reset', 'off', true)")
-        .execute(tx)
-        .await?;
-    Ok(())
-}

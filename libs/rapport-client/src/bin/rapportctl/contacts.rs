@@ -24,6 +24,10 @@ pub enum ContactsCommand {
         /// discovery, education, purchase, post-purchase or advocacy.
         #[arg(long, value_parser = parse_stage)]
         stage: Option<LifecycleStage>,
+        /// Only these contacts (repeat the flag); ids of no live contact
+        /// are left out.
+        #[arg(long = "id")]
+        ids: Vec<String>,
         #[arg(long, default_value_t = 100)]
         page_size: i32,
         #[arg(long, default_value = "")]
@@ -136,6 +140,7 @@ pub async fn run(client: &RapportClient, command: ContactsCommand) -> anyhow::Re
             tag,
             email,
             stage,
+            ids,
             page_size,
             page_token,
         } => {
@@ -146,6 +151,7 @@ pub async fn run(client: &RapportClient, command: ContactsCommand) -> anyhow::Re
                 tag: tag.unwrap_or_default(),
                 lifecycle_stage: stage.unwrap_or_default() as i32,
                 updated_since: None,
+                ids,
             };
             let page = with_retries(3, || {
                 let (mut c, r) = (contacts.clone(), request.clone());
