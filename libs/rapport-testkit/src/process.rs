@@ -107,18 +107,7 @@ impl ServiceProcess {
 
     /// CPU time (user and system) the process has used, from /proc.
     pub fn cpu_time(&self) -> anyhow::Result<Duration> {
-        let pid = self.pid()?;
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-        // Fields after the command name, which may contain spaces.
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .context("a /proc stat line")?
-            .1
-            .split_whitespace()
-            .collect();
-        let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
-        // Linux reports in USER_HZ, 100 per second on every common platform.
-        Ok(Duration::from_millis(ticks * 10))
+        cpu_time_of(self.pid()?)
     }
 
     /// Resident set size from /proc, in KiB.
@@ -331,6 +320,21 @@ impl ProcessStack {
 }
 
 /// Where the process `name` writes its log lines, when they go to `logs`.
+/// CPU time (user and system) process `pid` has used, from /proc.
+pub fn cpu_time_of(pid: u32) -> anyhow::Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name, which may contain spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .context("a /proc stat line")?
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+    // Linux reports in USER_HZ, 100 per second on every common platform.
+    Ok(Duration::from_millis(ticks * 10))
+}
+
 fn log_file(logs: Option<&Path>, name: &str) -> Option<PathBuf> {
     logs.map(|dir| dir.join(format!("{name}.log")))
 }

@@ -5,7 +5,7 @@
 //! no-op consumer's apply) measured alongside; and how late exits run when
 //! a window's edge passes.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -23,7 +23,7 @@ use rapport_proto::events::v1::event_feed_service_client::EventFeedServiceClient
 use rapport_proto::segmentation::v1::segmentation_service_client::SegmentationServiceClient;
 use rapport_proto::segmentation::v1::*;
 use rapport_testkit::identity;
-use rapport_testkit::process::ProcessStack;
+use rapport_testkit::process::{self, ProcessStack};
 use sqlx::{PgConnection, PgPool};
 use tonic::service::interceptor::InterceptedService;
 use uuid::Uuid;
@@ -91,7 +91,9 @@ pub async fn run(
         hop.recording.store(true, Ordering::Relaxed);
         let hopping = tokio::spawn(async move { consumer.run(std::future::pending()).await });
         let calls = seconds * CALLS_PER_SECOND;
+        let cpu_before = CpuUse::now(stack)?;
         steady(&contacts, &ids, &mut fresh, rate, calls, &delays).await?;
+        let cpu = CpuUse::now(stack)?.since(&cpu_before);
         let waited = Instant::now();
         while delays.micros.lock().expect("not poisoned").len() < calls
             && waited.elapsed() < Duration::from_secs(60)
@@ -136,6 +138,7 @@ pub async fn run(
                 String::new()
             }
         );
+        println!("    {cpu}");
     }
     exits(stack, &contacts, &ids[ids.len() - EXITS..], &expiring).await
 }
@@ -317,6 +320,129 @@ async fn feed_from_head(
         })
         .await?
         .into_inner())
+}
+
+/// CPU time spent so far: the machine's, busy and in all (from
+/// /proc/stat), that of the two services the events go through, of
+/// PostgreSQL's processes (by login role, or by task for its own
+/// processes) and of the bench itself.
+struct CpuUse {
+    busy: Duration,
+    total: Duration,
+    contacts: Duration,
+    segmentation: Duration,
+    postgres: BTreeMap<String, Duration>,
+    bench: Duration,
+}
+
+/// CPU time of the PostgreSQL processes now running, by what their command
+/// line names first: the login role of a backend (`postgres: 15/main:
+/// rapport_contacts db [local] idle`), else the task (`walwriter`). A
+/// backend that ended meanwhile takes its time with it, so this is a floor.
+fn postgres_cpu() -> anyhow::Result<BTreeMap<String, Duration>> {
+    let mut by_role = BTreeMap::new();
+    for entry in std::fs::read_dir("/proc")? {
+        let Some(pid) = entry?
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let is_postgres = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .is_ok_and(|comm| comm.trim() == "postgres");
+        let Ok(command) = std::fs::read_to_string(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        if !is_postgres {
+            continue;
+        }
+        let role = command
+            .split(": ")
+            .nth(2)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or("postmaster")
+            .to_owned();
+        if let Ok(time) = process::cpu_time_of(pid) {
+            *by_role.entry(role).or_default() += time;
+        }
+    }
+    Ok(by_role)
+}
+
+impl CpuUse {
+    fn now(stack: &ProcessStack) -> anyhow::Result<Self> {
+        let stat = std::fs::read_to_string("/proc/stat")?;
+        let ticks: Vec<u64> = stat
+            .lines()
+            .next()
+            .and_then(|line| line.strip_prefix("cpu "))
+            .ok_or_else(|| anyhow::anyhow!("/proc/stat has no cpu line"))?
+            .split_whitespace()
+            .map(str::parse)
+            .collect::<Result<_, _>>()?;
+        // user nice system idle iowait irq softirq steal: idle and iowait
+        // are the time nothing ran. USER_HZ is 100.
+        let total: u64 = ticks.iter().take(8).sum();
+        let idle = ticks[3] + ticks[4];
+        Ok(Self {
+            busy: Duration::from_millis((total - idle) * 10),
+            total: Duration::from_millis(total * 10),
+            contacts: stack.contacts.cpu_time()?,
+            segmentation: stack.segmentation.cpu_time()?,
+            postgres: postgres_cpu()?,
+            bench: process::cpu_time_of(std::process::id())?,
+        })
+    }
+
+    fn since(&self, before: &Self) -> Self {
+        let postgres = self
+            .postgres
+            .iter()
+            .map(|(role, time)| {
+                let earlier = before.postgres.get(role).copied().unwrap_or_default();
+                (role.clone(), time.saturating_sub(earlier))
+            })
+            .collect();
+        Self {
+            busy: self.busy.saturating_sub(before.busy),
+            total: self.total.saturating_sub(before.total),
+            contacts: self.contacts.saturating_sub(before.contacts),
+            segmentation: self.segmentation.saturating_sub(before.segmentation),
+            postgres,
+            bench: self.bench.saturating_sub(before.bench),
+        }
+    }
+}
+
+impl std::fmt::Display for CpuUse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let busy = self.busy.as_secs_f64();
+        let total = self.total.as_secs_f64().max(f64::EPSILON);
+        let postgres: f64 = self.postgres.values().map(Duration::as_secs_f64).sum();
+        let parts = [self.contacts, self.segmentation, self.bench].map(|part| part.as_secs_f64());
+        let [contacts, segmentation, bench] = parts;
+        let mut roles: Vec<(&String, f64)> = self
+            .postgres
+            .iter()
+            .map(|(role, time)| (role, time.as_secs_f64()))
+            .filter(|(_, time)| *time >= 0.1)
+            .collect();
+        roles.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let roles: Vec<String> = roles
+            .iter()
+            .map(|(role, time)| format!("{role} {time:.1}"))
+            .collect();
+        write!(
+            f,
+            "CPU while sending: machine {:.0}% busy ({busy:.1} of {total:.1} core-seconds): \
+             PostgreSQL {postgres:.1} ({}), contacts {contacts:.1}, segmentation \
+             {segmentation:.1}, the bench {bench:.1}, anything else {:.1}",
+            100.0 * busy / total,
+            roles.join(", "),
+            (busy - postgres - parts.iter().sum::<f64>()).max(0.0),
+        )
+    }
 }
 
 /// `calls` RecordEvents calls of `rate / CALLS_PER_SECOND` events, one
